@@ -1,0 +1,17 @@
+"""pip install of the offline half only: `pip install .` gives despite_core and the `despite` command.
+
+The ROS package (interfaces, nodes, launch files) is built by CMakeLists.txt, through colcon or
+`make`. The distribution is named `despite`, never `despite_ros`: with that name pip would take the
+CMake-installed egg-info for its own and uninstall it, deleting the generated messages.
+"""
+from setuptools import find_packages, setup
+
+setup(
+    name="despite",
+    version="0.1.0",
+    description="DeSPITE LiDAR/IMU/skeleton/text joint embeddings for privacy-preserving activity recognition",
+    packages=find_packages(include=["despite_core", "despite_core.*"]),
+    python_requires=">=3.10",
+    install_requires=["numpy", "scipy", "PyYAML", "tqdm", "matplotlib", "open3d-cpu", "rosbags"],
+    entry_points={"console_scripts": ["despite = despite_core.cli:main"]},
+)
