@@ -180,6 +180,11 @@ class StoreWriter:
         if exc_type is None:
             self.close()
 
+    @property
+    def sequence_ids(self) -> list[str]:
+        """Ids of every sequence added so far (written or still buffered)."""
+        return list(self._sequences) + [s.sequence_id for s in self._pending]
+
     def add(self, seq: Sequence) -> None:
         if seq.sequence_id in self._sequences or any(s.sequence_id == seq.sequence_id for s in self._pending):
             raise StoreError(f"sequence {seq.sequence_id!r} added twice")

@@ -1,0 +1,198 @@
+"""The `despite` command (offline half): `despite synth`, `despite import <format>`.
+
+Subcommands of the later stages (train, eval, export, bench) join here as they are built; until
+then they are not listed rather than stubbed.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from despite_core import __version__
+
+
+class CliError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def _positive_float(text: str) -> float:
+    v = float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return v
+
+
+def _range_pair(text: str) -> tuple[float, float]:
+    try:
+        lo, hi = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LOW,HIGH (e.g. 1.5,1.7), got {text!r}") from None
+    if not 0 < lo <= hi:
+        raise argparse.ArgumentTypeError(f"need 0 < LOW <= HIGH, got {text!r}")
+    return lo, hi
+
+
+def add_synth_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "synth", help="simulate the synthetic multimodal world (LiDAR, IMU, skeleton, text)",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description=(
+            "Simulate people doing activities in a room, seen by a spinning LiDAR and wearing IMUs. "
+            "Writes a sequence store (person-segmented clouds, IMU, SMPL joints, labels, text; "
+            "docs/data-format.md) and/or a rosbag2 MCAP bag with full scans, Imu topics and ground truth. "
+            "Deterministic for a seed. See docs/synthetic-world.md for what --difficulty scales."))
+    p.add_argument("--out", type=Path, help="sequence store directory to write")
+    p.add_argument("--bag", type=Path, help="also write a rosbag2 MCAP bag to this directory "
+                   "(64-beam scans are ~0.9 GB per minute before compression: keep bags short)")
+    p.add_argument("--minutes", type=_positive_float, default=1.0, help="total simulated time")
+    p.add_argument("--people", type=int, default=2, help="people per scene (1-8)")
+    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--difficulty", type=float, default=1.0,
+                   help="0 = ideal sensors and similar bodies, 1 = realistic default, 2 = harsh")
+    p.add_argument("--scene-minutes", type=_positive_float, default=None,
+                   help="length of one scene (new room, new people); default 1, or --minutes when writing a bag")
+    p.add_argument("--lidar-beams", type=int, default=64, choices=(16, 32, 64, 128))
+    p.add_argument("--lidar-columns", type=int, default=1024, help="azimuth steps per turn")
+    p.add_argument("--lidar-rate", type=float, default=10.0, help="scans per second (10 or 20 typical)")
+    p.add_argument("--lidar-range-noise", type=float, default=None, help="range noise 1 sigma, m (default 0.02)")
+    p.add_argument("--imu-rate", type=float, default=100.0, help="IMU samples per second")
+    p.add_argument("--imu-sites", default=None,
+                   help="comma-separated IMU sites (default: LIPD's four; more: head, pelvis, "
+                        "left_upper_arm, right_upper_arm, left_thigh, right_thigh)")
+    p.add_argument("--untexted", type=float, default=0.2, help="fraction of segments without text")
+    p.add_argument("--height-range", type=_range_pair, default=None, metavar="LOW,HIGH",
+                   help="draw body statures (m) from this range instead of the default N(1.72, 0.10)")
+    p.add_argument("--bvh", type=Path, nargs="+", default=(),
+                   help="BVH mocap files that drive persons 1, 2, ... instead of procedural motion (unlabelled)")
+    p.add_argument("--no-bag-compression", action="store_true", help="write the bag without zstd chunk compression")
+    p.add_argument("--figure", type=Path, help="after simulating, plot one window of the store to this PNG")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store / bag")
+    p.add_argument("--demo", action="store_true",
+                   help="a short 2-person 32-beam scene into build/demo-store with a printed summary (make demo)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    p.set_defaults(func=run_synth)
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from despite_core.data.synth.imu import ImuConfig
+    from despite_core.data.synth.lidar import LidarConfig
+    from despite_core.data.synth.world import WorldConfig, generate
+
+    if args.demo:
+        args.out = args.out or Path("build/demo-store")
+        args.minutes, args.people, args.lidar_beams, args.overwrite = 0.5, 2, 32, True
+        args.scene_minutes = 0.25
+    if args.out is None and args.bag is None:
+        raise CliError("despite synth: give --out STORE and/or --bag BAG (or --demo)")
+    if args.figure is not None and args.out is None:
+        raise CliError("despite synth: --figure plots a window of the store: give --out too")
+    for f in args.bvh:
+        if not f.is_file():
+            raise CliError(f"despite synth: BVH file {f} does not exist")
+    sites = tuple(s.strip() for s in args.imu_sites.split(",")) if args.imu_sites else ImuConfig().sites
+    scene_minutes = args.scene_minutes or (args.minutes if args.bag is not None else 1.0)
+    try:
+        lidar = replace(LidarConfig(beams=args.lidar_beams), columns=args.lidar_columns, rate=args.lidar_rate,
+                        **({"range_noise": args.lidar_range_noise} if args.lidar_range_noise is not None else {}))
+        config = WorldConfig(minutes=args.minutes, people=args.people, seed=args.seed, difficulty=args.difficulty,
+                             scene_minutes=scene_minutes, lidar=lidar, imu=ImuConfig(rate=args.imu_rate, sites=sites),
+                             untexted=args.untexted, bvh=tuple(str(f) for f in args.bvh),
+                             height_range=args.height_range)
+    except ValueError as e:
+        raise CliError(f"despite synth: {e}") from None
+    for path in (args.out, args.bag):
+        if path is not None and path.exists() and not args.overwrite:
+            raise CliError(f"despite synth: {path} exists; pass --overwrite to replace it")
+    summary = generate(config, args.out, bag=args.bag, overwrite=args.overwrite, progress=not args.quiet,
+                       bag_compression=not args.no_bag_compression)
+    if args.figure is not None:
+        from despite_core.data.synth.figure import plot_window
+
+        summary["figure"] = str(plot_window(args.out, args.figure))
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        print(format_summary(summary))
+    return 0
+
+
+def format_summary(s: dict) -> str:
+    """Human-readable summary of a synth run."""
+    lines = [
+        f"despite synth: {s['scenes']} scene(s) x {s['people_per_scene']} people, {s['scans']} scans, "
+        f"{s['person_frames']} person-frames in {s['seconds']:.1f} s",
+        f"  points per person per scan: mean {s['points_per_person_frame']['mean']:.0f}, "
+        f"median {s['points_per_person_frame']['median']:.0f}, "
+        f"empty (fully occluded/out of view) {100 * s['points_per_person_frame']['empty_fraction']:.1f} %",
+    ]
+    if s.get("store"):
+        lines.append(f"  sequence store: {s['store']}")
+    if s.get("bag"):
+        lines.append(f"  rosbag2 (MCAP): {s['bag']} ({s.get('bag_mb', 0):.1f} MB)")
+    total = sum(s["class_frames"].values()) + s["unlabelled_frames"]
+    lines.append("  frames per activity:")
+    for name, n in s["class_frames"].items():
+        lines.append(f"    {name:<16} {n:6d}  {100 * n / max(total, 1):5.1f} %")
+    if s["unlabelled_frames"]:
+        lines.append(f"    {'(unlabelled)':<16} {s['unlabelled_frames']:6d}")
+    if s.get("figure"):
+        lines.append(f"  figure: {s['figure']}")
+    return "\n".join(lines)
+
+
+def add_import_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("import", help="convert a real dataset (LIPD+BABEL, MSR-Action3D, BVH) to a sequence store",
+                       description="Convert a dataset in its own format into a sequence store (docs/importers.md).")
+    fmt = p.add_subparsers(dest="format", metavar="FORMAT", required=True)
+    from despite_core.data.importers import bvh, lipd, msr
+
+    for name, module, text in (("lipd", lipd, "LIPD pickles (+ optional BABEL annotations)"),
+                               ("msr", msr, "MSR-Action3D depth .bin files"),
+                               ("bvh", bvh, "BVH motion capture (joints only)")):
+        q = fmt.add_parser(name, help=text, description=(module.__doc__ or text).strip().splitlines()[0],
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        module.add_arguments(q)
+        q.set_defaults(func=lambda a, m=module: _run_import(m, a))
+
+
+def _run_import(module, args: argparse.Namespace) -> int:
+    summary = module.run(args)
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="despite",
+        description="despite: DeSPITE LiDAR / IMU / skeleton / text joint embeddings, offline tools.")
+    parser.add_argument("--version", action="version", version=f"despite {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    add_synth_parser(sub)
+    add_import_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except CliError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
+        # Library errors already say what and where; show them without a traceback.
+        print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,385 @@
+"""The synthetic multimodal world: rooms, people, activities, and every sensor derived from one
+kinematic truth (LiDAR returns on the body surfaces, IMUs on the limbs, SMPL joints).
+
+A run is split into scenes (``scene_minutes`` each): every scene draws a new room, sensor
+mounting and new people (new subjects), so splits by subject hold unseen bodies and styles.
+``difficulty`` scales the realism that removes shortcuts (docs/synthetic-world.md):
+0 = ideal sensors, identical-looking bodies, near people; 1 = the default; up to 2 = harsher.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from despite_core.data.resample import resample_imu
+from despite_core.data.store import SMPL_JOINT_NAMES, Sequence, StoreWriter
+from despite_core.data.synth.body import BodyShape, CapsuleMesh, capsule_endpoints, forward_kinematics
+from despite_core.data.synth.imu import ImuConfig, ImuStream, simulate_imu, store_layout
+from despite_core.data.synth.kinematics import Kinematics
+from despite_core.data.synth.lidar import LidarConfig, LidarSimulator, Room, Scan, _box_mesh
+from despite_core.data.synth.motion import (CLASS_NAMES, MOVING, SEAT_DROP, Segment, Style, plan_segments,
+                                            synthesize_pose)
+from despite_core.data.synth.text import segment_text
+
+SEATED_ACTIVITIES = ("sit down", "sitting", "stand up")
+
+
+@dataclass(frozen=True)
+class WorldConfig:
+    """Everything that defines a synthetic run; the same config and seed give the same data."""
+
+    minutes: float = 1.0
+    people: int = 2
+    seed: int = 0
+    difficulty: float = 1.0
+    scene_minutes: float = 1.0
+    lidar: LidarConfig = field(default_factory=LidarConfig)
+    imu: ImuConfig = field(default_factory=ImuConfig)
+    untexted: float = 0.2                     # fraction of segments without text
+    bvh: tuple[str, ...] = ()                 # mocap files that replace procedural motion (person 1, 2, ...)
+    height_range: tuple[float, float] | None = None   # override body stature range (m), e.g. out of domain
+
+    def __post_init__(self) -> None:
+        if self.minutes <= 0 or self.scene_minutes <= 0:
+            raise ValueError("minutes and scene_minutes must be positive")
+        if not 1 <= self.people <= 8:
+            raise ValueError(f"people must be 1-8, got {self.people}")
+        if not 0.0 <= self.difficulty <= 2.0:
+            raise ValueError(f"difficulty must be within [0, 2], got {self.difficulty}")
+        if not 0.0 <= self.untexted <= 1.0:
+            raise ValueError(f"untexted must be within [0, 1], got {self.untexted}")
+        if abs(self.imu.rate * round(1 / self.lidar.rate, 6) - round(self.imu.rate / self.lidar.rate)) > 1e-6:
+            raise ValueError(f"IMU rate {self.imu.rate} Hz must be a multiple of the LiDAR rate {self.lidar.rate} Hz")
+
+    @property
+    def scenes(self) -> list[float]:
+        """Duration (s) of each scene."""
+        total = self.minutes * 60.0
+        per = self.scene_minutes * 60.0
+        n = int(np.ceil(total / per - 1e-9))
+        return [min(per, total - k * per) for k in range(n)]
+
+
+@dataclass
+class Person:
+    """One simulated person in one scene: identity, plan, kinematics and IMU readings."""
+
+    pid: int
+    subject: str
+    shape: BodyShape
+    style: Style
+    segments: list[Segment]
+    kin: Kinematics                      # world frame, at the IMU rate
+    seg_index: np.ndarray                # (N,) segment of each kinematic sample (-1 for mocap)
+    imu: ImuStream                       # measured, wearer's own heading
+    imu_ideal: ImuStream                 # error-free, LiDAR world heading (for tests)
+    reflectivity: float
+    mesh: CapsuleMesh
+    seats: list[tuple[float, float, np.ndarray, np.ndarray]] = field(default_factory=list)  # (t0, t1, verts, tris)
+
+    def sample_index(self, t: np.ndarray | float) -> np.ndarray:
+        """Nearest kinematic sample of time(s) t."""
+        rate = 1.0 / float(self.kin.times[1] - self.kin.times[0])
+        return np.clip(np.rint(np.asarray(t) * rate).astype(np.int64), 0, len(self.kin.times) - 1)
+
+    def labels_at(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Class ids (-1 = unlabelled) and texts at times ``t``."""
+        seg = self.seg_index[self.sample_index(t)]
+        if not self.segments:
+            return np.full(len(t), -1, np.int64), np.full(len(t), "", dtype="<U1")
+        ids = np.array([CLASS_NAMES.index(s.activity) for s in self.segments])
+        texts = np.array([s.text for s in self.segments])
+        return np.where(seg >= 0, ids[seg], -1), np.where(seg >= 0, texts[seg], "")
+
+    def vertices_at(self, t: float) -> np.ndarray:
+        """Posed body surface (V, 3) world frame at the kinematic sample nearest ``t``."""
+        k = int(self.sample_index(t))
+        a, b, _ = capsule_endpoints(self.kin.positions[k], self.shape.girth)
+        return self.mesh.pose(a, b)
+
+
+@dataclass
+class SceneState:
+    index: int
+    duration: float
+    room: Room
+    lidar: LidarSimulator
+    people: list[Person]
+    rng: np.random.Generator
+
+    @property
+    def stamps(self) -> np.ndarray:
+        """Scan stamps (s from the scene's start): the start of each sweep."""
+        n = int(np.floor(self.duration * self.lidar.config.rate + 1e-9))
+        return np.arange(n) / self.lidar.config.rate
+
+
+def _waypoint(rng: np.random.Generator, room: Room, near: np.ndarray | None, max_dist: float) -> np.ndarray:
+    lo, hi = room.free_area()
+    for _ in range(200):
+        p = rng.uniform(lo, hi)
+        if p[0] - 0.3 > max_dist:
+            continue
+        if room.is_free(p) and (near is None or np.linalg.norm(p - near) > 1.5):
+            return p
+    raise RuntimeError("could not place a waypoint in the room's free area (room too cluttered)")
+
+
+def _root_path(speed: np.ndarray, yaw_rate: np.ndarray, moving: np.ndarray, dt: float, room: Room,
+               rng: np.random.Generator, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
+    """Integrate forward speed and yaw rate into floor positions (N, 2) and headings (N,).
+
+    While moving, the heading steers toward random waypoints in the free area; a step that would
+    enter furniture or leave the room is not taken and a new waypoint is drawn.
+    """
+    n = len(speed)
+    xy = np.empty((n, 2))
+    heading = np.empty(n)
+    p = _waypoint(rng, room, None, max_dist)
+    h = float(rng.uniform(-np.pi, np.pi))
+    goal = _waypoint(rng, room, p, max_dist)
+    lo, hi = room.free_area(margin=0.4)
+    for i in range(n):
+        if moving[i]:
+            bearing = np.arctan2(goal[1] - p[1], goal[0] - p[0])
+            err = (bearing - h + np.pi) % (2 * np.pi) - np.pi
+            h += np.clip(2.0 * err, -2.5, 2.5) * dt
+            step = p + speed[i] * dt * np.array([np.cos(h), np.sin(h)])
+            if np.all(step > lo) and np.all(step < hi) and room.is_free(step, clearance=0.35):
+                p = step
+            else:
+                goal = _waypoint(rng, room, p, max_dist)
+            if np.linalg.norm(goal - p) < 0.7:
+                goal = _waypoint(rng, room, p, max_dist)
+        h += yaw_rate[i] * dt
+        xy[i], heading[i] = p, h
+    return xy, heading
+
+
+def _seat_props(person_xy: np.ndarray, heading: np.ndarray, segments: list[Segment], times: np.ndarray,
+                shape: BodyShape) -> list[tuple[float, float, np.ndarray, np.ndarray]]:
+    """A seat box under the pelvis for each run of sit down / sitting / stand up segments."""
+    seats = []
+    k = 0
+    while k < len(segments):
+        if segments[k].activity not in SEATED_ACTIVITIES:
+            k += 1
+            continue
+        j = k
+        while j + 1 < len(segments) and segments[j + 1].activity in SEATED_ACTIVITIES:
+            j += 1
+        t0, t1 = segments[k].start, segments[j].end
+        i0 = int(np.clip(np.searchsorted(times, t0), 0, len(times) - 1))
+        back = np.array([np.cos(heading[i0]), np.sin(heading[i0])])
+        c = person_xy[i0] - 0.08 * back
+        top = shape.pelvis_height - SEAT_DROP * shape.height / 1.75 - 0.1
+        v, tri, _ = _box_mesh(np.r_[c - 0.21, 0.0], np.r_[c + 0.21, top], 0.35)
+        seats.append((t0, t1, v, tri))
+        k = j + 1
+    return seats
+
+
+def simulate_person(pid: int, subject: str, duration: float, room: Room, config: WorldConfig,
+                    rng: np.random.Generator, lidar_origin_x: float) -> Person:
+    """Draw a body, a style and an activity plan; derive kinematics and IMU readings."""
+    d = config.difficulty
+    rate = config.imu.rate
+    times = np.arange(int(np.ceil((duration + 0.3) * rate))) / rate
+    if config.height_range is not None:
+        shape = replace(BodyShape.random(rng, max(d, 0.05)), height=float(rng.uniform(*config.height_range)))
+    else:
+        shape = BodyShape.random(rng, max(d, 0.05))
+    style = Style.random(rng, max(d, 0.05))
+    scale = shape.height / 1.75
+    # Far people at higher difficulty: the walkable area reaches the far wall.
+    max_dist = lidar_origin_x + 5.0 + 6.0 * d
+    bvh_index = pid - 1
+    if bvh_index < len(config.bvh):
+        from despite_core.data.importers.bvh import bvh_to_kinematics, load_bvh
+
+        kin = _place_mocap(bvh_to_kinematics(load_bvh(config.bvh[bvh_index])), times, room, rng, max_dist)
+        segments: list[Segment] = []
+        seg_index = np.full(len(times), -1)
+        seats: list = []
+    else:
+        segments = plan_segments(duration + 0.3, rng)
+        for seg in segments:
+            seg.text = segment_text(seg.activity, rng, config.untexted)
+        pose, speed, yaw, seg_index = synthesize_pose(segments, times, style, scale, rng)
+        moving = np.array([segments[k].activity in MOVING for k in seg_index])
+        xy, heading = _root_path(speed, yaw, moving, 1.0 / rate, room, rng, max_dist)
+        kin = forward_kinematics(shape, pose, xy, heading, times)
+        seats = _seat_props(xy, heading, segments, times, shape)
+    imu_cfg = config.imu.scaled(d)
+    measured, ideal = simulate_imu(kin, imu_cfg, rng)
+    return Person(pid=pid, subject=subject, shape=shape, style=style, segments=segments, kin=kin,
+                  seg_index=seg_index, imu=measured, imu_ideal=ideal,
+                  reflectivity=float(rng.uniform(0.15, 0.7) if d > 0 else 0.5),
+                  mesh=CapsuleMesh(capsule_endpoints(kin.positions[0], shape.girth)[2]), seats=seats)
+
+
+def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.Generator,
+                 max_dist: float) -> Kinematics:
+    """Put a mocap clip in the room: loop it to the scene length, rotate and move its start to a free spot."""
+    from despite_core.data.resample import interp_linear, interp_rotmat
+    from despite_core.data.rotations import rot_z
+
+    span = kin.times[-1] - kin.times[0]
+    if span <= 0:
+        raise ValueError("BVH clip has a single frame")
+    t = kin.times[0] + np.mod(times, span)
+    pos = interp_linear(kin.times, kin.positions, t)
+    rot = interp_rotmat(kin.times, kin.rotations, t)
+    start = _waypoint(rng, room, None, max_dist)
+    r = rot_z(np.array(rng.uniform(-np.pi, np.pi)))
+    root0 = pos[0, 0, :2].copy()
+    pos = (pos - np.r_[root0, 0.0]) @ r.T + np.r_[start, 0.0]
+    pos[..., 2] -= min(0.0, float(pos[..., 2].min()))   # no joint below the floor
+    return Kinematics(times=times, positions=pos, rotations=r @ rot)
+
+
+def build_scene(config: WorldConfig, index: int, duration: float) -> SceneState:
+    """Room, LiDAR mounting and people of scene ``index`` (deterministic for config.seed)."""
+    rng = np.random.default_rng([config.seed, index])
+    d = config.difficulty
+    room = Room.random(rng, d)
+    # Mounting: on the near wall, 1.2-2.5 m high, tilted slightly down at higher mounts.
+    h = float(rng.uniform(1.2, 2.5))
+    pitch = float(np.deg2rad(rng.uniform(0, 8)) * (h > 1.8))
+    lidar_cfg = replace(config.lidar, mount_xyz=(0.2, float(rng.uniform(-1, 1)), h), mount_rpy=(0.0, pitch, 0.0))
+    sim = LidarSimulator(lidar_cfg, room)
+    people = [simulate_person(k, f"seed{config.seed}_scene{index:04d}_p{k}", duration, room, config, rng,
+                              lidar_cfg.mount_xyz[0]) for k in range(1, config.people + 1)]
+    return SceneState(index=index, duration=duration, room=room, lidar=sim, people=people, rng=rng)
+
+
+def iter_scans(scene: SceneState, *, full: bool, noise_scale: float) -> Iterator[Scan]:
+    """Every sweep of the scene, people posed when the beam passes them."""
+    sim = scene.lidar
+    rng = np.random.default_rng([scene.index, 7])
+    for stamp in scene.stamps:
+        people, props = [], []
+        for p in scene.people:
+            k = int(p.sample_index(stamp))
+            t_person = stamp + sim.sweep_offset(p.kin.positions[k, 0, :2])
+            people.append((p.pid, p.vertices_at(t_person), p.mesh.triangles, p.reflectivity))
+            props.extend((v, tri) for t0, t1, v, tri in p.seats if t0 <= stamp < t1)
+        yield sim.scan(float(stamp), people, props, rng, full=full, noise_scale=noise_scale)
+
+
+def person_sequence(scene: SceneState, person: Person, stamps: np.ndarray, clouds: list[np.ndarray],
+                    layout_sites: tuple[str, ...]) -> Sequence:
+    """The store sequence of one person: their cloud per scan, IMU and joints at the scan stamps."""
+    labels, texts = person.labels_at(stamps)
+    imu15 = person.imu.as_layout()
+    imu = resample_imu(person.imu.times, imu15, store_layout(layout_sites), stamps)
+    k = person.sample_index(stamps)
+    joints = scene.lidar.world_to_sensor(person.kin.positions[k]).astype(np.float32)
+    return Sequence(
+        sequence_id=f"scene{scene.index:04d}/person_{person.pid}", subject=person.subject,
+        fps=scene.lidar.config.rate, timestamps=stamps.astype(np.float64), labels=labels.astype(np.int16),
+        text=texts.astype(str), points=clouds, imu=imu, joints=joints,
+        scene=f"scene{scene.index:04d}", person=person.pid,
+        attrs={"height": person.shape.height, "girth": person.shape.girth, "handed": person.style.handed,
+               "source": "bvh" if not person.segments else "procedural"},
+    )
+
+
+def generate(config: WorldConfig, out: str | Path | None, *, bag: str | Path | None = None,
+             overwrite: bool = False, progress: bool = True, bag_compression: bool = True,
+             on_scene: Callable[[SceneState], None] | None = None) -> dict:
+    """Simulate the world; write the sequence store at ``out`` and/or a rosbag2 MCAP at ``bag``.
+
+    Returns a JSON-able summary (counts, class histogram, timing).
+    """
+    from tqdm import tqdm
+
+    if out is None and bag is None:
+        raise ValueError("nothing to write: give an output store and/or a bag")
+    t_start = time.perf_counter()
+    durations = config.scenes
+    total_scans = sum(int(np.floor(d * config.lidar.rate + 1e-9)) for d in durations)
+    writer = None
+    if out is not None:
+        writer = StoreWriter(out, CLASS_NAMES, imu_layout=store_layout(config.imu.sites),
+                             joint_names=SMPL_JOINT_NAMES, source="despite synth",
+                             description=f"synthetic world, seed {config.seed}, difficulty {config.difficulty}",
+                             overwrite=overwrite)
+    bag_writer = None
+    if bag is not None:
+        from despite_core.data.synth.bag import SynthBagWriter
+
+        bag_writer = SynthBagWriter(bag, config, overwrite=overwrite, compress=bag_compression)
+    points_per_frame: list[int] = []
+    frame_labels: list[np.ndarray] = []
+    subjects: list[str] = []
+    bar = tqdm(total=total_scans, unit="scan", desc="despite synth", disable=not progress)
+    t_offset = 0.0
+    try:
+        for index, duration in enumerate(durations):
+            scene = build_scene(config, index, duration)
+            stamps = scene.stamps
+            clouds: dict[int, list[np.ndarray]] = {p.pid: [] for p in scene.people}
+            if bag_writer is not None:
+                bag_writer.begin_scene(scene, t_offset)
+            for scan in iter_scans(scene, full=bag_writer is not None, noise_scale=config.difficulty):
+                for p in scene.people:
+                    clouds[p.pid].append(scan.xyz[scan.gt_person == p.pid])
+                if bag_writer is not None:
+                    bag_writer.write_scan(scene, scan, t_offset)
+                bar.update(1)
+            if bag_writer is not None:
+                bag_writer.end_scene(scene, t_offset)
+            for p in scene.people:
+                seq = person_sequence(scene, p, stamps, clouds[p.pid], config.imu.sites)
+                if writer is not None:
+                    writer.add(seq)
+                points_per_frame.extend(len(c) for c in clouds[p.pid])
+                frame_labels.append(seq.labels)
+                subjects.append(p.subject)
+            if on_scene is not None:
+                on_scene(scene)
+            t_offset += duration
+        if writer is not None:
+            _add_subject_splits(writer, config.seed)
+            writer.close()
+    finally:
+        bar.close()
+        if bag_writer is not None:
+            bag_writer.close()
+    labels = np.concatenate(frame_labels) if frame_labels else np.zeros(0, int)
+    ppf = np.asarray(points_per_frame)
+    return {
+        "store": str(out) if out is not None else None, "bag": str(bag) if bag is not None else None,
+        "scenes": len(durations), "people_per_scene": config.people, "subjects": len(subjects),
+        "scans": total_scans, "person_frames": int(len(ppf)),
+        "points_per_person_frame": {"mean": float(ppf.mean()) if ppf.size else 0.0,
+                                    "median": float(np.median(ppf)) if ppf.size else 0.0,
+                                    "empty_fraction": float((ppf == 0).mean()) if ppf.size else 0.0},
+        "class_frames": {name: int((labels == i).sum()) for i, name in enumerate(CLASS_NAMES)},
+        "unlabelled_frames": int((labels < 0).sum()),
+        "seconds": round(time.perf_counter() - t_start, 2),
+        "bag_mb": (sum(f.stat().st_size for f in Path(bag).iterdir()) / 1e6) if bag is not None else None,
+    }
+
+
+def _add_subject_splits(writer: StoreWriter, seed: int) -> None:
+    """Split ``by_subject``: whole scenes (all their subjects) go to train / val / test, ~70/10/20.
+
+    Every scene has its own people, so test subjects are never seen in training.
+    """
+    ids = writer.sequence_ids
+    scenes = sorted({sid.split("/")[0] for sid in ids})
+    rng = np.random.default_rng([seed, 99])
+    order = list(rng.permutation(len(scenes)))
+    n = len(scenes)
+    n_test = max(1, round(0.2 * n)) if n >= 2 else 0
+    n_val = max(1, round(0.1 * n)) if n >= 4 else 0
+    parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
+    split = {name: [sid for sid in ids if sid.split("/")[0] in {scenes[i] for i in idx}]
+             for name, idx in parts.items()}
+    writer.add_split("by_subject", split)
