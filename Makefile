@@ -37,7 +37,7 @@ $(VENV)/.system-deps:
 $(VENV)/.deps: requirements.txt requirements.lock | $(VENV)/.system-deps
 	@echo "[setup] creating $(VENV) and installing pinned dependencies (first run: a few minutes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip wheel setuptools
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip wheel "setuptools==79.0.1"
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c requirements.lock
 	@touch $@
 

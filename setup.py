@@ -4,6 +4,8 @@ The ROS package (interfaces, nodes, launch files) is built by CMakeLists.txt, th
 `make`. The distribution is named `despite`, never `despite_ros`: with that name pip would take the
 CMake-installed egg-info for its own and uninstall it, deleting the generated messages.
 """
+from glob import glob
+
 from setuptools import find_packages, setup
 
 setup(
@@ -13,5 +15,7 @@ setup(
     packages=find_packages(include=["despite_core", "despite_core.*"]),
     python_requires=">=3.10",
     install_requires=["numpy", "scipy", "PyYAML", "tqdm", "matplotlib", "open3d-cpu", "rosbags"],
+    # The message definitions: despite_core.data.rosbag reads them to write/read bags without ROS.
+    data_files=[("share/despite_ros/msg", sorted(glob("msg/*.msg")))],
     entry_points={"console_scripts": ["despite = despite_core.cli:main"]},
 )

@@ -12,6 +12,7 @@ import numpy as np
 
 from despite_core.data.pointcloud2 import encode
 from despite_core.data.rosbag import to_nanoseconds, to_time, typestore
+from despite_core.data.rotations import matrix_to_quat
 from despite_core.data.synth.motion import CLASS_NAMES
 
 if TYPE_CHECKING:
@@ -25,8 +26,26 @@ GT_TOPIC = "/ground_truth/activities"
 EPOCH = 1767225600.0
 
 
+UNLABELLED_CLASS_ID = 65535   # class_id of a ground-truth entry whose frame has no label ("" label)
+
+
 def imu_topic(wearer: str, site: str) -> str:
     return f"/{wearer}/imu/{site}"
+
+
+def scan_arrays(scan: "Scan") -> dict[str, np.ndarray]:
+    """The PointCloud2 fields of a synthetic scan, in the order of shared/ARCHITECTURE.md."""
+    return {"x": scan.xyz[:, 0], "y": scan.xyz[:, 1], "z": scan.xyz[:, 2], "intensity": scan.intensity,
+            "t": scan.t, "ring": scan.ring, "gt_person": scan.gt_person}
+
+
+def imu_covariances(config: "WorldConfig") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Diagonal orientation / angular velocity / acceleration covariances from the error model."""
+    c = config.imu.scaled(config.difficulty)
+    fs = c.rate
+    return (np.diag([max(c.orientation_offset, 1e-6) ** 2] * 3).ravel(),
+            np.diag([max(c.gyro_noise_density * np.sqrt(fs), 1e-9) ** 2] * 3).ravel(),
+            np.diag([max(c.acc_noise_density * np.sqrt(fs), 1e-9) ** 2] * 3).ravel())
 
 
 class SynthBagWriter:
@@ -56,7 +75,7 @@ class SynthBagWriter:
         self.gt_conn = self.writer.add_connection(GT_TOPIC, "despite_ros/msg/ActivityArray", typestore=self.store)
         self.imu_conns: dict[str, object] = {}
         self.messages = 0
-        self._imu_next: dict[int, int] = {}
+        self._cov = imu_covariances(config)
 
     def _write(self, conn, stamp: float, msg, msgtype: str) -> None:
         self.writer.write(conn, to_nanoseconds(EPOCH + stamp), self.store.serialize_cdr(msg, msgtype))
@@ -65,88 +84,60 @@ class SynthBagWriter:
     def _header(self, stamp: float, frame: str):
         return self._T["std_msgs/msg/Header"](stamp=to_time(self.store, EPOCH + stamp), frame_id=frame)
 
-    def begin_scene(self, scene: "SceneState", t_offset: float) -> None:
+    def begin_scene(self, scene: "SceneState") -> None:
         for p in scene.people:
             for site in p.imu.sites:
                 topic = imu_topic(f"person_{p.pid}", site)
                 if topic not in self.imu_conns:
                     self.imu_conns[topic] = self.writer.add_connection(topic, "sensor_msgs/msg/Imu", typestore=self.store)
-            self._imu_next[p.pid] = 0
 
-    def _write_imu_until(self, scene: "SceneState", t_end: float, t_offset: float) -> None:
-        """Write every IMU sample with time < t_end (scene time) not written yet, in time order."""
-        T = self._T
-        Quaternion, Vector3 = T["geometry_msgs/msg/Quaternion"], T["geometry_msgs/msg/Vector3"]
-        Imu = T["sensor_msgs/msg/Imu"]
-        c = self.config.imu.scaled(self.config.difficulty)
-        fs = c.rate
-        # Covariances from the error model (diagonal), as drivers report them.
-        cov_o = np.diag([max(c.orientation_offset, 1e-6) ** 2] * 3).ravel()
-        cov_g = np.diag([max(c.gyro_noise_density * np.sqrt(fs), 1e-9) ** 2] * 3).ravel()
-        cov_a = np.diag([max(c.acc_noise_density * np.sqrt(fs), 1e-9) ** 2] * 3).ravel()
-        rows = []
-        for p in scene.people:
-            times = p.imu.times
-            k0 = self._imu_next[p.pid]
-            k1 = int(np.searchsorted(times, t_end - 1e-9))
-            if k1 <= k0:
-                continue
-            quat = p.imu.quat[k0:k1]
-            for k in range(k0, k1):
-                rows.append((times[k], p, k, quat[k - k0]))
-            self._imu_next[p.pid] = k1
-        rows.sort(key=lambda r: (r[0], r[1].pid))
-        for t, p, k, q in rows:
-            for s, site in enumerate(p.imu.sites):
-                g, a = p.imu.gyro[k, s], p.imu.acc[k, s]
-                msg = Imu(
-                    header=self._header(t_offset + t, f"person_{p.pid}/{site}"),
-                    orientation=Quaternion(x=float(q[s, 1]), y=float(q[s, 2]), z=float(q[s, 3]), w=float(q[s, 0])),
-                    orientation_covariance=cov_o,
-                    angular_velocity=Vector3(x=float(g[0]), y=float(g[1]), z=float(g[2])),
-                    angular_velocity_covariance=cov_g,
-                    linear_acceleration=Vector3(x=float(a[0]), y=float(a[1]), z=float(a[2])),
-                    linear_acceleration_covariance=cov_a,
-                )
-                self._write(self.imu_conns[imu_topic(f"person_{p.pid}", site)], t_offset + t, msg, "sensor_msgs/msg/Imu")
+    def write(self, scene: "SceneState", stamp: float, kind: str, payload) -> None:
+        """Write one event of :func:`despite_core.data.synth.world.iter_timeline` at bag time ``stamp``."""
+        if kind == "scan":
+            self._write(self.lidar_conn, stamp, self._cloud(payload, stamp), "sensor_msgs/msg/PointCloud2")
+            self._write(self.gt_conn, stamp, self._ground_truth(scene, payload.stamp, stamp),
+                        "despite_ros/msg/ActivityArray")
+        else:
+            person, k = payload
+            for s, site in enumerate(person.imu.sites):
+                self._write(self.imu_conns[imu_topic(f"person_{person.pid}", site)], stamp,
+                            self._imu(person, k, s, site, stamp), "sensor_msgs/msg/Imu")
 
-    def write_scan(self, scene: "SceneState", scan: "Scan", t_offset: float) -> None:
+    def _imu(self, person, k: int, s: int, site: str, stamp: float):
         T = self._T
-        self._write_imu_until(scene, scan.stamp + 1e-9, t_offset)
-        fields, point_step, data = encode({
-            "x": scan.xyz[:, 0], "y": scan.xyz[:, 1], "z": scan.xyz[:, 2], "intensity": scan.intensity,
-            "t": scan.t, "ring": scan.ring, "gt_person": scan.gt_person})
+        q = matrix_to_quat(person.imu.orientation[k, s])
+        g, a = person.imu.gyro[k, s], person.imu.acc[k, s]
+        V = T["geometry_msgs/msg/Vector3"]
+        return T["sensor_msgs/msg/Imu"](
+            header=self._header(stamp, f"person_{person.pid}/{site}"),
+            orientation=T["geometry_msgs/msg/Quaternion"](x=float(q[1]), y=float(q[2]), z=float(q[3]), w=float(q[0])),
+            orientation_covariance=self._cov[0],
+            angular_velocity=V(x=float(g[0]), y=float(g[1]), z=float(g[2])), angular_velocity_covariance=self._cov[1],
+            linear_acceleration=V(x=float(a[0]), y=float(a[1]), z=float(a[2])), linear_acceleration_covariance=self._cov[2])
+
+    def _cloud(self, scan: "Scan", stamp: float):
+        T = self._T
+        fields, point_step, data = encode(scan_arrays(scan))
         PointField = T["sensor_msgs/msg/PointField"]
-        msg = T["sensor_msgs/msg/PointCloud2"](
-            header=self._header(t_offset + scan.stamp, LIDAR_FRAME), height=1, width=len(scan.xyz),
+        return T["sensor_msgs/msg/PointCloud2"](
+            header=self._header(stamp, LIDAR_FRAME), height=1, width=len(scan.xyz),
             fields=[PointField(name=f.name, offset=f.offset, datatype=f.datatype, count=f.count) for f in fields],
             is_bigendian=False, point_step=point_step, row_step=point_step * len(scan.xyz),
             data=np.frombuffer(data, np.uint8), is_dense=True)
-        self._write(self.lidar_conn, t_offset + scan.stamp, msg, "sensor_msgs/msg/PointCloud2")
-        self._write_ground_truth(scene, scan, t_offset)
 
-    def _write_ground_truth(self, scene: "SceneState", scan: "Scan", t_offset: float) -> None:
+    def _ground_truth(self, scene: "SceneState", scene_stamp: float, stamp: float):
+        from despite_core.data.synth.world import ground_truth
+
         T = self._T
         Point = T["geometry_msgs/msg/Point"]
-        people = []
-        for p in scene.people:
-            labels, _ = p.labels_at(np.array([scan.stamp]))
-            cid = int(labels[0])
-            k = int(p.sample_index(scan.stamp))
-            c = scene.lidar.world_to_sensor(p.kin.positions[k, 0])
-            people.append(T["despite_ros/msg/PersonActivity"](
-                track_id=p.pid, wearer_id=f"person_{p.pid}", position=Point(x=float(c[0]), y=float(c[1]), z=float(c[2])),
-                label=CLASS_NAMES[cid] if cid >= 0 else "", class_id=cid if cid >= 0 else 65535,  # 65535: unlabelled
-                confidence=1.0, scores=np.zeros(0, np.float32),
-                window_start=to_time(self.store, EPOCH + t_offset + scan.stamp),
-                window_duration=float(1.0 / scene.lidar.config.rate)))
-        msg = T["despite_ros/msg/ActivityArray"](
-            header=self._header(t_offset + scan.stamp, LIDAR_FRAME), model_id="ground_truth", source="ground_truth",
-            people=people)
-        self._write(self.gt_conn, t_offset + scan.stamp, msg, "despite_ros/msg/ActivityArray")
-
-    def end_scene(self, scene: "SceneState", t_offset: float) -> None:
-        self._write_imu_until(scene, scene.duration, t_offset)
+        people = [T["despite_ros/msg/PersonActivity"](
+            track_id=pid, wearer_id=f"person_{pid}", position=Point(x=float(c[0]), y=float(c[1]), z=float(c[2])),
+            label=CLASS_NAMES[cid] if cid >= 0 else "", class_id=cid if cid >= 0 else UNLABELLED_CLASS_ID,
+            confidence=1.0, scores=np.zeros(0, np.float32), window_start=to_time(self.store, EPOCH + stamp),
+            window_duration=float(1.0 / scene.lidar.config.rate))
+            for pid, cid, c in ground_truth(scene, scene_stamp)]
+        return T["despite_ros/msg/ActivityArray"](
+            header=self._header(stamp, LIDAR_FRAME), model_id="ground_truth", source="ground_truth", people=people)
 
     def close(self) -> None:
         self.writer.close()

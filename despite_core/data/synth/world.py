@@ -271,6 +271,40 @@ def iter_scans(scene: SceneState, *, full: bool, noise_scale: float) -> Iterator
         yield sim.scan(float(stamp), people, props, rng, full=full, noise_scale=noise_scale)
 
 
+def iter_timeline(scene: SceneState, *, full: bool = True, noise_scale: float = 1.0) -> Iterator[tuple[float, str, object]]:
+    """Everything the sensors emit, in time order: ``(t, "scan", Scan)`` per sweep (t = its stamp)
+    and ``(t, "imu", (person, k))`` per IMU sample k of each person (all sites at once).
+
+    The one schedule behind both the MCAP bag and the live sim_node.
+    """
+    nxt = {p.pid: 0 for p in scene.people}
+
+    def imu_until(t_end: float):
+        rows = []
+        for p in scene.people:
+            k1 = int(np.searchsorted(p.imu.times, t_end - 1e-9))
+            rows.extend((float(p.imu.times[k]), p.pid, p, k) for k in range(nxt[p.pid], k1))
+            nxt[p.pid] = max(nxt[p.pid], k1)
+        rows.sort(key=lambda r: (r[0], r[1]))
+        for t, _, p, k in rows:
+            yield t, "imu", (p, k)
+
+    for scan in iter_scans(scene, full=full, noise_scale=noise_scale):
+        yield from imu_until(scan.stamp + 1e-9)
+        yield scan.stamp, "scan", scan
+    yield from imu_until(scene.duration)
+
+
+def ground_truth(scene: SceneState, stamp: float) -> list[tuple[int, int, np.ndarray]]:
+    """(person id, class id or -1, pelvis position in the sensor frame) of each person at ``stamp``."""
+    out = []
+    for p in scene.people:
+        labels, _ = p.labels_at(np.array([stamp]))
+        k = int(p.sample_index(stamp))
+        out.append((p.pid, int(labels[0]), scene.lidar.world_to_sensor(p.kin.positions[k, 0])))
+    return out
+
+
 def person_sequence(scene: SceneState, person: Person, stamps: np.ndarray, clouds: list[np.ndarray],
                     layout_sites: tuple[str, ...]) -> Sequence:
     """The store sequence of one person: their cloud per scan, IMU and joints at the scan stamps."""
@@ -325,15 +359,18 @@ def generate(config: WorldConfig, out: str | Path | None, *, bag: str | Path | N
             stamps = scene.stamps
             clouds: dict[int, list[np.ndarray]] = {p.pid: [] for p in scene.people}
             if bag_writer is not None:
-                bag_writer.begin_scene(scene, t_offset)
-            for scan in iter_scans(scene, full=bag_writer is not None, noise_scale=config.difficulty):
-                for p in scene.people:
-                    clouds[p.pid].append(scan.xyz[scan.gt_person == p.pid])
+                bag_writer.begin_scene(scene)
+                events = iter_timeline(scene, full=True, noise_scale=config.difficulty)
+            else:  # the store needs person returns only: skip the room and the IMU schedule
+                events = ((scan.stamp, "scan", scan)
+                          for scan in iter_scans(scene, full=False, noise_scale=config.difficulty))
+            for t, kind, payload in events:
+                if kind == "scan":
+                    for p in scene.people:
+                        clouds[p.pid].append(payload.xyz[payload.gt_person == p.pid])
+                    bar.update(1)
                 if bag_writer is not None:
-                    bag_writer.write_scan(scene, scan, t_offset)
-                bar.update(1)
-            if bag_writer is not None:
-                bag_writer.end_scene(scene, t_offset)
+                    bag_writer.write(scene, t_offset + t, kind, payload)
             for p in scene.people:
                 seq = person_sequence(scene, p, stamps, clouds[p.pid], config.imu.sites)
                 if writer is not None:
