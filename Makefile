@@ -37,8 +37,11 @@ $(VENV)/.system-deps:
 $(VENV)/.deps: requirements.txt requirements.lock | $(VENV)/.system-deps
 	@echo "[setup] creating $(VENV) and installing pinned dependencies (first run: a few minutes)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip wheel "setuptools==79.0.1"
-	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c requirements.lock
+	@# The machine's pip config lists partial local indexes; hide their "Location ... is ignored" noise.
+	@$(PY) -m pip install -q --disable-pip-version-check --upgrade pip wheel "setuptools==79.0.1" \
+	  2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt -c requirements.lock \
+	  2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
 	@touch $@
 
 deps: $(VENV)/.deps

@@ -94,6 +94,11 @@ def run_synth(args: argparse.Namespace) -> int:
     for f in args.bvh:
         if not f.is_file():
             raise CliError(f"despite synth: BVH file {f} does not exist")
+    if args.bvh:  # parse up front: a broken file fails before any simulation starts
+        from despite_core.data.importers.bvh import bvh_to_kinematics, load_bvh
+
+        for f in args.bvh:
+            bvh_to_kinematics(load_bvh(f))
     sites = tuple(s.strip() for s in args.imu_sites.split(",")) if args.imu_sites else ImuConfig().sites
     scene_minutes = args.scene_minutes or (args.minutes if args.bag is not None else 1.0)
     try:
@@ -154,8 +159,7 @@ def add_import_parser(sub: argparse._SubParsersAction) -> None:
     for name, module, text in (("lipd", lipd, "LIPD pickles (+ optional BABEL annotations)"),
                                ("msr", msr, "MSR-Action3D depth .bin files"),
                                ("bvh", bvh, "BVH motion capture (joints only)")):
-        q = fmt.add_parser(name, help=text, description=(module.__doc__ or text).strip().splitlines()[0],
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+        q = fmt.add_parser(name, help=text, description=(module.__doc__ or text).strip().splitlines()[0])
         module.add_arguments(q)
         q.set_defaults(func=lambda a, m=module: _run_import(m, a))
 

@@ -303,3 +303,26 @@ def test_cli_synth_and_errors(tmp_path):
     assert none.returncode == 2 and "--out" in none.stderr
     sites = run_cli("synth", "--out", str(tmp_path / "u"), "--imu-sites", "left_forearm,elbow", "--quiet")
     assert sites.returncode == 2 and "unknown IMU sites ['elbow']" in sites.stderr
+
+
+# ------------------------------------------------------------------ BVH drives the same sensors
+def test_bvh_mocap_drives_the_sensor_models(tmp_path):
+    from test_importers import LAFAN, make_bvh
+
+    # 3 s at 30 fps: the left elbow swings 0..90 deg at 1 Hz, the right arm stays still.
+    frames = {f: {"LeftForeArm.Zrotation": 45.0 - 45.0 * np.cos(2 * np.pi * f / 30)} for f in range(90)}
+    path = tmp_path / "clip.bvh"
+    path.write_text(make_bvh(LAFAN, frames, 90))
+    cfg = small_config(minutes=0.1, scene_minutes=0.1, people=1, bvh=(str(path),), difficulty=0.0)
+    generate(cfg, tmp_path / "store", progress=False)
+    seq = Store(tmp_path / "store").read("scene0000/person_1")
+    assert seq.attrs["source"] == "bvh"
+    assert (seq.labels == -1).all()                      # mocap carries no labels
+    assert np.mean([len(p) for p in seq.points]) > 20   # the body is seen by the LiDAR
+    gyro = np.linalg.norm(seq.imu[:, :, 12:15], axis=-1)  # (T, sites)
+    left, right = gyro[:, 0], gyro[:, 1]
+    assert left.max() > 1.0 and right.max() < 0.05       # the swinging forearm's IMU turns, the other does not
+    # Joints follow the clip: the left wrist moves relative to the pelvis, the right one does not.
+    rel = seq.joints[:, 20] - seq.joints[:, 0]
+    assert np.ptp(rel, axis=0).max() > 0.2
+    assert np.ptp(seq.joints[:, 21] - seq.joints[:, 0], axis=0).max() < 0.01

@@ -61,12 +61,12 @@ def plot_window(store_path: str | Path, png: str | Path, scene: str | None = Non
         pts = w.points[f] - w.joints[f][0] * [1, 1, 0]
         j = w.joints[f] - w.joints[f][0] * [1, 1, 0]
         off = i * 1.2
-        # Side view: horizontal distance along the person's mean facing is not known; use y.
+        # The view from the sensor (sensor y horizontal, z up), frames side by side.
         ax2.scatter(pts[:, 1] + off, pts[:, 2], s=1.5, c=COLORS[0])
         for a, b in enumerate(SMPL_PARENTS):
             if b >= 0:
                 ax2.plot([j[a, 1] + off, j[b, 1] + off], [j[a, 2], j[b, 2]], color="k", lw=0.8)
-        ax2.text(off, -0.15, f"t+{f / FPS:.1f}s", ha="center", fontsize=8)
+        ax2.text(off, float(j[:, 2].min()) - 0.25, f"+{f / FPS:.1f} s", ha="center", fontsize=8)
     text = w.text[mid] if w.text is not None and w.text[mid] else "(no text)"
     ax2.set_title(f"person_{seqs[0].person} over the 2.4 s window: \"{text}\"")
     ax2.set_aspect("equal"); ax2.set_xlabel("m"); ax2.set_ylabel("height (m)")
