@@ -34,6 +34,18 @@ def _range_pair(text: str) -> tuple[float, float]:
     return lo, hi
 
 
+def _float_list(n: int):
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(x) for x in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != n:
+            raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, got {text!r}")
+        return values
+    return parse
+
+
 def add_synth_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "synth", help="simulate the synthetic multimodal world (LiDAR, IMU, skeleton, text)",
@@ -57,6 +69,13 @@ def add_synth_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lidar-columns", type=int, default=1024, help="azimuth steps per turn")
     p.add_argument("--lidar-rate", type=float, default=10.0, help="scans per second (10 or 20 typical)")
     p.add_argument("--lidar-range-noise", type=float, default=None, help="range noise 1 sigma, m (default 0.02)")
+    p.add_argument("--lidar-fov", type=_float_list(2), default=None, metavar="UP,DOWN",
+                   help="vertical field of view in degrees (default: +-15 for 16 beams, else +-22.5)")
+    p.add_argument("--lidar-dropout", type=float, default=None, help="probability of a missing return (default 0.02)")
+    p.add_argument("--lidar-max-range", type=float, default=None, help="maximum range, m (default 60)")
+    p.add_argument("--lidar-mount", type=_float_list(3), default=None, metavar="Y,HEIGHT,PITCH",
+                   help="fixed mounting on the near wall: lateral offset (m), height (m), downward pitch (deg); "
+                        "default: random per scene (height 1.2-2.5 m)")
     p.add_argument("--imu-rate", type=float, default=100.0, help="IMU samples per second")
     p.add_argument("--imu-sites", default=None,
                    help="comma-separated IMU sites (default: LIPD's four; more: head, pelvis, "
@@ -102,12 +121,16 @@ def run_synth(args: argparse.Namespace) -> int:
     sites = tuple(s.strip() for s in args.imu_sites.split(",")) if args.imu_sites else ImuConfig().sites
     scene_minutes = args.scene_minutes or (args.minutes if args.bag is not None else 1.0)
     try:
+        overrides = {"range_noise": args.lidar_range_noise, "dropout": args.lidar_dropout,
+                     "max_range": args.lidar_max_range,
+                     "fov_up": args.lidar_fov[0] if args.lidar_fov else None,
+                     "fov_down": args.lidar_fov[1] if args.lidar_fov else None}
         lidar = replace(LidarConfig(beams=args.lidar_beams), columns=args.lidar_columns, rate=args.lidar_rate,
-                        **({"range_noise": args.lidar_range_noise} if args.lidar_range_noise is not None else {}))
+                        **{k: v for k, v in overrides.items() if v is not None})
         config = WorldConfig(minutes=args.minutes, people=args.people, seed=args.seed, difficulty=args.difficulty,
                              scene_minutes=scene_minutes, lidar=lidar, imu=ImuConfig(rate=args.imu_rate, sites=sites),
                              untexted=args.untexted, bvh=tuple(str(f) for f in args.bvh),
-                             height_range=args.height_range)
+                             height_range=args.height_range, mount=args.lidar_mount)
     except ValueError as e:
         raise CliError(f"despite synth: {e}") from None
     for path in (args.out, args.bag):

@@ -301,6 +301,13 @@ def test_cli_synth_and_errors(tmp_path):
     assert bad.returncode == 2 and "difficulty must be within [0, 2]" in bad.stderr
     none = run_cli("synth")
     assert none.returncode == 2 and "--out" in none.stderr
+    fixed = run_cli("synth", "--out", str(tmp_path / "m"), "--minutes", "0.05", "--lidar-beams", "16",
+                    "--lidar-mount", "0.5,2.2,10", "--lidar-fov", "10,-30", "--quiet")
+    assert fixed.returncode == 0, fixed.stderr
+    lidar = Store(tmp_path / "m").read("scene0000/person_1").attrs["lidar"]
+    assert lidar["mount_xyz"][1:] == [0.5, 2.2] and abs(lidar["mount_rpy"][1] - np.deg2rad(10)) < 1e-9
+    fov = run_cli("synth", "--out", str(tmp_path / "f"), "--lidar-fov", "10,30", "--quiet")
+    assert fov.returncode == 2 and "vertical field of view" in fov.stderr
     sites = run_cli("synth", "--out", str(tmp_path / "u"), "--imu-sites", "left_forearm,elbow", "--quiet")
     assert sites.returncode == 2 and "unknown IMU sites ['elbow']" in sites.stderr
 

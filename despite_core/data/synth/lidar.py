@@ -51,6 +51,13 @@ class LidarConfig:
             raise ValueError(f"columns must be >= 64, got {self.columns}")
         if self.rate not in (10.0, 20.0) and not (1.0 <= self.rate <= 40.0):
             raise ValueError(f"rate must be 1-40 Hz (10 or 20 typical), got {self.rate}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be within [0, 1), got {self.dropout}")
+        if self.range_noise < 0 or self.max_range <= self.min_range:
+            raise ValueError(f"need range_noise >= 0 and max_range > min_range ({self.min_range} m)")
+        up, down = self.fov
+        if not -90 < down < up < 90:
+            raise ValueError(f"vertical field of view must satisfy -90 < down < up < 90 deg, got up {up}, down {down}")
 
     @property
     def fov(self) -> tuple[float, float]:

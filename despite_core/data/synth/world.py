@@ -42,6 +42,7 @@ class WorldConfig:
     untexted: float = 0.2                     # fraction of segments without text
     bvh: tuple[str, ...] = ()                 # mocap files that replace procedural motion (person 1, 2, ...)
     height_range: tuple[float, float] | None = None   # override body stature range (m), e.g. out of domain
+    mount: tuple[float, float, float] | None = None   # fixed LiDAR (y, height, pitch deg) on the near wall; None = random per scene
 
     def __post_init__(self) -> None:
         if self.minutes <= 0 or self.scene_minutes <= 0:
@@ -250,7 +251,10 @@ def build_scene(config: WorldConfig, index: int, duration: float) -> SceneState:
     # Mounting: on the near wall, 1.2-2.5 m high, tilted slightly down at higher mounts.
     h = float(rng.uniform(1.2, 2.5))
     pitch = float(np.deg2rad(rng.uniform(0, 8)) * (h > 1.8))
-    lidar_cfg = replace(config.lidar, mount_xyz=(0.2, float(rng.uniform(-1, 1)), h), mount_rpy=(0.0, pitch, 0.0))
+    y = float(rng.uniform(-1, 1))
+    if config.mount is not None:
+        y, h, pitch = config.mount[0], config.mount[1], float(np.deg2rad(config.mount[2]))
+    lidar_cfg = replace(config.lidar, mount_xyz=(0.2, y, h), mount_rpy=(0.0, pitch, 0.0))
     sim = LidarSimulator(lidar_cfg, room)
     people = [simulate_person(k, f"seed{config.seed}_scene{index:04d}_p{k}", duration, room, config, rng,
                               lidar_cfg.mount_xyz[0]) for k in range(1, config.people + 1)]
@@ -319,7 +323,10 @@ def person_sequence(scene: SceneState, person: Person, stamps: np.ndarray, cloud
         text=texts.astype(str), points=clouds, imu=imu, joints=joints,
         scene=f"scene{scene.index:04d}", person=person.pid,
         attrs={"height": person.shape.height, "girth": person.shape.girth, "handed": person.style.handed,
-               "source": "bvh" if not person.segments else "procedural"},
+               "source": "bvh" if not person.segments else "procedural",
+               "lidar": {"beams": scene.lidar.config.beams, "columns": scene.lidar.config.columns,
+                         "rate": scene.lidar.config.rate, "mount_xyz": list(scene.lidar.config.mount_xyz),
+                         "mount_rpy": list(scene.lidar.config.mount_rpy)}},
     )
 
 
