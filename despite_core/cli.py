@@ -193,6 +193,26 @@ def _run_import(module, args: argparse.Namespace) -> int:
     return 0
 
 
+def add_train_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("train", help="train DeSPITE encoders (pretrain) or activity heads (har)",
+                       description="Training. Multi-process: torchrun --nproc_per_node=N -m despite_core.cli train ...")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    from despite_core.train import pretrain
+
+    q = kinds.add_parser("pretrain", help="contrastive pre-training of a modality subset (DeSPITE, DeSPIE, ...)",
+                         description=pretrain.__doc__.strip().splitlines()[0],
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    pretrain.add_arguments(q)
+    q.set_defaults(func=lambda a: _print_result(pretrain.run(a)))
+
+
+def _print_result(result: dict) -> int:
+    if result:
+        print(json.dumps({k: v for k, v in result.items() if k != "history"} | (
+            {"last_epoch": result["history"][-1]} if result.get("history") else {}), indent=1))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="despite",
@@ -201,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     add_synth_parser(sub)
     add_import_parser(sub)
+    add_train_parser(sub)
     return parser
 
 

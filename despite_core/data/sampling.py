@@ -56,3 +56,17 @@ def _fps(pts: np.ndarray, k: int, start: int) -> np.ndarray:
 def farthest_point_sample(points: np.ndarray, k: int, start: int = 0) -> np.ndarray:
     """``k`` points (k, 3) float32 chosen by :func:`farthest_point_indices`."""
     return np.asarray(points, dtype=np.float32)[farthest_point_indices(points, k, start)]
+
+
+def normalise_frame(points: np.ndarray, k: int = 256) -> np.ndarray:
+    """The model input of one frame: centred on its mean, then ``k`` points by farthest point
+    sampling (deterministic start at index 0; fewer points are cycled). (N, 3) -> (k, 3) float32.
+
+    An empty frame (person fully occluded) becomes k points at the origin. This is the
+    ``normalisation`` the model bundle declares, shared by training and the ROS runtime.
+    """
+    pts = np.asarray(points, dtype=np.float32)
+    if pts.shape[0] == 0:
+        return np.zeros((k, 3), np.float32)
+    centred = pts - pts.mean(axis=0, dtype=np.float64).astype(np.float32)
+    return centred[farthest_point_indices(centred, k)]

@@ -1,0 +1,1 @@
+"""Training (contrastive pre-training, HAR heads). Imports torch."""

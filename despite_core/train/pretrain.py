@@ -1,0 +1,200 @@
+"""`despite train pretrain`: contrastive pre-training of a modality subset (DeSPITE, DeSPIE, ...).
+
+One process, or many under `torchrun --nproc_per_node=N` (DistributedDataParallel; gloo on CPU,
+NCCL on GPU; negatives gathered across ranks). Adam at lr 1e-4, the reference augmentations,
+checkpoints every K epochs with resume, a JSON line per epoch in ``log.jsonl``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, DistributedSampler
+
+from despite_core.data.store import Store
+from despite_core.losses import DeSPITELoss, LossConfig
+from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
+from despite_core.models.imu import ImuEncoderConfig
+from despite_core.presets import PRESETS, loss_pairs
+from despite_core.train import checkpoint as ckpt
+from despite_core.train.data import MODEL_IMU_LAYOUT, Augment, WindowDataset, collate, describe, split_ids
+from despite_core.train.distributed import DistInfo, all_reduce_mean, cleanup, ranks_in_sync, setup
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", type=Path, help="sequence store to train on (required)")
+    p.add_argument("--out", type=Path, help="run directory: checkpoints, log.jsonl, config (required)")
+    p.add_argument("--preset", default="DeSPITE", choices=list(PRESETS), help="modality subset")
+    p.add_argument("--list-presets", action="store_true", help="list the presets and their loss pairs, then exit")
+    p.add_argument("--split-scheme", default="by_subject", help="split scheme of the store")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--val-split", default="val", help="split for the validation loss ('' to skip)")
+    p.add_argument("--epochs", type=int, default=145, help="paper: 145")
+    p.add_argument("--batch-size", type=int, default=1024, help="global batch (split across ranks); paper: 1024")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--stride", type=int, default=1, help="window stride in frames (reference: 1)")
+    p.add_argument("--max-windows", type=int, default=None, help="subsample the training windows (CPU budgets)")
+    p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--learnable-temperature", action="store_true")
+    p.add_argument("--checkpoint-every", type=int, default=5, help="save every K epochs (and the last)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers per rank")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per rank")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--small", action="store_true",
+                   help="a reduced model for CPU budgets (PST depth 2, skeleton 2 layers x 256, IMU hidden 256)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def model_config(args: argparse.Namespace) -> DeSPITEConfig:
+    cfg = DeSPITEConfig(preset=args.preset, imu=ImuEncoderConfig.for_layout(MODEL_IMU_LAYOUT))
+    if args.small:
+        from dataclasses import replace
+
+        cfg = replace(cfg, pointcloud=replace(cfg.pointcloud, depth=2, mlp_dim=256),
+                      skeleton=replace(cfg.skeleton, layers=2, latent=256, ff=512),
+                      imu=replace(cfg.imu, hidden=256))
+    return cfg
+
+
+def run(args: argparse.Namespace) -> dict:
+    if args.list_presets:
+        for name in PRESETS:
+            print(f"{name:<8} {', '.join(PRESETS[name]):<40} loss: {', '.join(loss_pairs(name))}")
+        return {}
+    if args.store is None or args.out is None:
+        raise ValueError("despite train pretrain needs --store and --out")
+    info = setup(args.device)
+    try:
+        return _train(args, info)
+    finally:
+        cleanup()
+
+
+def _train(args: argparse.Namespace, info: DistInfo) -> dict:
+    from tqdm import tqdm
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    if args.batch_size % info.world_size:
+        raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {info.world_size} ranks")
+    store = Store(args.store)
+    cfg = model_config(args)
+    mods = cfg.modalities
+    cache = args.store / ".cache"
+    train_ds = WindowDataset(store, split_ids(store, args.split_scheme, args.train_split), mods, stride=args.stride,
+                             augment=Augment(), seed=args.seed, cache_dir=cache, max_windows=args.max_windows,
+                             progress=info.main and not args.quiet)
+    val_ds = None
+    if args.val_split:
+        ids = split_ids(store, args.split_scheme, args.val_split)
+        if ids:
+            val_ds = WindowDataset(store, ids, mods, stride=max(args.stride, 4), cache_dir=cache)
+    local_bs = args.batch_size // info.world_size
+    if len(train_ds) < args.batch_size:
+        raise ValueError(f"{len(train_ds)} training windows is fewer than one batch of {args.batch_size}")
+    sampler = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
+                                 seed=args.seed, drop_last=True) if info.enabled else None
+    loader = DataLoader(train_ds, batch_size=local_bs, shuffle=sampler is None, sampler=sampler, drop_last=True,
+                        collate_fn=collate, num_workers=args.workers,
+                        generator=torch.Generator().manual_seed(args.seed))
+    model = DeSPITEModel(cfg).to(info.device)
+    loss_fn = DeSPITELoss(LossConfig(temperature=args.temperature, learnable_temperature=args.learnable_temperature)).to(info.device)
+    params = list(model.parameters()) + list(loss_fn.parameters())
+    optim = torch.optim.Adam(params, lr=args.lr)
+    start_epoch = 0
+    out = args.out
+    if info.main:
+        out.mkdir(parents=True, exist_ok=True)
+    if args.resume:
+        state = ckpt.load(out / "last.pt", expect_kind="pretrain")
+        if DeSPITEConfig.from_dict(state["model_config"]) != cfg:
+            raise ValueError(f"{out / 'last.pt'}: its model configuration differs from the one asked for")
+        model.load_state_dict(state["model"])
+        loss_fn.load_state_dict(state["loss"])
+        optim.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+    net = DistributedDataParallel(model) if info.enabled else model
+    if info.main:
+        (out / "config.json").write_text(json.dumps({"model": cfg.to_dict(), "args": ckpt.args_dict(args),
+                                                    "train": describe(train_ds), "world_size": info.world_size}, indent=1))
+    log_path = out / "log.jsonl"
+    history = []
+    for epoch in range(start_epoch, args.epochs):
+        train_ds.set_epoch(epoch)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        net.train()
+        t0 = time.perf_counter()
+        sums: dict[str, float] = {}
+        steps = 0
+        bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", disable=not info.main or args.quiet)
+        for batch in bar:
+            inputs = {m: (batch[m].to(info.device) if m != "text" else batch[m]) for m in mods}
+            emb = net(inputs)
+            total, terms = loss_fn(emb, batch["text_mask"].to(info.device))
+            optim.zero_grad(set_to_none=True)
+            total.backward()
+            optim.step()
+            steps += 1
+            sums["loss"] = sums.get("loss", 0.0) + total.item()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + v.item()
+            bar.set_postfix(loss=f"{total.item():.3f}")
+        seconds = time.perf_counter() - t0
+        record = {"epoch": epoch + 1, "seconds": round(seconds, 2),
+                  "windows_per_s": round(steps * args.batch_size / max(seconds, 1e-9), 1),
+                  **{k: round(all_reduce_mean(v / max(steps, 1), info), 5) for k, v in sums.items()}}
+        if info.enabled:
+            record["world_size"] = info.world_size
+            record["ranks_in_sync"] = ranks_in_sync(model, info)
+        if val_ds is not None:
+            record["val_loss"] = round(all_reduce_mean(validation_loss(model, loss_fn, val_ds, local_bs, info), info), 5)
+        history.append(record)
+        if info.main:
+            with log_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            last = epoch + 1 == args.epochs
+            if last or (epoch + 1) % args.checkpoint_every == 0:
+                state = ckpt.make("pretrain", model, cfg, store, epoch + 1, args, optimizer=optim, loss=loss_fn)
+                ckpt.save(state, out / f"checkpoint-epoch{epoch + 1:04d}.pt")
+                ckpt.save(state, out / "last.pt")
+    return {"out": str(out), "epochs": args.epochs, "history": history, "train": describe(train_ds)}
+
+
+@torch.no_grad()
+def validation_loss(model: DeSPITEModel, loss_fn: DeSPITELoss, ds: WindowDataset, batch_size: int, info: DistInfo) -> float:
+    model.eval()
+    loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    total, n = 0.0, 0
+    for batch in loader:
+        if len(batch["index"]) < 2:
+            continue
+        inputs = {m: (batch[m].to(info.device) if m != "text" else batch[m]) for m in model.modalities}
+        value, _ = loss_fn(model(inputs), batch["text_mask"].to(info.device))
+        total += float(value)
+        n += 1
+    return total / max(n, 1) if n else math.nan
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point for `python -m despite_core.train.pretrain` (torchrun-friendly)."""
+    parser = argparse.ArgumentParser(prog="despite train pretrain", description=__doc__,
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_arguments(parser)
+    args = parser.parse_args(argv)
+    run(args)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,84 @@
+"""Training end to end on a tiny synthetic store: the smoke test of main([...]), resume,
+checkpoint errors, and a real 2-process torchrun (gloo) run that keeps the ranks in sync."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from despite_core.data.synth.lidar import LidarConfig
+from despite_core.data.synth.world import WorldConfig, generate
+from despite_core.train import checkpoint as ckpt
+from despite_core.train.pretrain import main as pretrain_main
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    out = tmp_path_factory.mktemp("train") / "store"
+    generate(WorldConfig(minutes=0.6, scene_minutes=0.15, people=2, seed=11, lidar=LidarConfig(beams=16, columns=512)),
+             out, progress=False)
+    return out
+
+
+def args(store, out, *extra):
+    return ["--store", str(store), "--out", str(out), "--batch-size", "8", "--stride", "6", "--max-windows", "16",
+            "--small", "--quiet", "--checkpoint-every", "1", *extra]
+
+
+def test_pretrain_smoke_16_windows_end_to_end(tiny_store, tmp_path):
+    assert pretrain_main(args(tiny_store, tmp_path / "run", "--preset", "DeSPITE", "--epochs", "2")) == 0
+    log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    assert set(log[0]) >= {"loss", "skeleton-text", "pointcloud-imu", "windows_per_s", "val_loss"}
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["train"]["windows"] == 16
+    state = ckpt.load(tmp_path / "run" / "last.pt", expect_kind="pretrain")
+    assert state["epoch"] == 2 and state["model_config"]["preset"] == "DeSPITE"
+    assert any(k.startswith("encoders.pointcloud.tube") for k in state["model"])
+
+
+def test_resume_continues_and_checks_config(tiny_store, tmp_path):
+    run = tmp_path / "run"
+    pretrain_main(args(tiny_store, run, "--preset", "DeSPIE", "--epochs", "1"))
+    pretrain_main(args(tiny_store, run, "--preset", "DeSPIE", "--epochs", "2", "--resume"))
+    log = [json.loads(l) for l in (run / "log.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in log] == [1, 2]
+    with pytest.raises(ValueError, match="model configuration differs"):
+        pretrain_main(args(tiny_store, run, "--preset", "DePIE", "--epochs", "3", "--resume"))
+
+
+def test_checkpoint_errors(tmp_path):
+    with pytest.raises(ckpt.CheckpointError, match="not found"):
+        ckpt.load(tmp_path / "nope.pt")
+    (tmp_path / "bad.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(ckpt.CheckpointError, match="not a readable checkpoint"):
+        ckpt.load(tmp_path / "bad.pt")
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(ckpt.CheckpointError, match="not a despite checkpoint"):
+        ckpt.load(tmp_path / "other.pt")
+
+
+def test_cli_errors(tiny_store, tmp_path):
+    from despite_core.cli import main
+
+    assert main(["train", "pretrain", "--list-presets"]) == 0
+    assert main(["train", "pretrain", "--store", str(tiny_store), "--out", str(tmp_path / "r"),
+                 "--batch-size", "100000", "--epochs", "1", "--small", "--quiet"]) == 2
+
+
+def test_torchrun_two_processes_stay_in_sync(tiny_store, tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    out = subprocess.run([str(torchrun), "--nproc_per_node=2", f"--master_port={port}", "-m", "despite_core.train.pretrain",
+                          *args(tiny_store, tmp_path / "ddp", "--preset", "DeSPIE", "--epochs", "2")],
+                         capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    log = [json.loads(l) for l in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
+    assert all(r["world_size"] == 2 and r["ranks_in_sync"] for r in log)
