@@ -204,6 +204,29 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     pretrain.add_arguments(q)
     q.set_defaults(func=lambda a: _print_result(pretrain.run(a)))
+    from despite_core.train import har
+
+    h = kinds.add_parser("har", help="activity classifier on one modality (scratch, fine-tuned or linear probe)",
+                         description=har.__doc__.strip().splitlines()[0],
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    har.add_arguments(h)
+    h.set_defaults(func=lambda a: _print_result(_har_summary(har.run(a))))
+
+
+def _har_summary(result: dict) -> dict:
+    t = result["test"]
+    return {k: result[k] for k in ("modality", "init", "freeze", "label_fraction", "train_windows", "test_windows")} | {
+        "accuracy": t["accuracy"], "macro_f1": t["macro_f1"], "segment_accuracy": t.get("group_accuracy")}
+
+
+def add_eval_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="evaluate: cross-modal matching, temporal retrieval, activity recognition")
+    kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
+    from despite_core.evaluate import commands
+
+    commands.add_arguments(kinds)
+    for name, sp in kinds.choices.items():
+        sp.set_defaults(func=lambda a, f=sp.get_default("func"): _print_result(f(a)))
 
 
 def _print_result(result: dict) -> int:
@@ -222,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_synth_parser(sub)
     add_import_parser(sub)
     add_train_parser(sub)
+    add_eval_parser(sub)
     return parser
 
 
@@ -233,7 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     except CliError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    except (ValueError, FileNotFoundError, FileExistsError, KeyError) as e:
+    except (ValueError, FileNotFoundError, FileExistsError, KeyError, ImportError) as e:
         # Library errors already say what and where; show them without a traceback.
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2

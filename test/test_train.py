@@ -82,3 +82,32 @@ def test_torchrun_two_processes_stay_in_sync(tiny_store, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     log = [json.loads(l) for l in (tmp_path / "ddp" / "log.jsonl").read_text().splitlines()]
     assert all(r["world_size"] == 2 and r["ranks_in_sync"] for r in log)
+
+
+def test_train_har_and_eval_commands_end_to_end(tiny_store, tmp_path):
+    from despite_core.cli import main
+
+    run = tmp_path / "pre"
+    assert pretrain_main(args(tiny_store, run, "--preset", "DeSPIE", "--epochs", "1")) == 0
+    ev = tmp_path / "ev"
+    assert main(["eval", "matching", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(ev),
+                 "--scenes", "20", "--sizes", "2,4", "--windows", "1,2", "--quiet"]) == 0
+    res = json.loads((ev / "matching.json").read_text())
+    assert set(res["pairs"]) == {"imu->skeleton", "imu->pointcloud", "skeleton->imu", "skeleton->pointcloud",
+                                 "pointcloud->imu", "pointcloud->skeleton"}
+    assert 0 <= res["pairs"]["imu->pointcloud"]["all"]["w1"]["N4"]["accuracy"] <= 1
+    assert (ev / "matching.png").stat().st_size > 1000
+    assert main(["eval", "retrieval", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(ev),
+                 "--quiet"]) == 0
+    assert "recall@1_pm2" in json.loads((ev / "retrieval.json").read_text())["skeleton->imu"]
+    har = tmp_path / "har"
+    assert main(["train", "har", "--store", str(tiny_store), "--out", str(har), "--init", str(run / "last.pt"),
+                 "--epochs", "1", "--stride", "6", "--eval-stride", "6", "--label-fraction", "0.5", "--quiet"]) == 0
+    m = json.loads((har / "metrics.json").read_text())
+    assert m["init"].endswith("last.pt") and 0 <= m["test"]["accuracy"] <= 1 and (har / "confusion.png").is_file()
+    assert main(["eval", "har", "--checkpoint", str(har / "har.pt"), "--store", str(tiny_store), "--out", str(ev),
+                 "--stride", "6", "--quiet"]) == 0
+    got = json.loads((ev / "har.json").read_text())
+    assert got["accuracy"] == pytest.approx(m["test"]["accuracy"])   # the checkpoint reproduces the run's figure
+    # A pre-training checkpoint is not a HAR checkpoint: a clear error, exit 2.
+    assert main(["eval", "har", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(ev)]) == 2

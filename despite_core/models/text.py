@@ -98,7 +98,10 @@ class TextEncoder(nn.Module):
         self.config = config
         self._backbone: TextBackbone | None = None
         self._cache: dict[str, torch.Tensor] = {}
-        self.proj = nn.Linear(self.backbone.dim, config.embed_dim)
+        # MiniLM's width is known without loading it (a few seconds): evaluation of sensor
+        # encoders never pays for the text backbone.
+        dim = MiniLMBackbone.dim if config.backbone == "minilm" else self.backbone.dim
+        self.proj = nn.Linear(dim, config.embed_dim)
 
     @property
     def backbone(self) -> TextBackbone:

@@ -40,6 +40,8 @@ class GridSequence:
     points: np.ndarray | None           # (M, 256, 3) float32, normalised
     imu: np.ndarray | None              # (M, C) float32 in the model's layout, flattened
     joints: np.ndarray | None           # (M, 24, 3) float32
+    raw_stats: np.ndarray | None = None # (M, 3): raw cloud centroid-free stats per frame, see cloud_stats
+    centroids: np.ndarray | None = None # (M, 3) raw cloud centroid per frame (sensor frame), NaN when empty
 
 
 def _points_cache(cache_dir: Path | None, store: Store, seq: Sequence, k: int) -> np.ndarray:
@@ -88,8 +90,26 @@ def to_grid(store: Store, seq: Sequence, modalities: tuple[str, ...], *, points_
             raise ValueError(f"sequence {seq.sequence_id!r} has no joints but the model needs skeletons")
         joints = (seq.joints if exact else interp_linear(ts, seq.joints, grid)).astype(np.float32)
     text = np.asarray(seq.text)[near] if seq.text is not None else np.full(m, "", dtype="<U1")
+    centroids = stats = None
+    if seq.points is not None:
+        centroids, stats = cloud_stats(seq.points)
+        centroids, stats = centroids[near], stats[near]
     return GridSequence(seq.sequence_id, seq.subject, seq.scene, seq.person, np.asarray(seq.labels)[near],
-                        text, points, imu, joints)
+                        text, points, imu, joints, stats, centroids)
+
+
+def cloud_stats(clouds: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per frame: the raw centroid (T, 3) and (height extent, horizontal extent, point count) (T, 3).
+
+    What the normalised model input hides, and what a shortcut baseline could use.
+    """
+    cent = np.full((len(clouds), 3), np.nan, np.float32)
+    stats = np.zeros((len(clouds), 3), np.float32)
+    for i, p in enumerate(clouds):
+        if len(p):
+            cent[i] = p.mean(0)
+            stats[i] = (np.ptp(p[:, 2]), float(np.hypot(*np.ptp(p[:, :2], axis=0))), len(p))
+    return cent, stats
 
 
 @dataclass(frozen=True)

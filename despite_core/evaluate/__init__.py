@@ -1,0 +1,1 @@
+"""Evaluation: cross-modal matching, temporal retrieval, activity recognition."""

@@ -1,0 +1,125 @@
+"""`despite eval matching | retrieval | har`: each writes a JSON next to its plots."""
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from despite_core.data.store import Store
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", type=Path, required=True)
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="directory for the JSON and plots")
+    p.add_argument("--split-scheme", default="by_subject")
+    p.add_argument("--split", default="test")
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+
+
+def add_arguments(sub: argparse._SubParsersAction) -> None:
+    m = sub.add_parser("matching", help="cross-modal matching accuracy against scene size N (reference protocol)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _common(m)
+    m.add_argument("--scenes", type=int, default=1000)
+    m.add_argument("--sizes", default="2,4,8,12,16,20,24,28,32", help="scene sizes N")
+    m.add_argument("--windows", default="1,2,4", help="consecutive windows w per entry")
+    m.add_argument("--seed", type=int, default=0)
+    m.set_defaults(func=run_matching)
+    r = sub.add_parser("retrieval", help="temporal retrieval within sequences (recall@1/5 within +-k frames)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _common(r)
+    r.set_defaults(func=run_retrieval)
+    h = sub.add_parser("har", help="activity recognition of a `despite train har` checkpoint",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    _common(h)
+    h.add_argument("--stride", type=int, default=1)
+    h.set_defaults(func=run_har)
+
+
+def _embed(args):
+    import torch
+
+    from despite_core.evaluate.embed import embed_split, load_model
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model, state = load_model(str(args.checkpoint))
+    store = Store(args.store)
+    return embed_split(model, store, args.split_scheme, args.split, progress=not args.quiet), state
+
+
+def run_matching(args: argparse.Namespace) -> dict:
+    from despite_core.evaluate.matching import MatchingConfig, evaluate_matching, plot_matching
+
+    cfg = MatchingConfig(sizes=tuple(int(x) for x in args.sizes.split(",")),
+                         windows=tuple(int(x) for x in args.windows.split(",")), scenes=args.scenes, seed=args.seed)
+    emb, state = _embed(args)
+    res = evaluate_matching(emb, cfg, progress=not args.quiet)
+    res.update({"checkpoint": str(args.checkpoint), "preset": state["model_config"]["preset"], "store": str(args.store),
+                "split": f"{args.split_scheme}/{args.split}", "windows_embedded": int(len(emb.seq)),
+                "sequences": len(emb.sequence_ids)})
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "matching.json").write_text(json.dumps(res, indent=1))
+    plot_matching(res, str(args.out / "matching.png"))
+    return summarise_matching(res)
+
+
+def summarise_matching(res: dict, sizes=(8, 32), windows=(1, 4)) -> dict:
+    out = {}
+    for pair, r in res["pairs"].items():
+        for w in windows:
+            for n in sizes:
+                e = r.get("all", {}).get(f"w{w}", {}).get(f"N{n}")
+                if e:
+                    same = r.get("same_activity", {}).get(f"w{w}", {}).get(f"N{n}", {})
+                    out[f"{pair} N{n} w{w}"] = {"learned": round(e["accuracy"], 3), "shortcut": round(e.get("shortcut", float("nan")), 3),
+                                                "same_activity": round(same.get("accuracy", float("nan")), 3), "chance": round(1 / n, 3)}
+    return out
+
+
+def run_retrieval(args: argparse.Namespace) -> dict:
+    from despite_core.evaluate.retrieval import evaluate_retrieval
+
+    emb, state = _embed(args)
+    res = {"checkpoint": str(args.checkpoint), "preset": state["model_config"]["preset"], **evaluate_retrieval(emb)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "retrieval.json").write_text(json.dumps(res, indent=1))
+    return res
+
+
+def run_har(args: argparse.Namespace) -> dict:
+    import torch
+
+    from despite_core.evaluate.har import har_metrics, plot_confusion, segment_ids
+    from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
+    from despite_core.train import checkpoint as ckpt
+    from despite_core.train.data import WindowDataset, split_ids
+    from despite_core.train.har import FEATURE_DIM, PRESET_WITH, HarModel, predict
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    state = ckpt.load(args.checkpoint, expect_kind="har")
+    modality = state["modality"]
+    cfg = DeSPITEConfig.from_dict(state["model_config"])
+    if "text" in cfg.modalities or modality not in cfg.modalities:
+        cfg = replace(cfg, preset=PRESET_WITH[modality])
+    store = Store(args.store)
+    if list(store.class_names) != list(state["class_names"]):
+        raise ckpt.CheckpointError(f"{args.checkpoint}: trained on classes {state['class_names'][:5]}..., "
+                                   f"the store has {list(store.class_names)[:5]}...")
+    model = HarModel(DeSPITEModel(cfg).encoders[modality], FEATURE_DIM[modality](cfg), len(store.class_names))
+    model.load_state_dict(state["model"])
+    ds = WindowDataset(store, split_ids(store, args.split_scheme, args.split), (modality,), stride=args.stride,
+                       cache_dir=store.root / ".cache")
+    scores = predict(model, ds, modality)
+    seq = np.array([k for k, _ in ds.windows])
+    metrics = har_metrics(scores, ds.labels, store.class_names, groups=segment_ids(seq, ds.labels))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "har.json").write_text(json.dumps({"checkpoint": str(args.checkpoint), "modality": modality, **metrics}, indent=1))
+    plot_confusion(metrics, str(args.out / "confusion.png"))
+    return {k: metrics[k] for k in ("accuracy", "macro_f1", "windows", "ambiguous", "group_accuracy")}

@@ -1,0 +1,158 @@
+"""`despite train har`: an activity classifier on one modality's encoder features, from scratch or
+initialised from a pre-training checkpoint (fine-tuned, or frozen for a linear probe), optionally
+with only a fraction of the labelled training windows. As the reference: the head sits on the
+pooled features (PST: 80-d), SGD lr 0.01, momentum 0.9, weight decay 1e-4, linear warm-up then
+steps at 2/3 and 6/7 of the epochs. Writes metrics.json, confusion.png and har.pt.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, Subset
+
+from despite_core.data.store import Store
+from despite_core.evaluate.har import har_metrics, plot_confusion, segment_ids
+from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
+from despite_core.models.imu import ImuEncoderConfig
+from despite_core.train import checkpoint as ckpt
+from despite_core.train.data import MODEL_IMU_LAYOUT, Augment, WindowDataset, collate, split_ids
+
+FEATURE_DIM = {"pointcloud": lambda c: c.pointcloud.dim, "imu": lambda c: c.imu.hidden, "skeleton": lambda c: c.skeleton.latent}
+PRESET_WITH = {"pointcloud": "DePIE", "imu": "DePIE", "skeleton": "DeSPIE"}
+
+
+class HarModel(nn.Module):
+    """encoder features -> Linear -> class logits."""
+
+    def __init__(self, encoder: nn.Module, feature_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.head = nn.Linear(feature_dim, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(x)[0])
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--modality", default="pointcloud", choices=("pointcloud", "imu", "skeleton"))
+    p.add_argument("--init", type=Path, default=None, help="pre-training checkpoint (last.pt); default: from scratch")
+    p.add_argument("--freeze", action="store_true", help="train only the head (linear probe)")
+    p.add_argument("--label-fraction", type=float, default=1.0, help="fraction of labelled training windows used")
+    p.add_argument("--split-scheme", default="by_subject")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--test-split", default="test")
+    p.add_argument("--epochs", type=int, default=35, help="reference: 35")
+    p.add_argument("--batch-size", type=int, default=24, help="reference: 24")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--warmup-epochs", type=int, default=None, help="default: epochs / 3.5 (reference: 10 of 35)")
+    p.add_argument("--stride", type=int, default=1, help="training window stride")
+    p.add_argument("--eval-stride", type=int, default=2, help="test window stride")
+    p.add_argument("--small", action="store_true", help="the reduced model (scratch only; --init brings its own)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
+
+
+def build(args: argparse.Namespace, num_classes: int) -> tuple[HarModel, DeSPITEConfig]:
+    if args.init is not None:
+        state = ckpt.load(args.init, expect_kind="pretrain")
+        cfg = DeSPITEConfig.from_dict(state["model_config"])
+        if args.modality not in cfg.modalities:
+            raise ValueError(f"{args.init}: preset {cfg.preset} has no {args.modality} encoder")
+        full = DeSPITEModel(replace(cfg, preset=PRESET_WITH[args.modality]) if "text" in cfg.modalities else cfg)
+        missing = full.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith("encoders.text")},
+                                       strict=False)
+        if any(k.startswith(f"encoders.{args.modality}.") for k in missing.missing_keys):
+            raise ckpt.CheckpointError(f"{args.init}: no weights for the {args.modality} encoder")
+    else:
+        from despite_core.train.pretrain import model_config
+
+        cfg = model_config(argparse.Namespace(preset=PRESET_WITH[args.modality], small=args.small))
+        full = DeSPITEModel(cfg)
+    encoder = full.encoders[args.modality]
+    if args.freeze:
+        for prm in encoder.parameters():
+            prm.requires_grad_(False)
+    return HarModel(encoder, FEATURE_DIM[args.modality](cfg), num_classes), cfg
+
+
+@torch.no_grad()
+def predict(model: HarModel, ds, modality: str, batch_size: int = 64) -> np.ndarray:
+    model.eval()
+    out = [torch.softmax(model(b[modality]), 1).numpy() for b in DataLoader(ds, batch_size=batch_size, collate_fn=collate)]
+    return np.concatenate(out)
+
+
+def run(args: argparse.Namespace) -> dict:
+    from tqdm import tqdm
+
+    if not 0 < args.label_fraction <= 1:
+        raise ValueError(f"--label-fraction must be in (0, 1], got {args.label_fraction}")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    store = Store(args.store)
+    cache = args.store / ".cache"
+    mods = (args.modality,)
+    train_all = WindowDataset(store, split_ids(store, args.split_scheme, args.train_split), mods, stride=args.stride,
+                              augment=Augment(), seed=args.seed, cache_dir=cache, progress=not args.quiet)
+    labelled = np.nonzero(train_all.labels >= 0)[0]
+    rng = np.random.default_rng(args.seed)
+    keep = np.sort(rng.choice(labelled, max(1, int(round(args.label_fraction * len(labelled)))), replace=False))
+    train = Subset(train_all, keep.tolist())
+    test = WindowDataset(store, split_ids(store, args.split_scheme, args.test_split), mods, stride=args.eval_stride,
+                         cache_dir=cache)
+    model, cfg = build(args, len(store.class_names))
+    params = [p for p in model.parameters() if p.requires_grad]
+    optim = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
+    loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=len(train) > args.batch_size,
+                        collate_fn=collate, generator=torch.Generator().manual_seed(args.seed))
+    steps = max(len(loader), 1)
+    warm = (args.warmup_epochs if args.warmup_epochs is not None else max(1, round(args.epochs / 3.5))) * steps
+    milestones = [int(args.epochs * 4 / 7) * steps, int(args.epochs * 6 / 7) * steps]
+
+    def lr_at(step: int) -> float:
+        f = 1e-5 + (1 - 1e-5) * min(1.0, step / max(warm, 1))
+        return args.lr * f * (0.1 ** sum(step >= m for m in milestones))
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    log = []
+    step = 0
+    for epoch in range(args.epochs):
+        train_all.set_epoch(epoch)
+        model.train()
+        if args.freeze:
+            model.encoder.eval()
+        t0, total, n = time.perf_counter(), 0.0, 0
+        for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.quiet):
+            for g in optim.param_groups:
+                g["lr"] = lr_at(step)
+            loss = nn.functional.cross_entropy(model(batch[args.modality]), batch["label"])
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            step += 1
+            total += loss.item() * len(batch["label"])
+            n += len(batch["label"])
+        log.append({"epoch": epoch + 1, "loss": round(total / max(n, 1), 5), "seconds": round(time.perf_counter() - t0, 2)})
+    scores = predict(model, test, args.modality)
+    seq = np.array([k for k, _ in test.windows])
+    metrics = har_metrics(scores, test.labels, store.class_names, groups=segment_ids(seq, test.labels))
+    result = {"modality": args.modality, "init": str(args.init) if args.init else "scratch", "freeze": args.freeze,
+              "label_fraction": args.label_fraction, "train_windows": len(train), "test_windows": len(test),
+              "epochs": args.epochs, "log": log, "test": metrics}
+    (args.out / "metrics.json").write_text(json.dumps(result, indent=1))
+    plot_confusion(metrics, str(args.out / "confusion.png"),
+                   f"{args.modality} HAR ({result['init'] if args.init is None else 'pre-trained ' + cfg.preset}), "
+                   f"acc {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
+    ckpt.save(ckpt.make("har", model, cfg, store, args.epochs, args, modality=args.modality), args.out / "har.pt")
+    return result
