@@ -197,20 +197,25 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train DeSPITE encoders (pretrain) or activity heads (har)",
                        description="Training. Multi-process: torchrun --nproc_per_node=N -m despite_core.cli train ...")
     kinds = p.add_subparsers(dest="kind", metavar="KIND", required=True)
-    from despite_core.train import pretrain
+    from despite_core.train import options
 
     q = kinds.add_parser("pretrain", help="contrastive pre-training of a modality subset (DeSPITE, DeSPIE, ...)",
-                         description=pretrain.__doc__.strip().splitlines()[0],
+                         description="Contrastive pre-training (docs/method.md). Under torchrun: DistributedDataParallel.",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    pretrain.add_arguments(q)
-    q.set_defaults(func=lambda a: _print_result(pretrain.run(a)))
-    from despite_core.train import har
-
+    options.pretrain_arguments(q)
+    q.set_defaults(func=lambda a: _print_result(_lazy("despite_core.train.pretrain").run(a)))
     h = kinds.add_parser("har", help="activity classifier on one modality (scratch, fine-tuned or linear probe)",
-                         description=har.__doc__.strip().splitlines()[0],
+                         description="An activity classifier on one modality's encoder features (docs/method.md).",
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    har.add_arguments(h)
-    h.set_defaults(func=lambda a: _print_result(_har_summary(har.run(a))))
+    options.har_arguments(h)
+    h.set_defaults(func=lambda a: _print_result(_har_summary(_lazy("despite_core.train.har").run(a))))
+
+
+def _lazy(module: str):
+    """Import a torch-using module only when its command runs."""
+    import importlib
+
+    return importlib.import_module(module)
 
 
 def _har_summary(result: dict) -> dict:

@@ -1,6 +1,5 @@
 """Evaluation protocols on embeddings whose answers are known, HAR metrics by hand, and the
 eval/train CLIs end to end on a tiny store."""
-import json
 
 import numpy as np
 import pytest

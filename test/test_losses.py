@@ -1,7 +1,6 @@
 """The DeSPITE loss: a hand-computed value, masked text, every preset's pairs, and the distributed
 gather (patched collectives, and a real 2-process gloo run against one process on the global batch)."""
 import math
-import os
 import subprocess
 import sys
 

@@ -10,7 +10,6 @@ import argparse
 import json
 import time
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,9 +19,8 @@ from torch.utils.data import DataLoader, Subset
 from despite_core.data.store import Store
 from despite_core.evaluate.har import har_metrics, plot_confusion, segment_ids
 from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
-from despite_core.models.imu import ImuEncoderConfig
 from despite_core.train import checkpoint as ckpt
-from despite_core.train.data import MODEL_IMU_LAYOUT, Augment, WindowDataset, collate, split_ids
+from despite_core.train.data import Augment, WindowDataset, collate, split_ids
 
 FEATURE_DIM = {"pointcloud": lambda c: c.pointcloud.dim, "imu": lambda c: c.imu.hidden, "skeleton": lambda c: c.skeleton.latent}
 PRESET_WITH = {"pointcloud": "DePIE", "imu": "DePIE", "skeleton": "DeSPIE"}
@@ -38,28 +36,6 @@ class HarModel(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x)[0])
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", type=Path, required=True)
-    p.add_argument("--out", type=Path, required=True, help="run directory")
-    p.add_argument("--modality", default="pointcloud", choices=("pointcloud", "imu", "skeleton"))
-    p.add_argument("--init", type=Path, default=None, help="pre-training checkpoint (last.pt); default: from scratch")
-    p.add_argument("--freeze", action="store_true", help="train only the head (linear probe)")
-    p.add_argument("--label-fraction", type=float, default=1.0, help="fraction of labelled training windows used")
-    p.add_argument("--split-scheme", default="by_subject")
-    p.add_argument("--train-split", default="train")
-    p.add_argument("--test-split", default="test")
-    p.add_argument("--epochs", type=int, default=35, help="reference: 35")
-    p.add_argument("--batch-size", type=int, default=24, help="reference: 24")
-    p.add_argument("--lr", type=float, default=0.01)
-    p.add_argument("--warmup-epochs", type=int, default=None, help="default: epochs / 3.5 (reference: 10 of 35)")
-    p.add_argument("--stride", type=int, default=1, help="training window stride")
-    p.add_argument("--eval-stride", type=int, default=2, help="test window stride")
-    p.add_argument("--small", action="store_true", help="the reduced model (scratch only; --init brings its own)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--quiet", action="store_true")
 
 
 def build(args: argparse.Namespace, num_classes: int) -> tuple[HarModel, DeSPITEConfig]:

@@ -9,10 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import time
-from dataclasses import asdict
-from pathlib import Path
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -23,35 +20,10 @@ from despite_core.losses import DeSPITELoss, LossConfig
 from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
 from despite_core.models.imu import ImuEncoderConfig
 from despite_core.presets import PRESETS, loss_pairs
+from despite_core.train.options import pretrain_arguments as add_arguments  # noqa: F401  (the entry point)
 from despite_core.train import checkpoint as ckpt
 from despite_core.train.data import MODEL_IMU_LAYOUT, Augment, WindowDataset, collate, describe, split_ids
 from despite_core.train.distributed import DistInfo, all_reduce_mean, cleanup, ranks_in_sync, setup
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", type=Path, help="sequence store to train on (required)")
-    p.add_argument("--out", type=Path, help="run directory: checkpoints, log.jsonl, config (required)")
-    p.add_argument("--preset", default="DeSPITE", choices=list(PRESETS), help="modality subset")
-    p.add_argument("--list-presets", action="store_true", help="list the presets and their loss pairs, then exit")
-    p.add_argument("--split-scheme", default="by_subject", help="split scheme of the store")
-    p.add_argument("--train-split", default="train")
-    p.add_argument("--val-split", default="val", help="split for the validation loss ('' to skip)")
-    p.add_argument("--epochs", type=int, default=145, help="paper: 145")
-    p.add_argument("--batch-size", type=int, default=1024, help="global batch (split across ranks); paper: 1024")
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--stride", type=int, default=1, help="window stride in frames (reference: 1)")
-    p.add_argument("--max-windows", type=int, default=None, help="subsample the training windows (CPU budgets)")
-    p.add_argument("--temperature", type=float, default=0.1)
-    p.add_argument("--learnable-temperature", action="store_true")
-    p.add_argument("--checkpoint-every", type=int, default=5, help="save every K epochs (and the last)")
-    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader workers per rank")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per rank")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--small", action="store_true",
-                   help="a reduced model for CPU budgets (PST depth 2, skeleton 2 layers x 256, IMU hidden 256)")
-    p.add_argument("--quiet", action="store_true")
 
 
 def model_config(args: argparse.Namespace) -> DeSPITEConfig:

@@ -129,7 +129,6 @@ def activity_pose(seg: Segment, tau: np.ndarray, style: Style, scale: float) -> 
     amp = style.amplitude
     hand = "r" if style.handed == "right" else "l"
     other = "l" if hand == "r" else "r"
-    T = seg.duration
 
     def ch(name: str) -> np.ndarray:
         return p[:, CH[name]]

@@ -1,0 +1,56 @@
+"""Command-line options of the trainers, kept free of torch so `despite --help` and the data
+commands start fast (and work where only the offline data half is installed)."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from despite_core.presets import PRESETS
+
+
+def pretrain_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", type=Path, help="sequence store to train on (required)")
+    p.add_argument("--out", type=Path, help="run directory: checkpoints, log.jsonl, config (required)")
+    p.add_argument("--preset", default="DeSPITE", choices=list(PRESETS), help="modality subset")
+    p.add_argument("--list-presets", action="store_true", help="list the presets and their loss pairs, then exit")
+    p.add_argument("--split-scheme", default="by_subject", help="split scheme of the store")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--val-split", default="val", help="split for the validation loss ('' to skip)")
+    p.add_argument("--epochs", type=int, default=145, help="paper: 145")
+    p.add_argument("--batch-size", type=int, default=1024, help="global batch (split across ranks); paper: 1024")
+    p.add_argument("--lr", type=float, default=1e-4)
+    p.add_argument("--stride", type=int, default=1, help="window stride in frames (reference: 1)")
+    p.add_argument("--max-windows", type=int, default=None, help="subsample the training windows (CPU budgets)")
+    p.add_argument("--temperature", type=float, default=0.1)
+    p.add_argument("--learnable-temperature", action="store_true")
+    p.add_argument("--checkpoint-every", type=int, default=5, help="save every K epochs (and the last)")
+    p.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    p.add_argument("--workers", type=int, default=0, help="DataLoader workers per rank")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads per rank")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--small", action="store_true",
+                   help="a reduced model for CPU budgets (PST depth 2, skeleton 2 layers x 256, IMU hidden 256)")
+    p.add_argument("--quiet", action="store_true")
+
+
+def har_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", type=Path, required=True)
+    p.add_argument("--out", type=Path, required=True, help="run directory")
+    p.add_argument("--modality", default="pointcloud", choices=("pointcloud", "imu", "skeleton"))
+    p.add_argument("--init", type=Path, default=None, help="pre-training checkpoint (last.pt); default: from scratch")
+    p.add_argument("--freeze", action="store_true", help="train only the head (linear probe)")
+    p.add_argument("--label-fraction", type=float, default=1.0, help="fraction of labelled training windows used")
+    p.add_argument("--split-scheme", default="by_subject")
+    p.add_argument("--train-split", default="train")
+    p.add_argument("--test-split", default="test")
+    p.add_argument("--epochs", type=int, default=35, help="reference: 35")
+    p.add_argument("--batch-size", type=int, default=24, help="reference: 24")
+    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--warmup-epochs", type=int, default=None, help="default: epochs / 3.5 (reference: 10 of 35)")
+    p.add_argument("--stride", type=int, default=1, help="training window stride")
+    p.add_argument("--eval-stride", type=int, default=2, help="test window stride")
+    p.add_argument("--small", action="store_true", help="the reduced model (scratch only; --init brings its own)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--quiet", action="store_true")
