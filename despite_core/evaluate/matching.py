@@ -47,14 +47,18 @@ def _entries(emb: Embedded, w: int, label: int | None = None) -> np.ndarray:
     return np.nonzero(ok)[0]
 
 
-def _scene_accuracy(sim: np.ndarray) -> float:
-    """sim (N, N): row = source entry, column = target entry."""
-    return float(np.mean(np.argmax(sim, axis=1) == np.arange(sim.shape[0])))
+def _accuracy(sim: np.ndarray) -> float:
+    """Mean over scenes of the fraction of source entries whose argmax target is their own.
+
+    sim (S, N, N): scene, source entry, target entry.
+    """
+    return float(np.mean(np.argmax(sim, axis=2) == np.arange(sim.shape[1])[None, :]))
 
 
 def _mean_cos(src: np.ndarray, tgt: np.ndarray, rows: np.ndarray, w: int) -> np.ndarray:
-    """Mean over k < w of cos(src[rows + k], tgt[rows + k]) for every pair of entries -> (N, N)."""
-    return np.mean([src[rows + k] @ tgt[rows + k].T for k in range(w)], axis=0)
+    """Mean over k < w of cos(src[rows + k], tgt[rows + k]) for every pair of entries of every
+    scene: rows (S, N) -> (S, N, N)."""
+    return np.mean([src[rows + k] @ np.swapaxes(tgt[rows + k], 1, 2) for k in range(w)], axis=0)
 
 
 def shortcut_scores(emb: Embedded, src: str, tgt: str) -> tuple[np.ndarray, np.ndarray]:
@@ -72,10 +76,10 @@ def shortcut_scores(emb: Embedded, src: str, tgt: str) -> tuple[np.ndarray, np.n
 
 
 def _shortcut_sim(fa: np.ndarray, fb: np.ndarray, rows: np.ndarray, w: int) -> np.ndarray:
-    """Negative squared distance of the window-averaged shortcut vectors -> (N, N)."""
-    va = np.mean([fa[rows + k] for k in range(w)], axis=0)
+    """Negative squared distance of the window-averaged shortcut vectors: rows (S, N) -> (S, N, N)."""
+    va = np.mean([fa[rows + k] for k in range(w)], axis=0)                  # (S, N, F)
     vb = np.mean([fb[rows + k] for k in range(w)], axis=0)
-    return -((va[:, None, :] - vb[None, :, :]) ** 2).sum(-1)
+    return -((va[:, :, None, :] - vb[:, None, :, :]) ** 2).sum(-1)
 
 
 def evaluate_matching(emb: Embedded, config: MatchingConfig = MatchingConfig(), progress: bool = True) -> dict:
@@ -94,21 +98,21 @@ def evaluate_matching(emb: Embedded, config: MatchingConfig = MatchingConfig(), 
         for lab in labels:
             pools[lab] = _entries(emb, w, lab)
         usable = [lab for lab in labels if len(pools[lab]) >= n]
-        scenes = {"all": [rng.choice(pools["all"], n, replace=False) for _ in range(config.scenes)]
-                  if len(pools["all"]) >= n else []}
-        scenes["same_activity"] = ([rng.choice(pools[lab], n, replace=False)
-                                    for lab in rng.choice(usable, config.scenes)] if usable else [])
+        scenes = {"all": np.array([rng.choice(pools["all"], n, replace=False) for _ in range(config.scenes)])
+                  if len(pools["all"]) >= n else None}
+        scenes["same_activity"] = (np.array([rng.choice(pools[lab], n, replace=False)
+                                             for lab in rng.choice(usable, config.scenes)]) if usable else None)
         for src, tgt in pairs:
             key = f"{src}->{tgt}"
             r = results["pairs"].setdefault(key, {})
             fa, fb = shortcut_scores(emb, src, tgt) if src in emb.shortcut and tgt in emb.shortcut else (None, None)
-            for variant, rows_list in scenes.items():
-                if not rows_list:
+            for variant, rows in scenes.items():
+                if rows is None:
                     continue
-                learned = [_scene_accuracy(_mean_cos(emb.embeddings[src], emb.embeddings[tgt], rows, w)) for rows in rows_list]
-                entry = {"accuracy": float(np.mean(learned)), "chance": 1.0 / n}
+                entry = {"accuracy": _accuracy(_mean_cos(emb.embeddings[src], emb.embeddings[tgt], rows, w)),
+                         "chance": 1.0 / n}
                 if fa is not None:
-                    entry["shortcut"] = float(np.mean([_scene_accuracy(_shortcut_sim(fa, fb, rows, w)) for rows in rows_list]))
+                    entry["shortcut"] = _accuracy(_shortcut_sim(fa, fb, rows, w))
                 r.setdefault(variant, {}).setdefault(f"w{w}", {})[f"N{n}"] = entry
     return results
 
