@@ -134,3 +134,14 @@ def test_pst_exports_to_onnx_with_parity_at_another_batch(tmp_path):
     with torch.no_grad():
         tf, te = model(x)
     assert np.abs(e - te.numpy()).max() < 1e-4 and np.abs(f - tf.numpy()).max() < 1e-4
+
+
+def test_clip_backbone_needs_local_weights(tmp_path):
+    from despite_core.models.text import TextEncoder, TextEncoderConfig, load_backbone
+
+    with pytest.raises(ValueError, match="needs clip_weights"):
+        load_backbone("clip", None)
+    with pytest.raises(FileNotFoundError, match="CLIP weights .* not found"):
+        TextEncoder(TextEncoderConfig(backbone="clip", clip_weights=str(tmp_path / "missing.pt")))
+    with pytest.raises(ValueError, match="unknown text backbone 'bert'"):
+        load_backbone("bert")
