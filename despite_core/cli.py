@@ -241,6 +241,26 @@ def _print_result(result: dict) -> int:
     return 0
 
 
+def add_export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("export", help="write a model bundle (model.yaml + ONNX parts) for the ROS runtime",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description="Export encoders (and linear-probe HAR heads) to ONNX with parity checks "
+                                   "against PyTorch on real windows; see shared/ARCHITECTURE.md, 'Model bundle'.")
+    p.add_argument("--checkpoint", type=Path, required=True, help="pre-training checkpoint (last.pt)")
+    p.add_argument("--out", type=Path, required=True, help="bundle directory")
+    p.add_argument("--store", type=Path, required=True, help="store for class names and the parity windows")
+    p.add_argument("--har", type=Path, nargs="*", default=[],
+                   help="HAR checkpoints trained with --freeze on the same pre-training (one per modality)")
+    p.add_argument("--parts", default="pointcloud,imu", help="encoders to export (add skeleton on request)")
+    p.add_argument("--text-queries", default=None, help='"walking; sitting down; ...": open-vocabulary label phrases')
+    p.add_argument("--text-queries-file", default=None, help="one phrase per line")
+    p.add_argument("--model-id", default=None)
+    p.add_argument("--split-scheme", default="by_subject")
+    p.add_argument("--split", default="test", help="split whose windows serve the parity check")
+    p.add_argument("--opset", type=int, default=17)
+    p.set_defaults(func=lambda a: _print_result(_lazy("despite_core.export").run(a)))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="despite",
@@ -251,6 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_import_parser(sub)
     add_train_parser(sub)
     add_eval_parser(sub)
+    add_export_parser(sub)
     return parser
 
 

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -111,3 +112,40 @@ def test_train_har_and_eval_commands_end_to_end(tiny_store, tmp_path):
     assert got["accuracy"] == pytest.approx(m["test"]["accuracy"])   # the checkpoint reproduces the run's figure
     # A pre-training checkpoint is not a HAR checkpoint: a clear error, exit 2.
     assert main(["eval", "har", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(ev)]) == 2
+
+
+def test_export_bundle_with_a_linear_probe_head(tiny_store, tmp_path):
+    import onnxruntime as ort
+    import yaml
+
+    from despite_core.cli import main
+    from despite_core.export import sha256
+
+    run = tmp_path / "pre"
+    assert pretrain_main(args(tiny_store, run, "--preset", "DeSPITE", "--epochs", "1")) == 0
+    probe, tuned = tmp_path / "probe", tmp_path / "tuned"
+    common = ["train", "har", "--store", str(tiny_store), "--init", str(run / "last.pt"), "--epochs", "1",
+              "--stride", "6", "--eval-stride", "12", "--quiet"]
+    assert main([*common, "--out", str(probe), "--freeze"]) == 0
+    assert main([*common, "--out", str(tuned)]) == 0
+    bundle = tmp_path / "bundle"
+    assert main(["export", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(bundle),
+                 "--har", str(probe / "har.pt"), "--text-queries", "a person walks; a person waves"]) == 0
+    meta = yaml.safe_load((bundle / "model.yaml").read_text())
+    for key in ("format_version", "model_id", "preset", "class_names", "fps", "window", "points_per_frame",
+                "normalisation", "imu_layout", "embedding_dim", "temperature", "parts", "text_queries", "provenance", "metrics"):
+        assert key in meta, key
+    assert set(meta["parts"]) == {"pointcloud_encoder", "imu_encoder", "pointcloud_head"}
+    for part in meta["parts"].values():
+        assert sha256(bundle / part["file"]) == part["sha256"]
+    assert meta["parts"]["pointcloud_encoder"]["inputs"] == [{"name": "points", "shape": [None, 24, 256, 3]}]
+    assert meta["parts"]["imu_encoder"]["inputs"] == [{"name": "imu", "shape": [None, 24, 48]}]
+    assert len(meta["text_queries"]["embeddings"][0]) == 512
+    # The exported encoder + head run in ONNX Runtime at yet another batch size.
+    enc = ort.InferenceSession(str(bundle / "pointcloud_encoder.onnx"), providers=["CPUExecutionProvider"])
+    head = ort.InferenceSession(str(bundle / "pointcloud_head.onnx"), providers=["CPUExecutionProvider"])
+    feats, emb = enc.run(None, {"points": np.random.default_rng(0).normal(size=(5, 24, 256, 3)).astype(np.float32) * 0.3})
+    assert emb.shape == (5, 512) and head.run(None, {"features": feats})[0].shape == (5, 15)
+    # A head trained on a fine-tuned encoder cannot share the bundle's encoder: a clear error.
+    assert main(["export", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(tmp_path / "b2"),
+                 "--har", str(tuned / "har.pt")]) == 2

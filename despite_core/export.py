@@ -1,0 +1,191 @@
+"""`despite export`: a model bundle (shared/ARCHITECTURE.md, "Model bundle") from a pre-training
+checkpoint and, optionally, linear-probe HAR heads: ``model.yaml`` plus one ONNX file per part
+(point-cloud and IMU encoders by default, the skeleton encoder on request, the heads), each with
+its sha256, tensor names and shapes. ONNX Runtime is checked against PyTorch on real windows at a
+batch size other than the export batch (embeddings within 1e-4, identical head argmax).
+
+Tensor names (fixed): point-cloud encoder ``points`` (B, 24, 256, 3) -> ``features``,
+``embedding``; IMU encoder ``imu`` (B, 24, C) -> ``features``, ``embedding``; skeleton encoder
+``joints`` (B, 24, 24, 3) -> ``features``, ``embedding``; HAR head ``features`` -> ``logits``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import hashlib
+import subprocess
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from despite_core.data.store import Store
+from despite_core.data.windows import FPS, WINDOW
+from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
+from despite_core.train import checkpoint as ckpt
+from despite_core.train.data import MODEL_IMU_LAYOUT, WindowDataset, collate, split_ids
+
+FORMAT_VERSION = 1
+EXPORT_BATCH = 2
+PARITY_BATCH = 3
+INPUT_NAMES = {"pointcloud": "points", "imu": "imu", "skeleton": "joints"}
+
+
+class _Encoder(nn.Module):
+    def __init__(self, encoder: nn.Module) -> None:
+        super().__init__()
+        self.encoder = encoder
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encoder(x)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, outputs: list[str], opset: int) -> None:
+    axes = {input_name: {0: "batch"}, **{o: {0: "batch"} for o in outputs}}
+    # Shape arithmetic on traced sizes warns; the parity check at another batch size is the real test.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        _onnx_export(module, example, path, input_name, outputs, axes, opset)
+
+
+def _onnx_export(module, example, path, input_name, outputs, axes, opset) -> None:
+    torch.onnx.export(module.eval(), (example,), str(path), input_names=[input_name], output_names=outputs,
+                      dynamic_axes=axes, opset_version=opset, dynamo=False)
+
+
+def _head_from(har_path: Path, encoder_state: dict, modality_prefix: str) -> tuple[str, nn.Linear, list[str]]:
+    """The linear head of a frozen (linear-probe) HAR checkpoint whose encoder equals the bundle's."""
+    state = ckpt.load(har_path, expect_kind="har")
+    modality = state["modality"]
+    if not state["args"].get("freeze"):
+        raise ckpt.CheckpointError(
+            f"{har_path}: this HAR head was trained with a fine-tuned encoder; a bundle's encoder serves both the "
+            f"embedding and the head, so export heads trained with --freeze on the same pre-training checkpoint")
+    enc = {k[len("encoder."):]: v for k, v in state["model"].items() if k.startswith("encoder.")}
+    ours = {k[len(f"{modality_prefix}{modality}."):]: v for k, v in encoder_state.items()
+            if k.startswith(f"{modality_prefix}{modality}.")}
+    if enc.keys() != ours.keys() or any(not torch.equal(enc[k], ours[k]) for k in enc):
+        raise ckpt.CheckpointError(f"{har_path}: its {modality} encoder differs from the pre-training checkpoint's")
+    w, b = state["model"]["head.weight"], state["model"]["head.bias"]
+    head = nn.Linear(w.shape[1], w.shape[0])
+    head.load_state_dict({"weight": w, "bias": b})
+    return modality, head, list(state["class_names"])
+
+
+def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] = (), parts: tuple[str, ...] = ("pointcloud", "imu"),
+                  text_queries: list[str] = (), model_id: str | None = None, split_scheme: str = "by_subject",
+                  split: str = "test", opset: int = 17, metrics: dict | None = None) -> dict:
+    import onnxruntime as ort
+    import yaml
+
+    state = ckpt.load(checkpoint, expect_kind="pretrain")
+    cfg = DeSPITEConfig.from_dict(state["model_config"])
+    model = DeSPITEModel(cfg)
+    model.load_state_dict(state["model"])
+    model.eval()
+    unknown = [p for p in parts if p not in INPUT_NAMES]
+    if unknown:
+        raise ValueError(f"unknown parts {unknown}; parts: {list(INPUT_NAMES)}")
+    missing = [p for p in parts if p not in cfg.modalities]
+    if missing:
+        raise ValueError(f"{checkpoint}: preset {cfg.preset} has no encoder for {missing}")
+    if text_queries and "text" not in cfg.modalities:
+        raise ValueError(f"--text-queries needs a preset with text; {cfg.preset} has none")
+    st = Store(store)
+    heads = {}
+    for h in har:
+        modality, head, classes = _head_from(Path(h), state["model"], "encoders.")
+        if classes != list(st.class_names):
+            raise ckpt.CheckpointError(f"{h}: classes differ from the store's")
+        if modality not in parts:
+            raise ValueError(f"{h}: a {modality} head, but the bundle exports parts {list(parts)}")
+        heads[modality] = head
+    out.mkdir(parents=True, exist_ok=True)
+    windows = WindowDataset(st, split_ids(st, split_scheme, split), tuple(parts), stride=24, cache_dir=st.root / ".cache")
+    batch = collate([windows[i] for i in range(min(len(windows), PARITY_BATCH))])
+    if len(batch["index"]) < PARITY_BATCH:
+        raise ValueError(f"{store}: fewer than {PARITY_BATCH} windows in {split_scheme}/{split} for the parity check")
+    part_meta, parity = {}, {}
+    for m in parts:
+        enc = model.encoders[m]
+        name = INPUT_NAMES[m]
+        example = batch[m][:EXPORT_BATCH]
+        path = out / f"{m}_encoder.onnx"
+        _export(_Encoder(enc), example, path, name, ["features", "embedding"], opset)
+        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        f_onnx, e_onnx = sess.run(None, {name: batch[m].numpy()})
+        with torch.no_grad():
+            f_t, e_t = enc(batch[m])
+        diff = float(np.abs(e_onnx - e_t.numpy()).max())
+        if diff > 1e-4:
+            raise RuntimeError(f"{path.name}: ONNX Runtime differs from PyTorch by {diff:.2e} (> 1e-4) on the embedding")
+        parity[f"{m}_encoder"] = {"max_abs_diff_embedding": diff, "max_abs_diff_features": float(np.abs(f_onnx - f_t.numpy()).max()),
+                                  "batch": PARITY_BATCH}
+        shape = [None, *batch[m].shape[1:]]
+        part_meta[f"{m}_encoder"] = {"file": path.name, "sha256": sha256(path),
+                                     "inputs": [{"name": name, "shape": shape}],
+                                     "outputs": [{"name": "features", "shape": [None, int(f_t.shape[1])]},
+                                                 {"name": "embedding", "shape": [None, int(e_t.shape[1])]}]}
+        if m in heads:
+            hpath = out / f"{m}_head.onnx"
+            _export(heads[m], f_t[:EXPORT_BATCH], hpath, "features", ["logits"], opset)
+            hs = ort.InferenceSession(str(hpath), providers=["CPUExecutionProvider"])
+            logits = hs.run(None, {"features": f_onnx})[0]
+            with torch.no_grad():
+                ref = heads[m](f_t).numpy()
+            if not np.array_equal(logits.argmax(1), ref.argmax(1)):
+                raise RuntimeError(f"{hpath.name}: ONNX Runtime and PyTorch disagree on the predicted class")
+            parity[f"{m}_head"] = {"max_abs_diff_logits": float(np.abs(logits - ref).max()), "argmax_equal": True}
+            part_meta[f"{m}_head"] = {"file": hpath.name, "sha256": sha256(hpath),
+                                      "inputs": [{"name": "features", "shape": [None, int(f_t.shape[1])]}],
+                                      "outputs": [{"name": "logits", "shape": [None, len(st.class_names)]}]}
+    queries = None
+    if text_queries:
+        with torch.no_grad():
+            emb = model.encoders["text"](list(text_queries))[1].numpy()
+        queries = {"phrases": list(text_queries), "embeddings": [[round(float(x), 7) for x in e] for e in emb]}
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                             cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        rev = "unknown"
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "model_id": model_id or f"{cfg.preset.lower()}-{sha256(out / part_meta[next(iter(part_meta))]['file'])[:12]}",
+        "preset": cfg.preset, "class_names": list(st.class_names), "fps": FPS, "window": WINDOW,
+        "points_per_frame": cfg.pointcloud.points,
+        "normalisation": {"points": "per-frame: subtract the frame's mean, then farthest point sampling to "
+                                    f"{cfg.pointcloud.points} points from index 0 (fewer points cycle; empty frame: zeros)",
+                          "imu": "the declared imu_layout, flattened site-major", "skeleton": "centred on the window's first pelvis"},
+        "imu_layout": MODEL_IMU_LAYOUT.to_dict(), "embedding_dim": cfg.embed_dim,
+        "temperature": float(state["loss"]["log_temperature"].exp()) if "loss" in state else 0.1,
+        "parts": part_meta, "text_queries": queries,
+        "provenance": {"checkpoint": str(checkpoint), "har": [str(h) for h in har], "data": str(store),
+                       "config": state["model_config"], "git_revision": rev,
+                       "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "parity": parity},
+        "metrics": metrics or {},
+    }
+    (out / "model.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, width=120))
+    return {"out": str(out), "model_id": meta["model_id"], "parts": list(part_meta), "parity": parity}
+
+
+def run(args: argparse.Namespace) -> dict:
+    queries = []
+    if args.text_queries:
+        queries = [q.strip() for q in args.text_queries.split(";") if q.strip()]
+    if args.text_queries_file:
+        queries += [l.strip() for l in Path(args.text_queries_file).read_text().splitlines() if l.strip()]
+    return export_bundle(args.checkpoint, args.out, store=args.store, har=args.har, parts=tuple(args.parts.split(",")),
+                         text_queries=queries, model_id=args.model_id, split_scheme=args.split_scheme,
+                         split=args.split, opset=args.opset)
