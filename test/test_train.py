@@ -149,3 +149,50 @@ def test_export_bundle_with_a_linear_probe_head(tiny_store, tmp_path):
     # A head trained on a fine-tuned encoder cannot share the bundle's encoder: a clear error.
     assert main(["export", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(tmp_path / "b2"),
                  "--har", str(tuned / "har.pt")]) == 2
+
+
+def test_runtime_loads_verifies_and_matches_the_checkpoint(tiny_store, tmp_path):
+    import yaml
+
+    from despite_core.cli import main
+    from despite_ros.inference import BundleError, Runtime, load_bundle
+
+    run, probe, bundle = tmp_path / "pre", tmp_path / "probe", tmp_path / "bundle"
+    assert pretrain_main(args(tiny_store, run, "--preset", "DeSPIE", "--epochs", "1")) == 0
+    assert main(["train", "har", "--store", str(tiny_store), "--init", str(run / "last.pt"), "--epochs", "1",
+                 "--stride", "6", "--eval-stride", "12", "--quiet", "--out", str(probe), "--freeze"]) == 0
+    assert main(["export", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(bundle),
+                 "--har", str(probe / "har.pt")]) == 0
+    rt = Runtime(bundle, providers="cpu")
+    assert rt.provider == "CPUExecutionProvider" and rt.has("pointcloud_head")
+    # eval har through the runtime gives the checkpoint's figures on the same windows.
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["eval", "har", "--checkpoint", str(probe / "har.pt"), "--store", str(tiny_store), "--out", str(a),
+                 "--stride", "4", "--quiet"]) == 0
+    assert main(["eval", "har", "--model", str(bundle), "--store", str(tiny_store), "--out", str(b),
+                 "--stride", "4", "--quiet"]) == 0
+    ja, jb = (json.loads((d / "har.json").read_text()) for d in (a, b))
+    assert jb["provider"] == "CPUExecutionProvider"
+    assert ja["confusion"] == jb["confusion"]
+    # Corrupt, missing and mismatched bundles: clear errors naming the file.
+    with pytest.raises(BundleError, match="model bundle metadata not found"):
+        load_bundle(tmp_path)
+    meta = yaml.safe_load((bundle / "model.yaml").read_text())
+    bad = dict(meta, parts={**meta["parts"], "imu_encoder": {**meta["parts"]["imu_encoder"],
+                                                            "inputs": [{"name": "imu", "shape": [None, 24, 60]}]}})
+    (bundle / "model.yaml").write_text(yaml.safe_dump(bad))
+    with pytest.raises(BundleError, match=r"imu_encoder.onnx: input 'imu' has shape \['batch', 24, 48\], model.yaml says \[None, 24, 60\]"):
+        Runtime(bundle)
+    (bundle / "model.yaml").write_text(yaml.safe_dump(meta))
+    with (bundle / "imu_encoder.onnx").open("r+b") as f:
+        f.seek(100)
+        f.write(b"\\x00\\x01\\x02")
+    with pytest.raises(BundleError, match=r"imu_encoder.onnx: sha256 .* does not match model.yaml"):
+        load_bundle(bundle)
+
+
+def test_runtime_imports_without_torch():
+    code = ("import sys\nsys.modules['torch'] = None\nsys.modules['rclpy'] = None\n"
+            "import despite_ros.inference, despite_core.data.windows\nprint('ok')\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/")
+    assert out.returncode == 0, out.stderr

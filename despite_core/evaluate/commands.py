@@ -11,8 +11,8 @@ import numpy as np
 from despite_core.data.store import Store
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", type=Path, required=True)
+def _common(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
+    p.add_argument("--checkpoint", type=Path, required=checkpoint_required)
     p.add_argument("--store", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="directory for the JSON and plots")
     p.add_argument("--split-scheme", default="by_subject")
@@ -34,9 +34,12 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     _common(r)
     r.set_defaults(func=run_retrieval)
-    h = sub.add_parser("har", help="activity recognition of a `despite train har` checkpoint",
+    h = sub.add_parser("har", help="activity recognition of a `despite train har` checkpoint or an exported bundle",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _common(h)
+    _common(h, checkpoint_required=False)
+    h.add_argument("--model", type=Path, default=None,
+                   help="an exported bundle, run through the ONNX runtime instead of --checkpoint")
+    h.add_argument("--modality", default="pointcloud", choices=("pointcloud", "imu"), help="with --model: whose head")
     h.add_argument("--stride", type=int, default=1)
     h.set_defaults(func=run_har)
 
@@ -103,6 +106,10 @@ def run_har(args: argparse.Namespace) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if (args.model is None) == (args.checkpoint is None):
+        raise ValueError("despite eval har needs exactly one of --checkpoint (PyTorch) or --model (bundle)")
+    if args.model is not None:
+        return _run_har_bundle(args)
     state = ckpt.load(args.checkpoint, expect_kind="har")
     modality = state["modality"]
     cfg = DeSPITEConfig.from_dict(state["model_config"])
@@ -123,3 +130,33 @@ def run_har(args: argparse.Namespace) -> dict:
     (args.out / "har.json").write_text(json.dumps({"checkpoint": str(args.checkpoint), "modality": modality, **metrics}, indent=1))
     plot_confusion(metrics, str(args.out / "confusion.png"))
     return {k: metrics[k] for k in ("accuracy", "macro_f1", "windows", "ambiguous", "group_accuracy")}
+
+
+def _run_har_bundle(args: argparse.Namespace) -> dict:
+    """The same windows and metrics as the checkpoint path, through despite_ros.inference (ONNX Runtime)."""
+    from despite_core.evaluate.har import har_metrics, plot_confusion, segment_ids
+    from despite_core.train.data import WindowDataset, collate, split_ids
+
+    try:
+        from despite_ros.inference import Runtime
+    except ImportError as e:
+        raise ImportError(f"--model needs the despite_ros runtime (install the ROS package): {e}") from None
+    rt = Runtime(args.model, threads=args.threads)
+    store = Store(args.store)
+    if rt.bundle.class_names != list(store.class_names):
+        raise ValueError(f"{args.model}: the bundle's classes differ from the store's")
+    ds = WindowDataset(store, split_ids(store, args.split_scheme, args.split), (args.modality,), stride=args.stride,
+                       cache_dir=store.root / ".cache")
+    scores = []
+    for i in range(0, len(ds), 64):
+        batch = collate([ds[j] for j in range(i, min(i + 64, len(ds)))])
+        feats, _ = rt.encode(args.modality, batch[args.modality].numpy())
+        scores.append(rt.classify(args.modality, feats))
+    scores = np.concatenate(scores)
+    seq = np.array([k for k, _ in ds.windows])
+    metrics = har_metrics(scores, ds.labels, store.class_names, groups=segment_ids(seq, ds.labels))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "har.json").write_text(json.dumps({"model": str(args.model), "model_id": rt.bundle.meta["model_id"],
+                                                   "provider": rt.provider, "modality": args.modality, **metrics}, indent=1))
+    plot_confusion(metrics, str(args.out / "confusion.png"))
+    return {k: metrics[k] for k in ("accuracy", "macro_f1", "windows", "ambiguous", "group_accuracy")} | {"provider": rt.provider}
