@@ -25,7 +25,7 @@ from despite_core.data.store import Store
 from despite_core.data.windows import FPS, WINDOW
 from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
 from despite_core.train import checkpoint as ckpt
-from despite_core.train.data import MODEL_IMU_LAYOUT, WindowDataset, collate, split_ids
+from despite_core.train.data import WindowDataset, collate, split_ids
 
 FORMAT_VERSION = 1
 EXPORT_BATCH = 2
@@ -77,10 +77,15 @@ def _head_from(har_path: Path, encoder_state: dict, modality_prefix: str) -> tup
             if k.startswith(f"{modality_prefix}{modality}.")}
     if enc.keys() != ours.keys() or any(not torch.equal(enc[k], ours[k]) for k in enc):
         raise ckpt.CheckpointError(f"{har_path}: its {modality} encoder differs from the pre-training checkpoint's")
-    w, b = state["model"]["head.weight"], state["model"]["head.bias"]
-    head = nn.Linear(w.shape[1], w.shape[0])
-    head.load_state_dict({"weight": w, "bias": b})
-    return modality, head, list(state["class_names"])
+    from despite_core.train.har import make_head
+
+    weights = {k[len("head."):]: v for k, v in state["model"].items() if k.startswith("head.")}
+    kind = state.get("head", "linear")
+    last = weights["weight"] if kind == "linear" else weights["4.weight"]
+    first_in = weights["weight"].shape[1] if kind == "linear" else weights["1.weight"].shape[1]
+    head = make_head(kind, first_in, last.shape[0])
+    head.load_state_dict(weights)
+    return modality, head.eval(), list(state["class_names"])
 
 
 def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] = (), parts: tuple[str, ...] = ("pointcloud", "imu"),
@@ -112,7 +117,9 @@ def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] =
             raise ValueError(f"{h}: a {modality} head, but the bundle exports parts {list(parts)}")
         heads[modality] = head
     out.mkdir(parents=True, exist_ok=True)
-    windows = WindowDataset(st, split_ids(st, split_scheme, split), tuple(parts), stride=24, cache_dir=st.root / ".cache")
+    layout = ckpt.imu_layout_of(state)
+    windows = WindowDataset(st, split_ids(st, split_scheme, split), tuple(parts), stride=24, cache_dir=st.root / ".cache",
+                            imu_layout=layout)
     batch = collate([windows[i] for i in range(min(len(windows), PARITY_BATCH))])
     if len(batch["index"]) < PARITY_BATCH:
         raise ValueError(f"{store}: fewer than {PARITY_BATCH} windows in {split_scheme}/{split} for the parity check")
@@ -168,7 +175,7 @@ def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] =
         "normalisation": {"points": "per-frame: subtract the frame's mean, then farthest point sampling to "
                                     f"{cfg.pointcloud.points} points from index 0 (fewer points cycle; empty frame: zeros)",
                           "imu": "the declared imu_layout, flattened site-major", "skeleton": "centred on the window's first pelvis"},
-        "imu_layout": MODEL_IMU_LAYOUT.to_dict(), "embedding_dim": cfg.embed_dim,
+        "imu_layout": layout.to_dict() if layout else None, "embedding_dim": cfg.embed_dim,
         "temperature": float(state["loss"]["log_temperature"].exp()) if "loss" in state else 0.1,
         "parts": part_meta, "text_queries": queries,
         "provenance": {"checkpoint": str(checkpoint), "har": [str(h) for h in har], "data": str(store),

@@ -126,7 +126,7 @@ def test_export_bundle_with_a_linear_probe_head(tiny_store, tmp_path):
     probe, tuned = tmp_path / "probe", tmp_path / "tuned"
     common = ["train", "har", "--store", str(tiny_store), "--init", str(run / "last.pt"), "--epochs", "1",
               "--stride", "6", "--eval-stride", "12", "--quiet"]
-    assert main([*common, "--out", str(probe), "--freeze"]) == 0
+    assert main([*common, "--out", str(probe), "--freeze", "--head", "mlp"]) == 0   # the reference's small MLP
     assert main([*common, "--out", str(tuned)]) == 0
     bundle = tmp_path / "bundle"
     assert main(["export", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(bundle),

@@ -60,3 +60,24 @@ def test_augmentation_is_deterministic_per_epoch_and_index(tmp_path):
     assert not torch.allclose(a["pointcloud"], plain)
     ds.set_epoch(1)
     assert not torch.equal(ds[0]["pointcloud"], a["pointcloud"])
+
+
+def test_other_imu_layouts_train_without_code_changes(tmp_path):
+    """One phone with acc + gyro: the model's IMU input follows the store's declared layout."""
+    from despite_core.train import checkpoint as ckpt
+    from despite_core.train.pretrain import main as pretrain_main
+
+    phone = ImuLayout(sites=("phone",), channels=("acc", "gyro"))
+    t = 60
+    rng = np.random.default_rng(1)
+    with StoreWriter(tmp_path / "st", ["walk", "wave"], imu_layout=phone) as w:
+        for k in range(3):
+            w.add(Sequence(f"s{k}", f"subj{k}", 10.0, np.arange(t) / 10.0, np.zeros(t, np.int64),
+                           points=[rng.normal(size=(30, 3)).astype(np.float32) for _ in range(t)],
+                           imu=rng.normal(size=(t, 1, 6)).astype(np.float32)))
+        w.add_split("by_subject", {"train": ["s0", "s1"], "val": [], "test": ["s2"]})
+    assert pretrain_main(["--store", str(tmp_path / "st"), "--out", str(tmp_path / "run"), "--preset", "DePIE",
+                          "--epochs", "1", "--batch-size", "8", "--stride", "4", "--small", "--quiet", "--val-split", ""]) == 0
+    state = ckpt.load(tmp_path / "run" / "last.pt")
+    assert ckpt.imu_layout_of(state) == phone
+    assert state["model"]["encoders.imu.lstm.weight_ih_l0"].shape[1] == 6

@@ -51,9 +51,12 @@ def _embed(args):
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    from despite_core.train.checkpoint import imu_layout_of
+
     model, state = load_model(str(args.checkpoint))
     store = Store(args.store)
-    return embed_split(model, store, args.split_scheme, args.split, progress=not args.quiet), state
+    return embed_split(model, store, args.split_scheme, args.split, progress=not args.quiet,
+                       imu_layout=imu_layout_of(state)), state
 
 
 def run_matching(args: argparse.Namespace) -> dict:
@@ -119,10 +122,11 @@ def run_har(args: argparse.Namespace) -> dict:
     if list(store.class_names) != list(state["class_names"]):
         raise ckpt.CheckpointError(f"{args.checkpoint}: trained on classes {state['class_names'][:5]}..., "
                                    f"the store has {list(store.class_names)[:5]}...")
-    model = HarModel(DeSPITEModel(cfg).encoders[modality], FEATURE_DIM[modality](cfg), len(store.class_names))
+    model = HarModel(DeSPITEModel(cfg).encoders[modality], FEATURE_DIM[modality](cfg), len(store.class_names),
+                     state.get("head", "linear"))
     model.load_state_dict(state["model"])
     ds = WindowDataset(store, split_ids(store, args.split_scheme, args.split), (modality,), stride=args.stride,
-                       cache_dir=store.root / ".cache")
+                       cache_dir=store.root / ".cache", imu_layout=ckpt.imu_layout_of(state))
     scores = predict(model, ds, modality)
     seq = np.array([k for k, _ in ds.windows])
     metrics = har_metrics(scores, ds.labels, store.class_names, groups=segment_ids(seq, ds.labels))
@@ -146,7 +150,7 @@ def _run_har_bundle(args: argparse.Namespace) -> dict:
     if rt.bundle.class_names != list(store.class_names):
         raise ValueError(f"{args.model}: the bundle's classes differ from the store's")
     ds = WindowDataset(store, split_ids(store, args.split_scheme, args.split), (args.modality,), stride=args.stride,
-                       cache_dir=store.root / ".cache")
+                       cache_dir=store.root / ".cache", imu_layout=rt.bundle.imu_layout)
     scores = []
     for i in range(0, len(ds), 64):
         batch = collate([ds[j] for j in range(i, min(i + 64, len(ds)))])

@@ -41,7 +41,8 @@ def load_model(checkpoint: str, device: str = "cpu") -> tuple[DeSPITEModel, dict
 
 @torch.no_grad()
 def embed_split(model: DeSPITEModel, store: Store, scheme: str, split: str, *, stride: int = 1,
-                batch_size: int = 64, modalities: tuple[str, ...] | None = None, progress: bool = True) -> Embedded:
+                batch_size: int = 64, modalities: tuple[str, ...] | None = None, progress: bool = True,
+                imu_layout=None) -> Embedded:
     from tqdm import tqdm
 
     mods = tuple(m for m in (modalities or model.modalities) if m in SENSORS and m in model.modalities)
@@ -50,7 +51,8 @@ def embed_split(model: DeSPITEModel, store: Store, scheme: str, split: str, *, s
     missing = [m for m in mods if m not in available]
     if missing:
         raise ValueError(f"{store.root}: the store lacks {missing} that the model embeds")
-    ds = WindowDataset(store, split_ids(store, scheme, split), available, stride=stride, cache_dir=store.root / ".cache")
+    ds = WindowDataset(store, split_ids(store, scheme, split), available, stride=stride, cache_dir=store.root / ".cache",
+                       imu_layout=imu_layout)
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, collate_fn=collate)
     out: dict[str, list[np.ndarray]] = {m: [] for m in mods}
     device = next(model.parameters()).device

@@ -19,12 +19,14 @@ class CheckpointError(ValueError):
 
 
 def make(kind: str, model: torch.nn.Module, model_config, store, epoch: int, args: argparse.Namespace | dict,
-         **extra: Any) -> dict:
+         imu_layout=None, **extra: Any) -> dict:
+    """``imu_layout``: the layout the model's IMU input follows (default: the store's)."""
+    layout = imu_layout if imu_layout is not None else store.imu_layout
     state = {
         "format": FORMAT, "version": VERSION, "kind": kind, "epoch": int(epoch),
         "model_config": model_config.to_dict(), "model": model.state_dict(),
         "class_names": list(store.class_names),
-        "imu_layout": store.imu_layout.to_dict() if store.imu_layout else None,
+        "imu_layout": layout.to_dict() if layout else None,
         "store": str(store.root), "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "args": args_dict(args),
     }
@@ -46,6 +48,13 @@ def save(state: dict, path: str | os.PathLike) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
+
+
+def imu_layout_of(state: dict):
+    """The IMU layout a checkpoint's model expects (None when it has no IMU)."""
+    from despite_core.data.imu_layout import ImuLayout
+
+    return ImuLayout.from_dict(state["imu_layout"]) if state.get("imu_layout") else None
 
 
 def load(path: str | os.PathLike, expect_kind: str | None = None) -> dict:

@@ -18,13 +18,25 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from despite_core.data.imu_layout import ImuLayout
+from despite_core.data.imu_layout import LIPD_SITES, ImuLayout
 from despite_core.data.resample import interp_linear, nearest_index, resample_imu
 from despite_core.data.sampling import normalise_frame
 from despite_core.data.store import Sequence, Store
 from despite_core.data.windows import FPS, WINDOW, window_label, window_text
 
-MODEL_IMU_LAYOUT = ImuLayout()  # LIPD's four sites x (rotmat 9 + acc 3) = 48, the reference input
+def model_imu_layout(store_layout: ImuLayout | None) -> ImuLayout | None:
+    """The IMU layout a model trains on, from the store's declared layout.
+
+    The reference input (LIPD's four sites x (rotation matrix 9 + acceleration 3) = 48) when the
+    store has those sites and channels, in the store's own conventions (frame, gravity, world);
+    otherwise the store's layout as it is (one phone with acc + gyro, six sites, quaternions ...).
+    """
+    if store_layout is None:
+        return None
+    if set(LIPD_SITES) <= set(store_layout.sites) and {"rotmat", "acc"} <= set(store_layout.channels):
+        return ImuLayout(sites=LIPD_SITES, channels=("rotmat", "acc"), acc_frame=store_layout.acc_frame,
+                         gravity=store_layout.gravity, world=store_layout.world)
+    return store_layout
 
 
 @dataclass
@@ -67,7 +79,7 @@ def _points_cache(cache_dir: Path | None, store: Store, seq: Sequence, k: int) -
 
 
 def to_grid(store: Store, seq: Sequence, modalities: tuple[str, ...], *, points_per_frame: int = 256,
-            fps: float = FPS, imu_layout: ImuLayout = MODEL_IMU_LAYOUT, cache_dir: Path | None = None) -> GridSequence:
+            fps: float = FPS, imu_layout: ImuLayout | None = None, cache_dir: Path | None = None) -> GridSequence:
     """Resample one sequence onto the model grid (see the module docstring)."""
     ts = np.asarray(seq.timestamps, np.float64)
     m = int(np.floor((ts[-1] - ts[0]) * fps + 1e-6)) + 1
@@ -82,6 +94,7 @@ def to_grid(store: Store, seq: Sequence, modalities: tuple[str, ...], *, points_
     if "imu" in modalities:
         if seq.imu is None or store.imu_layout is None:
             raise ValueError(f"sequence {seq.sequence_id!r} has no IMU but the model needs it")
+        imu_layout = imu_layout or model_imu_layout(store.imu_layout)
         sel = imu_layout.select(seq.imu, store.imu_layout)                     # (T, sites, width)
         sel = sel if exact else resample_imu(ts, sel, imu_layout, grid)
         imu = sel.reshape(m, -1).astype(np.float32)
@@ -134,7 +147,7 @@ class WindowDataset(Dataset):
 
     def __init__(self, store: Store, sequence_ids: list[str], modalities: tuple[str, ...], *, stride: int = 1,
                  augment: Augment = Augment(enabled=False), seed: int = 0, cache_dir: Path | None = None,
-                 max_windows: int | None = None, progress: bool = False) -> None:
+                 max_windows: int | None = None, progress: bool = False, imu_layout: ImuLayout | None = None) -> None:
         from tqdm import tqdm
 
         self.modalities = tuple(modalities)
@@ -145,7 +158,7 @@ class WindowDataset(Dataset):
         self.sequences: list[GridSequence] = []
         windows: list[tuple[int, int]] = []
         for sid in tqdm(sequence_ids, desc="windows", unit="seq", disable=not progress):
-            g = to_grid(store, store.read(sid), self.modalities, cache_dir=cache_dir)
+            g = to_grid(store, store.read(sid), self.modalities, cache_dir=cache_dir, imu_layout=imu_layout)
             n = (len(g.labels) - WINDOW) // stride + 1
             if n <= 0:
                 continue

@@ -20,25 +20,35 @@ from despite_core.data.store import Store
 from despite_core.evaluate.har import har_metrics, plot_confusion, segment_ids
 from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
 from despite_core.train import checkpoint as ckpt
-from despite_core.train.data import Augment, WindowDataset, collate, split_ids
+from despite_core.train.data import Augment, WindowDataset, collate, model_imu_layout, split_ids
 
 FEATURE_DIM = {"pointcloud": lambda c: c.pointcloud.dim, "imu": lambda c: c.imu.hidden, "skeleton": lambda c: c.skeleton.latent}
 PRESET_WITH = {"pointcloud": "DePIE", "imu": "DePIE", "skeleton": "DeSPIE"}
 
 
-class HarModel(nn.Module):
-    """encoder features -> Linear -> class logits."""
+def make_head(kind: str, feature_dim: int, num_classes: int) -> nn.Module:
+    """``linear``, or the reference's small ``mlp``: LayerNorm, Linear(F, 256), GELU, Dropout 0.1, Linear(256, C)."""
+    if kind == "linear":
+        return nn.Linear(feature_dim, num_classes)
+    if kind == "mlp":
+        return nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, 256), nn.GELU(), nn.Dropout(0.1),
+                             nn.Linear(256, num_classes))
+    raise ValueError(f"head must be linear or mlp, got {kind!r}")
 
-    def __init__(self, encoder: nn.Module, feature_dim: int, num_classes: int) -> None:
+
+class HarModel(nn.Module):
+    """encoder features -> head (linear or small MLP) -> class logits."""
+
+    def __init__(self, encoder: nn.Module, feature_dim: int, num_classes: int, head: str = "linear") -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = nn.Linear(feature_dim, num_classes)
+        self.head = make_head(head, feature_dim, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(x)[0])
 
 
-def build(args: argparse.Namespace, num_classes: int) -> tuple[HarModel, DeSPITEConfig]:
+def build(args: argparse.Namespace, num_classes: int, imu_layout=None) -> tuple[HarModel, DeSPITEConfig]:
     if args.init is not None:
         state = ckpt.load(args.init, expect_kind="pretrain")
         cfg = DeSPITEConfig.from_dict(state["model_config"])
@@ -52,13 +62,13 @@ def build(args: argparse.Namespace, num_classes: int) -> tuple[HarModel, DeSPITE
     else:
         from despite_core.train.pretrain import model_config
 
-        cfg = model_config(argparse.Namespace(preset=PRESET_WITH[args.modality], small=args.small))
+        cfg = model_config(argparse.Namespace(preset=PRESET_WITH[args.modality], small=args.small), imu_layout)
         full = DeSPITEModel(cfg)
     encoder = full.encoders[args.modality]
     if args.freeze:
         for prm in encoder.parameters():
             prm.requires_grad_(False)
-    return HarModel(encoder, FEATURE_DIM[args.modality](cfg), num_classes), cfg
+    return HarModel(encoder, FEATURE_DIM[args.modality](cfg), num_classes, args.head), cfg
 
 
 @torch.no_grad()
@@ -79,15 +89,19 @@ def run(args: argparse.Namespace) -> dict:
     store = Store(args.store)
     cache = args.store / ".cache"
     mods = (args.modality,)
+    layout = model_imu_layout(store.imu_layout)
+    if args.init is not None:
+        layout = ckpt.imu_layout_of(ckpt.load(args.init, expect_kind="pretrain")) or layout
     train_all = WindowDataset(store, split_ids(store, args.split_scheme, args.train_split), mods, stride=args.stride,
-                              augment=Augment(), seed=args.seed, cache_dir=cache, progress=not args.quiet)
+                              augment=Augment(), seed=args.seed, cache_dir=cache, progress=not args.quiet,
+                              imu_layout=layout)
     labelled = np.nonzero(train_all.labels >= 0)[0]
     rng = np.random.default_rng(args.seed)
     keep = np.sort(rng.choice(labelled, max(1, int(round(args.label_fraction * len(labelled)))), replace=False))
     train = Subset(train_all, keep.tolist())
     test = WindowDataset(store, split_ids(store, args.split_scheme, args.test_split), mods, stride=args.eval_stride,
-                         cache_dir=cache)
-    model, cfg = build(args, len(store.class_names))
+                         cache_dir=cache, imu_layout=layout)
+    model, cfg = build(args, len(store.class_names), layout)
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=len(train) > args.batch_size,
@@ -124,11 +138,13 @@ def run(args: argparse.Namespace) -> dict:
     seq = np.array([k for k, _ in test.windows])
     metrics = har_metrics(scores, test.labels, store.class_names, groups=segment_ids(seq, test.labels))
     result = {"modality": args.modality, "init": str(args.init) if args.init else "scratch", "freeze": args.freeze,
+              "head": args.head,
               "label_fraction": args.label_fraction, "train_windows": len(train), "test_windows": len(test),
               "epochs": args.epochs, "log": log, "test": metrics}
     (args.out / "metrics.json").write_text(json.dumps(result, indent=1))
     plot_confusion(metrics, str(args.out / "confusion.png"),
                    f"{args.modality} HAR ({result['init'] if args.init is None else 'pre-trained ' + cfg.preset}), "
                    f"acc {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}")
-    ckpt.save(ckpt.make("har", model, cfg, store, args.epochs, args, modality=args.modality), args.out / "har.pt")
+    ckpt.save(ckpt.make("har", model, cfg, store, args.epochs, args, imu_layout=layout, modality=args.modality,
+                        head=args.head), args.out / "har.pt")
     return result

@@ -39,7 +39,9 @@ def har_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, help="run directory")
     p.add_argument("--modality", default="pointcloud", choices=("pointcloud", "imu", "skeleton"))
     p.add_argument("--init", type=Path, default=None, help="pre-training checkpoint (last.pt); default: from scratch")
-    p.add_argument("--freeze", action="store_true", help="train only the head (linear probe)")
+    p.add_argument("--freeze", action="store_true", help="train only the head (linear probe), not the encoder")
+    p.add_argument("--head", default="linear", choices=("linear", "mlp"),
+                   help="linear, or the reference's small MLP (LayerNorm, 256, GELU, dropout 0.1)")
     p.add_argument("--label-fraction", type=float, default=1.0, help="fraction of labelled training windows used")
     p.add_argument("--split-scheme", default="by_subject")
     p.add_argument("--train-split", default="train")

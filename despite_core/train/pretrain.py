@@ -22,12 +22,14 @@ from despite_core.models.imu import ImuEncoderConfig
 from despite_core.presets import PRESETS, loss_pairs
 from despite_core.train.options import pretrain_arguments as add_arguments  # noqa: F401  (the entry point)
 from despite_core.train import checkpoint as ckpt
-from despite_core.train.data import MODEL_IMU_LAYOUT, Augment, WindowDataset, collate, describe, split_ids
+from despite_core.train.data import Augment, WindowDataset, collate, describe, model_imu_layout, split_ids
 from despite_core.train.distributed import DistInfo, all_reduce_mean, cleanup, ranks_in_sync, setup
 
 
-def model_config(args: argparse.Namespace) -> DeSPITEConfig:
-    cfg = DeSPITEConfig(preset=args.preset, imu=ImuEncoderConfig.for_layout(MODEL_IMU_LAYOUT))
+def model_config(args: argparse.Namespace, imu_layout=None) -> DeSPITEConfig:
+    """The model for a preset; the IMU encoder's input width follows ``imu_layout`` (default 48)."""
+    imu = ImuEncoderConfig.for_layout(imu_layout) if imu_layout is not None else ImuEncoderConfig()
+    cfg = DeSPITEConfig(preset=args.preset, imu=imu)
     if args.small:
         from dataclasses import replace
 
@@ -60,17 +62,20 @@ def _train(args: argparse.Namespace, info: DistInfo) -> dict:
     if args.batch_size % info.world_size:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {info.world_size} ranks")
     store = Store(args.store)
-    cfg = model_config(args)
+    layout = model_imu_layout(store.imu_layout)
+    cfg = model_config(args, layout)
     mods = cfg.modalities
+    if "imu" in mods and layout is None:
+        raise ValueError(f"{args.store}: preset {args.preset} needs IMU but the store declares no IMU layout")
     cache = args.store / ".cache"
     train_ds = WindowDataset(store, split_ids(store, args.split_scheme, args.train_split), mods, stride=args.stride,
                              augment=Augment(), seed=args.seed, cache_dir=cache, max_windows=args.max_windows,
-                             progress=info.main and not args.quiet)
+                             progress=info.main and not args.quiet, imu_layout=layout)
     val_ds = None
     if args.val_split:
         ids = split_ids(store, args.split_scheme, args.val_split)
         if ids:
-            val_ds = WindowDataset(store, ids, mods, stride=max(args.stride, 4), cache_dir=cache)
+            val_ds = WindowDataset(store, ids, mods, stride=max(args.stride, 4), cache_dir=cache, imu_layout=layout)
     local_bs = args.batch_size // info.world_size
     if len(train_ds) < args.batch_size:
         raise ValueError(f"{len(train_ds)} training windows is fewer than one batch of {args.batch_size}")
@@ -137,7 +142,8 @@ def _train(args: argparse.Namespace, info: DistInfo) -> dict:
                 f.write(json.dumps(record) + "\n")
             last = epoch + 1 == args.epochs
             if last or (epoch + 1) % args.checkpoint_every == 0:
-                state = ckpt.make("pretrain", model, cfg, store, epoch + 1, args, optimizer=optim, loss=loss_fn)
+                state = ckpt.make("pretrain", model, cfg, store, epoch + 1, args, imu_layout=layout, optimizer=optim,
+                                  loss=loss_fn)
                 ckpt.save(state, out / f"checkpoint-epoch{epoch + 1:04d}.pt")
                 ckpt.save(state, out / "last.pt")
     return {"out": str(out), "epochs": args.epochs, "history": history, "train": describe(train_ds)}
