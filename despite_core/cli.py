@@ -258,6 +258,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--split-scheme", default="by_subject")
     p.add_argument("--split", default="test", help="split whose windows serve the parity check")
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--streaming", action="store_true",
+                   help="also export the point-cloud encoder as per-frame tube + per-window parts (checked against the monolith)")
     p.set_defaults(func=lambda a: _print_result(_lazy("despite_core.export").run(a)))
 
 

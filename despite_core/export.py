@@ -50,18 +50,78 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _export(module: nn.Module, example: torch.Tensor, path: Path, input_name: str, outputs: list[str], opset: int) -> None:
-    axes = {input_name: {0: "batch"}, **{o: {0: "batch"} for o in outputs}}
+def _export(module: nn.Module, example, path: Path, input_name, outputs: list[str], opset: int) -> None:
+    """Export with a dynamic batch axis; ``example``/``input_name`` may be tuples for several inputs."""
+    examples = example if isinstance(example, tuple) else (example,)
+    names = list(input_name) if isinstance(input_name, (tuple, list)) else [input_name]
+    axes = {**{n: {0: "batch"} for n in names}, **{o: {0: "batch"} for o in outputs}}
     # Shape arithmetic on traced sizes warns; the parity check at another batch size is the real test.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", UserWarning)
-        _onnx_export(module, example, path, input_name, outputs, axes, opset)
+        torch.onnx.export(module.eval(), examples, str(path), input_names=names, output_names=outputs,
+                          dynamic_axes=axes, opset_version=opset, dynamo=False)
 
 
-def _onnx_export(module, example, path, input_name, outputs, axes, opset) -> None:
-    torch.onnx.export(module.eval(), (example,), str(path), input_names=[input_name], output_names=outputs,
-                      dynamic_axes=axes, opset_version=opset, dynamo=False)
+class _Tube(nn.Module):
+    """Streaming part 1, once per frame: (previous, current, next) frames -> the current frame's tube."""
+
+    def __init__(self, pst) -> None:
+        super().__init__()
+        self.tube = pst.tube
+
+    def forward(self, prev, cur, nxt):
+        return self.tube.tube([prev, cur, nxt])
+
+
+class _Window(nn.Module):
+    """Streaming part 2, once per window: 12 cached tubes -> features, embedding."""
+
+    def __init__(self, pst) -> None:
+        super().__init__()
+        self.pst = pst
+
+    def forward(self, anchors, tubes):
+        return self.pst.from_tubes(anchors, tubes)
+
+
+def _export_streaming(pst, batch_points: torch.Tensor, out: Path, opset: int, mono_embedding: np.ndarray) -> tuple[dict, dict]:
+    """Export the two streaming parts and check that tubes computed per frame and assembled per
+    window reproduce the monolithic encoder (the first tube of a window sees its replicated first frame)."""
+    import onnxruntime as ort
+
+    c = pst.config
+    tube_path, win_path = out / "pointcloud_tube.onnx", out / "pointcloud_window.onnx"
+    f0 = batch_points[:EXPORT_BATCH, 0]
+    _export(_Tube(pst), (f0, f0, f0), tube_path, ("prev", "cur", "next"), ["anchors", "tube"], opset)
+    with torch.no_grad():
+        a_ex, t_ex = pst.tube(batch_points[:EXPORT_BATCH])
+    _export(_Window(pst), (a_ex, t_ex), win_path, ("anchors", "tubes"), ["features", "embedding"], opset)
+    ts = ort.InferenceSession(str(tube_path), providers=["CPUExecutionProvider"])
+    ws = ort.InferenceSession(str(win_path), providers=["CPUExecutionProvider"])
+    x = batch_points.numpy()                                             # (B, 24, 256, 3)
+    anchors, tubes = [], []
+    for l in range(c.windows):
+        mid = 2 * l
+        left = x[:, max(mid - 1, 0)]
+        a, t = ts.run(None, {"prev": left, "cur": x[:, mid], "next": x[:, min(mid + 1, c.frames - 1)]})
+        anchors.append(a)
+        tubes.append(t)
+    _, emb = ws.run(None, {"anchors": np.stack(anchors, 1), "tubes": np.stack(tubes, 1)})
+    diff = float(np.abs(emb - mono_embedding).max())
+    if diff > 1e-4:
+        raise RuntimeError(f"streaming parts differ from the monolithic encoder by {diff:.2e} (> 1e-4)")
+    n, d = c.anchors, c.dim
+    meta = {
+        "pointcloud_tube": {"file": tube_path.name, "sha256": sha256(tube_path),
+                            "inputs": [{"name": k, "shape": [None, c.points, 3]} for k in ("prev", "cur", "next")],
+                            "outputs": [{"name": "anchors", "shape": [None, n, 3]}, {"name": "tube", "shape": [None, n, d]}]},
+        "pointcloud_window": {"file": win_path.name, "sha256": sha256(win_path),
+                              "inputs": [{"name": "anchors", "shape": [None, c.windows, n, 3]},
+                                         {"name": "tubes", "shape": [None, c.windows, n, d]}],
+                              "outputs": [{"name": "features", "shape": [None, d]}, {"name": "embedding", "shape": [None, c.embed_dim]}]},
+    }
+    return meta, {"pointcloud_streaming": {"max_abs_diff_embedding_vs_monolithic": diff, "batch": int(x.shape[0])}}
 
 
 def _head_from(har_path: Path, encoder_state: dict, modality_prefix: str) -> tuple[str, nn.Linear, list[str]]:
@@ -90,7 +150,7 @@ def _head_from(har_path: Path, encoder_state: dict, modality_prefix: str) -> tup
 
 def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] = (), parts: tuple[str, ...] = ("pointcloud", "imu"),
                   text_queries: list[str] = (), model_id: str | None = None, split_scheme: str = "by_subject",
-                  split: str = "test", opset: int = 17, metrics: dict | None = None) -> dict:
+                  split: str = "test", opset: int = 17, metrics: dict | None = None, streaming: bool = False) -> dict:
     import onnxruntime as ort
     import yaml
 
@@ -144,6 +204,10 @@ def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] =
                                      "inputs": [{"name": name, "shape": shape}],
                                      "outputs": [{"name": "features", "shape": [None, int(f_t.shape[1])]},
                                                  {"name": "embedding", "shape": [None, int(e_t.shape[1])]}]}
+        if m == "pointcloud" and streaming:
+            smeta, sparity = _export_streaming(enc, batch[m], out, opset, e_onnx)
+            part_meta.update(smeta)
+            parity.update(sparity)
         if m in heads:
             hpath = out / f"{m}_head.onnx"
             _export(heads[m], f_t[:EXPORT_BATCH], hpath, "features", ["logits"], opset)
@@ -195,4 +259,4 @@ def run(args: argparse.Namespace) -> dict:
         queries += [l.strip() for l in Path(args.text_queries_file).read_text().splitlines() if l.strip()]
     return export_bundle(args.checkpoint, args.out, store=args.store, har=args.har, parts=tuple(args.parts.split(",")),
                          text_queries=queries, model_id=args.model_id, split_scheme=args.split_scheme,
-                         split=args.split, opset=args.opset)
+                         split=args.split, opset=args.opset, streaming=args.streaming)

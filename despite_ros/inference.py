@@ -157,6 +157,22 @@ class Runtime:
         feats, emb = sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x, dtype=np.float32)})
         return feats, emb
 
+    def tube(self, prev: np.ndarray, cur: np.ndarray, nxt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Streaming part 1, once per frame and track: (B, 256, 3) normalised frames -> anchors, tube."""
+        if "pointcloud_tube" not in self.sessions:
+            raise KeyError(f"bundle {self.bundle.meta['model_id']} has no streaming parts (export with --streaming)")
+        f32 = lambda a: np.ascontiguousarray(a, dtype=np.float32)  # noqa: E731
+        a, t = self.sessions["pointcloud_tube"].run(None, {"prev": f32(prev), "cur": f32(cur), "next": f32(nxt)})
+        return a, t
+
+    def window_from_tubes(self, anchors: np.ndarray, tubes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Streaming part 2, once per window: (B, 12, 8, 3) anchors and (B, 12, 8, 80) tubes -> features, embedding."""
+        if "pointcloud_window" not in self.sessions:
+            raise KeyError(f"bundle {self.bundle.meta['model_id']} has no streaming parts (export with --streaming)")
+        f, e = self.sessions["pointcloud_window"].run(None, {"anchors": np.ascontiguousarray(anchors, dtype=np.float32),
+                                                             "tubes": np.ascontiguousarray(tubes, dtype=np.float32)})
+        return f, e
+
     def classify(self, modality: str, features: np.ndarray) -> np.ndarray:
         """Class probabilities (B, classes) from the modality's HAR head."""
         name = f"{modality}_head"

@@ -145,3 +145,25 @@ def test_clip_backbone_needs_local_weights(tmp_path):
         TextEncoder(TextEncoderConfig(backbone="clip", clip_weights=str(tmp_path / "missing.pt")))
     with pytest.raises(ValueError, match="unknown text backbone 'bert'"):
         load_backbone("bert")
+
+
+def test_streaming_tubes_cached_per_frame_match_the_monolithic_encoder():
+    """Tubes computed once per frame (left neighbour = the previous frame) serve every window that
+    uses that frame as an anchor; only each window's first tube (replicated left frame) is redone."""
+    model = PSTTransformer().eval()
+    seq = clouds(1, 30)[0]                                           # (30, 256, 3)
+    tube = model.tube
+
+    def frame_tube(f, left):
+        a, t = tube.tube([seq[left][None], seq[f][None], seq[min(f + 1, 29)][None]])
+        return a[0], t[0]
+
+    cache = {f: frame_tube(f, max(f - 1, 0)) for f in range(29)}     # what a streaming runtime keeps
+    with torch.no_grad():
+        for s in (0, 1, 5, 6):                                       # windows sliding by one frame
+            tubes = [frame_tube(s, s)] + [cache[s + 2 * l] for l in range(1, 12)]
+            anchors = torch.stack([a for a, _ in tubes])[None]
+            feats = torch.stack([t for _, t in tubes])[None]
+            f_stream, e_stream = model.from_tubes(anchors, feats)
+            f_full, e_full = model(seq[s:s + 24][None])
+            assert torch.allclose(e_stream, e_full, atol=1e-5) and torch.allclose(f_stream, f_full, atol=1e-5)

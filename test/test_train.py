@@ -130,12 +130,13 @@ def test_export_bundle_with_a_linear_probe_head(tiny_store, tmp_path):
     assert main([*common, "--out", str(tuned)]) == 0
     bundle = tmp_path / "bundle"
     assert main(["export", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(bundle),
-                 "--har", str(probe / "har.pt"), "--text-queries", "a person walks; a person waves"]) == 0
+                 "--har", str(probe / "har.pt"), "--text-queries", "a person walks; a person waves", "--streaming"]) == 0
     meta = yaml.safe_load((bundle / "model.yaml").read_text())
     for key in ("format_version", "model_id", "preset", "class_names", "fps", "window", "points_per_frame",
                 "normalisation", "imu_layout", "embedding_dim", "temperature", "parts", "text_queries", "provenance", "metrics"):
         assert key in meta, key
-    assert set(meta["parts"]) == {"pointcloud_encoder", "imu_encoder", "pointcloud_head"}
+    assert set(meta["parts"]) == {"pointcloud_encoder", "imu_encoder", "pointcloud_head", "pointcloud_tube", "pointcloud_window"}
+    assert meta["provenance"]["parity"]["pointcloud_streaming"]["max_abs_diff_embedding_vs_monolithic"] < 1e-4
     for part in meta["parts"].values():
         assert sha256(bundle / part["file"]) == part["sha256"]
     assert meta["parts"]["pointcloud_encoder"]["inputs"] == [{"name": "points", "shape": [None, 24, 256, 3]}]
@@ -146,6 +147,14 @@ def test_export_bundle_with_a_linear_probe_head(tiny_store, tmp_path):
     head = ort.InferenceSession(str(bundle / "pointcloud_head.onnx"), providers=["CPUExecutionProvider"])
     feats, emb = enc.run(None, {"points": np.random.default_rng(0).normal(size=(5, 24, 256, 3)).astype(np.float32) * 0.3})
     assert emb.shape == (5, 512) and head.run(None, {"features": feats})[0].shape == (5, 15)
+    # Streaming through the runtime: tubes per frame, then the window part, equal the monolith.
+    from despite_ros.inference import Runtime
+
+    rt = Runtime(bundle)
+    x = np.random.default_rng(1).normal(size=(2, 24, 256, 3)).astype(np.float32) * 0.3
+    tubes = [rt.tube(x[:, max(2 * l - 1, 0)], x[:, 2 * l], x[:, 2 * l + 1]) for l in range(12)]
+    _, e_stream = rt.window_from_tubes(np.stack([a for a, _ in tubes], 1), np.stack([t for _, t in tubes], 1))
+    assert np.abs(e_stream - rt.encode("pointcloud", x)[1]).max() < 1e-4
     # A head trained on a fine-tuned encoder cannot share the bundle's encoder: a clear error.
     assert main(["export", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(tmp_path / "b2"),
                  "--har", str(tuned / "har.pt")]) == 2

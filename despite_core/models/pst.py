@@ -79,16 +79,7 @@ class TubeEmbedding(nn.Module):
         mids = [half + l * config.temporal_stride for l in range(config.windows)]
         frame_of = [[min(max(m + d - before, 0), config.frames - 1) for m in mids] for d in range(-half, half + 1)]
         self.register_buffer("neighbour_frames", torch.tensor(frame_of, dtype=torch.long), persistent=False)  # (K, L')
-        self.register_buffer("anchor_frames", torch.tensor(frame_of[half], dtype=torch.long), persistent=False)
         self.offsets = list(range(-half, half + 1))
-
-    def anchors(self, xyz: torch.Tensor) -> torch.Tensor:
-        """FPS anchors of the middle frames: (B, T, N, 3) -> (B, L', n, 3)."""
-        b, _, n_pts, _ = xyz.shape
-        frames = xyz[:, self.anchor_frames]                                   # (B, L', N, 3)
-        flat = frames.reshape(-1, n_pts, 3)                                   # (B*L', N, 3)
-        idx = farthest_point_sample(flat, self.config.anchors)                # (B*L', n)
-        return gather_points(flat, idx).reshape(b, -1, self.config.anchors, 3)
 
     def frame_features(self, frame: torch.Tensor, anchors: torch.Tensor, dt: float) -> torch.Tensor:
         """Features of one neighbour frame (M, N, 3) around anchors (M, n, 3) -> (M, n, dim)."""
@@ -97,16 +88,25 @@ class TubeEmbedding(nn.Module):
         dtc = torch.full_like(disp[..., :1], float(dt))
         return self.conv_d(torch.cat([disp, dtc], dim=-1)).amax(dim=2)               # (M, n, dim)
 
+    def tube(self, frames: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """One tube from its temporal neighbourhood ``frames`` (kernel entries, each (M, N, 3), the middle
+        one holding the anchors) -> anchors (M, n, 3), features (M, n, dim).
+
+        The unit a streaming runtime caches per frame: a window's tube l only depends on frames
+        2l-1, 2l, 2l+1 (window-relative), except tube 0, whose left neighbour is the replicated
+        first frame, so a sliding window recomputes that one.
+        """
+        mid = frames[len(frames) // 2]
+        anchors = gather_points(mid, farthest_point_sample(mid, self.config.anchors))   # (M, n, 3)
+        feats = [self.frame_features(f, anchors, dt) for f, dt in zip(frames, self.offsets)]
+        return anchors, torch.stack(feats, 0).amax(0)
+
     def forward(self, xyz: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b, _, n_pts, _ = xyz.shape
-        anchors = self.anchors(xyz)                                                  # (B, L', n, 3)
-        flat_anchors = anchors.reshape(-1, self.config.anchors, 3)                   # (B*L', n, 3)
-        feats = []
-        for k, dt in enumerate(self.offsets):
-            frames = xyz[:, self.neighbour_frames[k]].reshape(-1, n_pts, 3)          # (B*L', N, 3)
-            feats.append(self.frame_features(frames, flat_anchors, dt))
-        features = torch.stack(feats, 0).amax(0)                                     # (B*L', n, dim)
-        return anchors, features.reshape(b, -1, self.config.anchors, self.config.dim)
+        frames = [xyz[:, self.neighbour_frames[k]].reshape(-1, n_pts, 3) for k in range(len(self.offsets))]  # (B*L', N, 3)
+        anchors, features = self.tube(frames)
+        return (anchors.reshape(b, -1, self.config.anchors, 3),
+                features.reshape(b, -1, self.config.anchors, self.config.dim))
 
 
 class PSTAttention(nn.Module):
@@ -163,9 +163,14 @@ class PSTTransformer(nn.Module):
             x = layer(xyz, x) if isinstance(layer, PSTAttention) else layer(x)
         return x.amax(dim=1)
 
+    def from_tubes(self, anchors: torch.Tensor, tubes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-window remainder: (B, L', n, 3) anchors and (B, L', n, dim) tube features ->
+        features (B, dim), embedding (B, embed_dim) normalised."""
+        features = self.tokens(anchors, tubes)
+        return features, F.normalize(self.head(features), dim=-1)
+
     def forward(self, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
         if points.dim() != 4 or tuple(points.shape[1:]) != (c.frames, c.points, 3):
             raise ValueError(f"point-cloud input must be (B, {c.frames}, {c.points}, 3), got {tuple(points.shape)}")
-        features = self.tokens(*self.tube(points))
-        return features, F.normalize(self.head(features), dim=-1)
+        return self.from_tubes(*self.tube(points))
