@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import hashlib
 import subprocess
 import warnings
 from pathlib import Path
@@ -21,16 +20,16 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from despite_core.bundle import FORMAT_VERSION, INPUT_NAMES
+from despite_core.bundle import sha256_file as sha256
 from despite_core.data.store import Store
 from despite_core.data.windows import FPS, WINDOW
 from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
 from despite_core.train import checkpoint as ckpt
 from despite_core.train.data import WindowDataset, collate, split_ids
 
-FORMAT_VERSION = 1
 EXPORT_BATCH = 2
 PARITY_BATCH = 3
-INPUT_NAMES = {"pointcloud": "points", "imu": "imu", "skeleton": "joints"}
 
 
 class _Encoder(nn.Module):
@@ -40,14 +39,6 @@ class _Encoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encoder(x)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _export(module: nn.Module, example, path: Path, input_name, outputs: list[str], opset: int) -> None:

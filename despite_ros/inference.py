@@ -7,18 +7,15 @@ this onnxruntime build); the provider actually used is reported by :attr:`Runtim
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from despite_core.bundle import FORMAT_VERSION, REQUIRED_KEYS, sha256_file
 from despite_core.data.imu_layout import ImuLayout, ImuLayoutError
 
-FORMAT_VERSION = 1
-REQUIRED_KEYS = ("format_version", "model_id", "preset", "class_names", "fps", "window", "points_per_frame",
-                 "normalisation", "imu_layout", "embedding_dim", "temperature", "parts", "provenance", "metrics")
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 PROVIDERS = {"auto": PROVIDER_ORDER, "cpu": ("CPUExecutionProvider",),
              "cuda": ("CUDAExecutionProvider", "CPUExecutionProvider"),
@@ -51,14 +48,6 @@ class Bundle:
         return list(q["phrases"]), np.asarray(q["embeddings"], np.float32)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def load_bundle(path: str | Path) -> Bundle:
     """Read and verify a bundle: keys, version, every part's file and sha256, the IMU layout."""
     import yaml
@@ -82,7 +71,7 @@ def load_bundle(path: str | Path) -> Bundle:
         f = root / str(part.get("file", ""))
         if not f.is_file():
             raise BundleError(f"{f}: part {name!r} listed in model.yaml is missing")
-        digest = _sha256(f)
+        digest = sha256_file(f)
         if digest != part.get("sha256"):
             raise BundleError(f"{f}: sha256 {digest[:16]}... does not match model.yaml ({str(part.get('sha256'))[:16]}...): "
                               "the file is corrupt or from another export")
