@@ -18,7 +18,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
-from despite_core.export import _Encoder, _export, _Tube, _Window
+from despite_core.export import _export, _Tube, _Window
 from despite_core.models.imu import ImuEncoder
 from despite_core.models.pst import PSTTransformer
 
@@ -49,13 +49,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         d = Path(d)
         x2 = torch.randn(2, 24, 256, 3) * 0.3
-        _export(_Encoder(pst), x2, d / "pc.onnx", "points", ["features", "embedding"], 17)
+        _export(pst, x2, d / "pc.onnx", "points", ["features", "embedding"], 17)
         f0 = x2[:, 0]
         _export(_Tube(pst), (f0, f0, f0), d / "tube.onnx", ("prev", "cur", "next"), ["anchors", "tube"], 17)
         with torch.no_grad():
             a2, t2 = pst.tube(x2)
         _export(_Window(pst), (a2, t2), d / "win.onnx", ("anchors", "tubes"), ["features", "embedding"], 17)
-        _export(_Encoder(imu), torch.randn(2, 24, 48), d / "imu.onnx", "imu", ["features", "embedding"], 17)
+        _export(imu, torch.randn(2, 24, 48), d / "imu.onnx", "imu", ["features", "embedding"], 17)
         sess = {k: ort.InferenceSession(str(d / f"{k}.onnx"), opts, providers=["CPUExecutionProvider"])
                 for k in ("pc", "tube", "win", "imu")}
         for b in (1, 8):

@@ -32,15 +32,6 @@ EXPORT_BATCH = 2
 PARITY_BATCH = 3
 
 
-class _Encoder(nn.Module):
-    def __init__(self, encoder: nn.Module) -> None:
-        super().__init__()
-        self.encoder = encoder
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encoder(x)
-
-
 def _export(module: nn.Module, example, path: Path, input_name, outputs: list[str], opset: int) -> None:
     """Export with a dynamic batch axis; ``example``/``input_name`` may be tuples for several inputs."""
     examples = example if isinstance(example, tuple) else (example,)
@@ -180,7 +171,7 @@ def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] =
         name = INPUT_NAMES[m]
         example = batch[m][:EXPORT_BATCH]
         path = out / f"{m}_encoder.onnx"
-        _export(_Encoder(enc), example, path, name, ["features", "embedding"], opset)
+        _export(enc, example, path, name, ["features", "embedding"], opset)
         sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         f_onnx, e_onnx = sess.run(None, {name: batch[m].numpy()})
         with torch.no_grad():

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -105,7 +104,7 @@ def run_har(args: argparse.Namespace) -> dict:
     from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
     from despite_core.train import checkpoint as ckpt
     from despite_core.train.data import WindowDataset, split_ids
-    from despite_core.train.har import FEATURE_DIM, PRESET_WITH, HarModel, predict
+    from despite_core.train.har import FEATURE_DIM, HarModel, encoder_config, predict
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -115,9 +114,7 @@ def run_har(args: argparse.Namespace) -> dict:
         return _run_har_bundle(args)
     state = ckpt.load(args.checkpoint, expect_kind="har")
     modality = state["modality"]
-    cfg = DeSPITEConfig.from_dict(state["model_config"])
-    if "text" in cfg.modalities or modality not in cfg.modalities:
-        cfg = replace(cfg, preset=PRESET_WITH[modality])
+    cfg = encoder_config(DeSPITEConfig.from_dict(state["model_config"]), modality)
     store = Store(args.store)
     if list(store.class_names) != list(state["class_names"]):
         raise ckpt.CheckpointError(f"{args.checkpoint}: trained on classes {state['class_names'][:5]}..., "

@@ -92,6 +92,9 @@ def evaluate_matching(emb: Embedded, config: MatchingConfig = MatchingConfig(), 
     labels = sorted(set(emb.labels[emb.labels >= 0].tolist()))
     results: dict = {"config": {"sizes": list(config.sizes), "windows": list(config.windows), "scenes": config.scenes,
                                 "seed": config.seed}, "pairs": {}}
+    # Shortcut vectors depend only on the pair: computed once, not per (w, N) setting.
+    shortcut = {(a, b): shortcut_scores(emb, a, b) if a in emb.shortcut and b in emb.shortcut else (None, None)
+                for a, b in pairs}
     jobs = [(w, n) for w in config.windows for n in config.sizes]
     for w, n in tqdm(jobs, desc="matching", unit="setting", disable=not progress):
         pools = {"all": _entries(emb, w)}
@@ -105,7 +108,7 @@ def evaluate_matching(emb: Embedded, config: MatchingConfig = MatchingConfig(), 
         for src, tgt in pairs:
             key = f"{src}->{tgt}"
             r = results["pairs"].setdefault(key, {})
-            fa, fb = shortcut_scores(emb, src, tgt) if src in emb.shortcut and tgt in emb.shortcut else (None, None)
+            fa, fb = shortcut[(src, tgt)]
             for variant, rows in scenes.items():
                 if rows is None:
                     continue

@@ -48,13 +48,23 @@ class HarModel(nn.Module):
         return self.head(self.encoder(x)[0])
 
 
-def build(args: argparse.Namespace, num_classes: int, imu_layout=None) -> tuple[HarModel, DeSPITEConfig]:
-    if args.init is not None:
-        state = ckpt.load(args.init, expect_kind="pretrain")
+def encoder_config(cfg: DeSPITEConfig, modality: str) -> DeSPITEConfig:
+    """``cfg`` reduced to a text-free preset holding ``modality``: a HAR model never builds (or
+    loads) the text backbone."""
+    if "text" in cfg.modalities or modality not in cfg.modalities:
+        return replace(cfg, preset=PRESET_WITH[modality])
+    return cfg
+
+
+def build(args: argparse.Namespace, num_classes: int, imu_layout=None,
+          init_state: dict | None = None) -> tuple[HarModel, DeSPITEConfig]:
+    """The HAR model; ``init_state`` is the loaded ``--init`` pre-training checkpoint, if any."""
+    if init_state is not None:
+        state = init_state
         cfg = DeSPITEConfig.from_dict(state["model_config"])
         if args.modality not in cfg.modalities:
             raise ValueError(f"{args.init}: preset {cfg.preset} has no {args.modality} encoder")
-        full = DeSPITEModel(replace(cfg, preset=PRESET_WITH[args.modality]) if "text" in cfg.modalities else cfg)
+        full = DeSPITEModel(encoder_config(cfg, args.modality))
         missing = full.load_state_dict({k: v for k, v in state["model"].items() if not k.startswith("encoders.text")},
                                        strict=False)
         if any(k.startswith(f"encoders.{args.modality}.") for k in missing.missing_keys):
@@ -90,8 +100,9 @@ def run(args: argparse.Namespace) -> dict:
     cache = args.store / ".cache"
     mods = (args.modality,)
     layout = model_imu_layout(store.imu_layout)
-    if args.init is not None:
-        layout = ckpt.imu_layout_of(ckpt.load(args.init, expect_kind="pretrain")) or layout
+    init_state = ckpt.load(args.init, expect_kind="pretrain") if args.init is not None else None
+    if init_state is not None:
+        layout = ckpt.imu_layout_of(init_state) or layout
     train_all = WindowDataset(store, split_ids(store, args.split_scheme, args.train_split), mods, stride=args.stride,
                               augment=Augment(), seed=args.seed, cache_dir=cache, progress=not args.quiet,
                               imu_layout=layout)
@@ -101,7 +112,7 @@ def run(args: argparse.Namespace) -> dict:
     train = Subset(train_all, keep.tolist())
     test = WindowDataset(store, split_ids(store, args.split_scheme, args.test_split), mods, stride=args.eval_stride,
                          cache_dir=cache, imu_layout=layout)
-    model, cfg = build(args, len(store.class_names), layout)
+    model, cfg = build(args, len(store.class_names), layout, init_state)
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=len(train) > args.batch_size,

@@ -116,8 +116,7 @@ def _train(args: argparse.Namespace, info: DistInfo) -> dict:
         steps = 0
         bar = tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", unit="batch", disable=not info.main or args.quiet)
         for batch in bar:
-            inputs = {m: (batch[m].to(info.device) if m != "text" else batch[m]) for m in mods}
-            emb = net(inputs)
+            emb = net(_inputs(batch, mods, info))
             total, terms = loss_fn(emb, batch["text_mask"].to(info.device))
             optim.zero_grad(set_to_none=True)
             total.backward()
@@ -149,6 +148,11 @@ def _train(args: argparse.Namespace, info: DistInfo) -> dict:
     return {"out": str(out), "epochs": args.epochs, "history": history, "train": describe(train_ds)}
 
 
+def _inputs(batch: dict, modalities, info: DistInfo) -> dict:
+    """The model's inputs from a collated batch: tensors to the device, texts as they are."""
+    return {m: (batch[m].to(info.device) if m != "text" else batch[m]) for m in modalities}
+
+
 @torch.no_grad()
 def validation_loss(model: DeSPITEModel, loss_fn: DeSPITELoss, ds: WindowDataset, batch_size: int, info: DistInfo) -> float:
     model.eval()
@@ -157,8 +161,7 @@ def validation_loss(model: DeSPITEModel, loss_fn: DeSPITELoss, ds: WindowDataset
     for batch in loader:
         if len(batch["index"]) < 2:
             continue
-        inputs = {m: (batch[m].to(info.device) if m != "text" else batch[m]) for m in model.modalities}
-        value, _ = loss_fn(model(inputs), batch["text_mask"].to(info.device))
+        value, _ = loss_fn(model(_inputs(batch, model.modalities, info)), batch["text_mask"].to(info.device))
         total += float(value)
         n += 1
     return total / max(n, 1) if n else math.nan
