@@ -252,8 +252,11 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--har", type=Path, nargs="*", default=[],
                    help="HAR checkpoints trained with --freeze on the same pre-training (one per modality)")
     p.add_argument("--parts", default="pointcloud,imu", help="encoders to export (add skeleton on request)")
-    p.add_argument("--text-queries", default=None, help='"walking; sitting down; ...": open-vocabulary label phrases')
-    p.add_argument("--text-queries-file", default=None, help="one phrase per line")
+    p.add_argument("--text-queries", default=None,
+                   help='open-vocabulary labels: "walk = a person walks; sit down; ..." (label = phrase, or a phrase that is its own label)')
+    p.add_argument("--text-queries-file", default=None, help="the same, one entry per line ('#' comments)")
+    p.add_argument("--matching", type=Path, default=None,
+                   help="matching.json of despite eval matching on this checkpoint, copied into model.yaml's metrics")
     p.add_argument("--model-id", default=None)
     p.add_argument("--split-scheme", default="by_subject")
     p.add_argument("--split", default="test", help="split whose windows serve the parity check")

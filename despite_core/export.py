@@ -130,6 +130,48 @@ def _head_from(har_path: Path, encoder_state: dict, modality_prefix: str) -> tup
     return modality, head.eval(), list(state["class_names"])
 
 
+def parse_text_queries(lines: list[str]) -> tuple[list[str], list[str]]:
+    """``label = phrase`` (or a bare phrase, its own label) per entry -> (labels, phrases). Several
+    phrases may share a label; the runtime sums their probabilities."""
+    labels, phrases = [], []
+    for raw in lines:
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        label, sep, phrase = line.partition("=")
+        label, phrase = (label.strip(), phrase.strip()) if sep else (line, line)
+        if not label or not phrase:
+            raise ValueError(f"text query {raw!r}: expected 'label = phrase' or a phrase")
+        labels.append(label)
+        phrases.append(phrase)
+    if not phrases:
+        raise ValueError("no text queries given")
+    return labels, phrases
+
+
+def collect_metrics(har: list[Path], matching: Path | None) -> dict:
+    """model.yaml ``metrics``: each head's test figures (its run's metrics.json) and the matching
+    accuracy (``despite eval matching``'s matching.json, one window, N = 2, 4, 8 candidates)."""
+    import json
+
+    metrics = {}
+    for h in har:
+        f = Path(h).parent / "metrics.json"
+        if not f.is_file():
+            raise FileNotFoundError(f"{f}: the head's metrics.json (written by despite train har) is missing")
+        m = json.loads(f.read_text())
+        t = m["test"]
+        metrics[f"{m['modality']}_har"] = {"accuracy": round(t["accuracy"], 4), "macro_f1": round(t["macro_f1"], 4),
+                                           "windows": t["windows"], "head": m.get("head", "linear"),
+                                           "frozen_encoder": bool(m.get("freeze")), "source": str(f)}
+    if matching is not None:
+        m = json.loads(Path(matching).read_text())
+        metrics["matching"] = {"split": m["split"], "source": str(matching), **{
+            pair: {n: round(v["all"]["w1"][n]["accuracy"], 4) for n in ("N2", "N4", "N8") if n in v["all"]["w1"]}
+            for pair, v in m["pairs"].items()}}
+    return metrics
+
+
 def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] = (), parts: tuple[str, ...] = ("pointcloud", "imu"),
                   text_queries: list[str] = (), model_id: str | None = None, split_scheme: str = "by_subject",
                   split: str = "test", opset: int = 17, metrics: dict | None = None, streaming: bool = False) -> dict:
@@ -205,9 +247,10 @@ def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] =
                                       "outputs": [{"name": "logits", "shape": [None, len(st.class_names)]}]}
     queries = None
     if text_queries:
+        labels, phrases = parse_text_queries(list(text_queries))
         with torch.no_grad():
-            emb = model.encoders["text"](list(text_queries))[1].numpy()
-        queries = {"phrases": list(text_queries), "embeddings": [[round(float(x), 7) for x in e] for e in emb]}
+            emb = model.encoders["text"](phrases)[1].numpy()
+        queries = {"labels": labels, "phrases": phrases, "embeddings": [[round(float(x), 7) for x in e] for e in emb]}
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
                              cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
@@ -238,7 +281,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.text_queries:
         queries = [q.strip() for q in args.text_queries.split(";") if q.strip()]
     if args.text_queries_file:
-        queries += [l.strip() for l in Path(args.text_queries_file).read_text().splitlines() if l.strip()]
+        queries += Path(args.text_queries_file).read_text().splitlines()
     return export_bundle(args.checkpoint, args.out, store=args.store, har=args.har, parts=tuple(args.parts.split(",")),
                          text_queries=queries, model_id=args.model_id, split_scheme=args.split_scheme,
-                         split=args.split, opset=args.opset, streaming=args.streaming)
+                         split=args.split, opset=args.opset, streaming=args.streaming,
+                         metrics=collect_metrics(args.har, args.matching))

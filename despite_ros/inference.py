@@ -42,10 +42,11 @@ class Bundle:
 
     @property
     def text_queries(self) -> tuple[list[str], np.ndarray] | None:
+        """(label per phrase, phrase embeddings (Q, D)), or None when the bundle has no queries."""
         q = self.meta.get("text_queries")
         if not q:
             return None
-        return list(q["phrases"]), np.asarray(q["embeddings"], np.float32)
+        return list(q.get("labels", q["phrases"])), np.asarray(q["embeddings"], np.float32)
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -171,12 +172,127 @@ class Runtime:
         return _softmax(logits)
 
     def zero_shot(self, embedding: np.ndarray) -> tuple[list[str], np.ndarray]:
-        """Probabilities over the bundle's text queries: softmax of cosine similarity / temperature."""
+        """Open-vocabulary labels of (B, D) unit embeddings: (the distinct query labels in order,
+        (B, L) probabilities), a softmax over all phrases of cosine similarity / temperature with
+        the probabilities of phrases sharing a label summed."""
         q = self.bundle.text_queries
         if q is None:
             raise KeyError(f"bundle {self.bundle.meta['model_id']} holds no text queries (export with --text-queries)")
-        phrases, emb = q
-        return phrases, _softmax(embedding @ emb.T / float(self.bundle.meta["temperature"]))
+        labels, emb = q
+        per_phrase = _softmax(embedding @ emb.T / float(self.bundle.meta["temperature"]))   # (B, Q)
+        vocab = list(dict.fromkeys(labels))
+        member = np.zeros((len(labels), len(vocab)), np.float32)
+        member[np.arange(len(labels)), [vocab.index(lb) for lb in labels]] = 1
+        return vocab, per_phrase @ member
+
+
+@dataclass(frozen=True)
+class TrackWindow:
+    """One track's ready window for the streaming encoder: the 24 normalised frames and the stamps
+    that identify them (int nanoseconds; a track's frame at a stamp never changes)."""
+
+    track_id: int
+    stamps: np.ndarray          # (T,) int64 ns, strictly increasing
+    points: np.ndarray          # (T, P, 3) float32, normalised as the bundle declares
+
+
+class StreamingPointEncoder:
+    """The point-cloud encoder with per-track tube caches: each frame's tube (sampling, grouping,
+    tube features) is computed once per track and reused by every window that contains it with the
+    same neighbours; only the per-window remainder runs per window. All ready tracks go through ONNX
+    Runtime together: one batch of missing tubes, one batch of windows.
+
+    The encoder's temporal padding [1, 0] replicates a window's first frame, so the first tube of
+    every window is its own cache entry (prev == cur). Cache keys are the stamps of (prev, cur,
+    next), so gaps never return a tube computed from other frames; a track whose window starts earlier than
+    its previous one (time went backwards) loses its cache.
+    """
+
+    def __init__(self, runtime: Runtime, idle_calls: int = 8) -> None:
+        for part in ("pointcloud_tube", "pointcloud_window"):
+            if not runtime.has(part):
+                raise BundleError(f"{runtime.bundle.root}: no {part} part; export the bundle with --streaming")
+        pc = runtime.bundle.meta.get("provenance", {}).get("config", {}).get("pointcloud", {})
+        geometry = (pc.get("temporal_kernel"), pc.get("temporal_stride"), list(pc.get("temporal_padding", [])))
+        if geometry != (3, 2, [1, 0]):
+            raise BundleError(f"{runtime.bundle.root}: streaming supports temporal kernel 3, stride 2, padding [1, 0]; "
+                              f"the bundle's encoder has {geometry}")
+        self.runtime = runtime
+        self.frames = int(runtime.bundle.meta["window"])
+        self.centres = list(range(0, self.frames, 2))                # a tube per even frame of the window
+        declared = runtime.bundle.parts["pointcloud_window"]["inputs"][0]["shape"][1]
+        if declared != len(self.centres):
+            raise BundleError(f"{runtime.bundle.root}: pointcloud_window takes {declared} tubes, a {self.frames}-frame "
+                              f"window gives {len(self.centres)}")
+        self.idle_calls = idle_calls
+        self._cache: dict[int, dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]]] = {}
+        self._last_call: dict[int, int] = {}
+        self._last_start: dict[int, int] = {}
+        self._calls = 0
+        self.tubes_computed = 0
+        self.tubes_reused = 0
+
+    def forget(self, track_id: int) -> None:
+        """Drop a lost track's cache."""
+        self._cache.pop(track_id, None)
+        self._last_call.pop(track_id, None)
+        self._last_start.pop(track_id, None)
+
+    @property
+    def cached_tubes(self) -> int:
+        return sum(len(c) for c in self._cache.values())
+
+    def encode(self, windows: list[TrackWindow]) -> tuple[np.ndarray, np.ndarray]:
+        """(features (B, F), embeddings (B, D)) of the windows, in order."""
+        if not windows:
+            raise ValueError("encode() needs at least one window")
+        ids = [w.track_id for w in windows]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"one window per track per call; got track ids {ids}")
+        self._calls += 1
+        keys: list[list[tuple[int, int, int]]] = []
+        todo: dict[tuple[int, tuple[int, int, int]], tuple[int, int, int, int]] = {}   # -> (window, prev, cur, next)
+        for b, w in enumerate(windows):
+            if w.points.shape[0] != self.frames or len(w.stamps) != self.frames:
+                raise ValueError(f"track {w.track_id}: a window has {self.frames} frames, got {w.points.shape[0]} "
+                                 f"and {len(w.stamps)} stamps")
+            st = [int(x) for x in w.stamps]
+            if any(b <= a for a, b in zip(st, st[1:])):
+                raise ValueError(f"track {w.track_id}: window stamps must increase strictly")
+            if st[0] < self._last_start.get(w.track_id, st[0]):
+                self.forget(w.track_id)         # time went backwards (a bag looping): stamps no longer identify frames
+            self._last_start[w.track_id] = st[0]
+            cache = self._cache.setdefault(w.track_id, {})
+            row = []
+            for c in self.centres:
+                p, n = max(c - 1, 0), min(c + 1, self.frames - 1)
+                key = (st[p], st[c], st[n])
+                row.append(key)
+                if key not in cache:
+                    todo[(w.track_id, key)] = (b, p, c, n)
+            keys.append(row)
+        if todo:
+            idx = list(todo.values())
+            prev = np.stack([windows[b].points[p] for b, p, _, _ in idx])     # (M, P, 3)
+            cur = np.stack([windows[b].points[c] for b, _, c, _ in idx])
+            nxt = np.stack([windows[b].points[n] for b, _, _, n in idx])
+            anchors, tubes = self.runtime.tube(prev, cur, nxt)                 # (M, n, 3), (M, n, d)
+            for m, (tid, key) in enumerate(todo):
+                self._cache[tid][key] = (anchors[m], tubes[m])
+        self.tubes_computed += len(todo)
+        self.tubes_reused += sum(len(r) for r in keys) - len(todo)
+        a = np.stack([np.stack([self._cache[w.track_id][k][0] for k in row]) for w, row in zip(windows, keys)])   # (B, L, n, 3)
+        t = np.stack([np.stack([self._cache[w.track_id][k][1] for k in row]) for w, row in zip(windows, keys)])   # (B, L, n, d)
+        feats, emb = self.runtime.window_from_tubes(a, t)
+        for w in windows:                       # entries centred before this window's start are never needed again
+            start = int(w.stamps[0])
+            cache = self._cache[w.track_id]
+            for k in [k for k in cache if k[1] < start]:
+                del cache[k]
+            self._last_call[w.track_id] = self._calls
+        for tid in [t for t, c in self._last_call.items() if self._calls - c > self.idle_calls]:
+            self.forget(tid)
+        return feats, emb
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

@@ -130,7 +130,7 @@ def test_export_bundle_with_a_linear_probe_head(tiny_store, tmp_path):
     assert main([*common, "--out", str(tuned)]) == 0
     bundle = tmp_path / "bundle"
     assert main(["export", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(bundle),
-                 "--har", str(probe / "har.pt"), "--text-queries", "a person walks; a person waves", "--streaming"]) == 0
+                 "--har", str(probe / "har.pt"), "--text-queries", "walk = a person walks; walk = walking; wave", "--streaming"]) == 0
     meta = yaml.safe_load((bundle / "model.yaml").read_text())
     for key in ("format_version", "model_id", "preset", "class_names", "fps", "window", "points_per_frame",
                 "normalisation", "imu_layout", "embedding_dim", "temperature", "parts", "text_queries", "provenance", "metrics"):
@@ -142,6 +142,8 @@ def test_export_bundle_with_a_linear_probe_head(tiny_store, tmp_path):
     assert meta["parts"]["pointcloud_encoder"]["inputs"] == [{"name": "points", "shape": [None, 24, 256, 3]}]
     assert meta["parts"]["imu_encoder"]["inputs"] == [{"name": "imu", "shape": [None, 24, 48]}]
     assert len(meta["text_queries"]["embeddings"][0]) == 512
+    assert meta["text_queries"]["labels"] == ["walk", "walk", "wave"]
+    assert meta["text_queries"]["phrases"] == ["a person walks", "walking", "wave"]
     # The exported encoder + head run in ONNX Runtime at yet another batch size.
     enc = ort.InferenceSession(str(bundle / "pointcloud_encoder.onnx"), providers=["CPUExecutionProvider"])
     head = ort.InferenceSession(str(bundle / "pointcloud_head.onnx"), providers=["CPUExecutionProvider"])
@@ -155,6 +157,17 @@ def test_export_bundle_with_a_linear_probe_head(tiny_store, tmp_path):
     tubes = [rt.tube(x[:, max(2 * l - 1, 0)], x[:, 2 * l], x[:, 2 * l + 1]) for l in range(12)]
     _, e_stream = rt.window_from_tubes(np.stack([a for a, _ in tubes], 1), np.stack([t for _, t in tubes], 1))
     assert np.abs(e_stream - rt.encode("pointcloud", x)[1]).max() < 1e-4
+    # Open vocabulary: probabilities per distinct label (phrases sharing a label summed).
+    vocab, probs = rt.zero_shot(rt.encode("pointcloud", x)[1])
+    assert vocab == ["walk", "wave"] and probs.shape == (2, 2) and np.allclose(probs.sum(1), 1, atol=1e-5)
+    ev = tmp_path / "zs"
+    assert main(["eval", "har", "--model", str(bundle), "--store", str(tiny_store), "--out", str(ev), "--zero-shot",
+                 "--stride", "12", "--write-metrics", "--quiet"]) == 0
+    zs = json.loads((ev / "har.json").read_text())
+    assert zs["kind"] == "zero_shot" and 0 <= zs["accuracy"] <= 1
+    written = yaml.safe_load((bundle / "model.yaml").read_text())["metrics"]["pointcloud_zero_shot"]
+    assert written["accuracy"] == round(zs["accuracy"], 4) and written["windows"] == zs["windows"]
+    Runtime(bundle)                         # metrics are outside every hash: the bundle still verifies
     # A head trained on a fine-tuned encoder cannot share the bundle's encoder: a clear error.
     assert main(["export", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(tmp_path / "b2"),
                  "--har", str(tuned / "har.pt")]) == 2
@@ -198,6 +211,48 @@ def test_runtime_loads_verifies_and_matches_the_checkpoint(tiny_store, tmp_path)
         f.write(b"\\x00\\x01\\x02")
     with pytest.raises(BundleError, match=r"imu_encoder.onnx: sha256 .* does not match model.yaml"):
         load_bundle(bundle)
+
+
+def test_streaming_encoder_caches_tubes_per_track_and_matches_the_monolith(tiny_store, tmp_path):
+    from despite_core.cli import main
+    from despite_ros.inference import BundleError, Runtime, StreamingPointEncoder, TrackWindow
+
+    run, bundle = tmp_path / "pre", tmp_path / "bundle"
+    assert pretrain_main(args(tiny_store, run, "--preset", "DePIE", "--epochs", "1")) == 0
+    assert main(["export", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(bundle),
+                 "--parts", "pointcloud", "--streaming"]) == 0
+    rt = Runtime(bundle, providers="cpu", threads=1)
+    enc = StreamingPointEncoder(rt)
+    rng = np.random.default_rng(3)
+    frames = {k: rng.normal(size=(60, 256, 3)).astype(np.float32) * 0.3 for k in (7, 9)}   # two tracks
+    stamps = np.arange(60, dtype=np.int64) * 100_000_000                                 # 10 Hz, ns
+
+    def window(tid, start, st=stamps):
+        return TrackWindow(tid, st[start:start + 24], frames[tid][start:start + 24])
+
+    # Slide by 1 frame, then by 3, with both tracks batched in one call: the monolith's numbers each time.
+    starts = [0, 1, 2, 3, 6, 9, 12]
+    for s in starts:
+        ws = [window(7, s), window(9, s + 2)]
+        _, e = enc.encode(ws)
+        mono = rt.encode("pointcloud", np.stack([w.points for w in ws]))[1]
+        assert np.abs(e - mono).max() < 1e-4, s
+    # First call: 12 tubes per track; afterwards one new tube per new frame plus the first tube of each window.
+    assert enc.tubes_computed < 2 * 12 * len(starts) / 2 and enc.tubes_reused > enc.tubes_computed
+    assert enc.cached_tubes <= 2 * 24
+    # A track whose stamps jump back (a bag looping) must not reuse tubes of other frames.
+    looped = stamps.copy()
+    looped[30:] = looped[:30]
+    frames[7][30:] = rng.normal(size=(30, 256, 3)).astype(np.float32) * 0.3
+    w = window(7, 30, looped)
+    assert np.abs(enc.encode([w])[1] - rt.encode("pointcloud", w.points[None])[1]).max() < 1e-4
+    with pytest.raises(ValueError, match="one window per track"):
+        enc.encode([window(9, 0), window(9, 1)])
+    mono_only = tmp_path / "mono"
+    assert main(["export", "--checkpoint", str(run / "last.pt"), "--store", str(tiny_store), "--out", str(mono_only),
+                 "--parts", "pointcloud"]) == 0
+    with pytest.raises(BundleError, match="export the bundle with --streaming"):
+        StreamingPointEncoder(Runtime(mono_only))
 
 
 def test_runtime_imports_without_torch():

@@ -40,6 +40,12 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
                    help="an exported bundle, run through the ONNX runtime instead of --checkpoint")
     h.add_argument("--modality", default="pointcloud", choices=("pointcloud", "imu"), help="with --model: whose head")
     h.add_argument("--stride", type=int, default=1)
+    h.add_argument("--zero-shot", action="store_true",
+                   help="with --model: label by the nearest text query (open vocabulary) instead of the trained head; "
+                        "every query label must be one of the store's classes")
+    h.add_argument("--write-metrics", action="store_true",
+                   help="with --model: also record the result in the bundle's model.yaml metrics "
+                        "(key <modality>_har_onnx or <modality>_zero_shot)")
     h.set_defaults(func=run_har)
 
 
@@ -112,6 +118,8 @@ def run_har(args: argparse.Namespace) -> dict:
         raise ValueError("despite eval har needs exactly one of --checkpoint (PyTorch) or --model (bundle)")
     if args.model is not None:
         return _run_har_bundle(args)
+    if args.zero_shot or args.write_metrics:
+        raise ValueError("--zero-shot and --write-metrics need --model (a bundle)")
     state = ckpt.load(args.checkpoint, expect_kind="har")
     modality = state["modality"]
     cfg = encoder_config(DeSPITEConfig.from_dict(state["model_config"]), modality)
@@ -148,16 +156,44 @@ def _run_har_bundle(args: argparse.Namespace) -> dict:
         raise ValueError(f"{args.model}: the bundle's classes differ from the store's")
     ds = WindowDataset(store, split_ids(store, args.split_scheme, args.split), (args.modality,), stride=args.stride,
                        cache_dir=store.root / ".cache", imu_layout=rt.bundle.imu_layout)
+    if args.zero_shot:
+        labels, _ = rt.bundle.text_queries or (None, None)
+        if labels is None:
+            raise ValueError(f"{args.model}: the bundle holds no text queries (export with --text-queries)")
+        unknown = sorted(set(labels) - set(store.class_names))
+        if unknown:
+            raise ValueError(f"{args.model}: text-query labels {unknown} are not classes of the store; "
+                             "zero-shot accuracy needs every label to name a class")
+        vocab = [store.class_names.index(lb) for lb in dict.fromkeys(labels)]
     scores = []
     for i in range(0, len(ds), 64):
         batch = collate([ds[j] for j in range(i, min(i + 64, len(ds)))])
-        feats, _ = rt.encode(args.modality, batch[args.modality].numpy())
-        scores.append(rt.classify(args.modality, feats))
+        feats, emb = rt.encode(args.modality, batch[args.modality].numpy())
+        if args.zero_shot:
+            probs = np.zeros((len(emb), len(store.class_names)), np.float32)
+            probs[:, vocab] = rt.zero_shot(emb)[1]               # classes outside the vocabulary score 0
+            scores.append(probs)
+        else:
+            scores.append(rt.classify(args.modality, feats))
     scores = np.concatenate(scores)
     seq = np.array([k for k, _ in ds.windows])
     metrics = har_metrics(scores, ds.labels, store.class_names, groups=segment_ids(seq, ds.labels))
+    kind = "zero_shot" if args.zero_shot else "har_onnx"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "har.json").write_text(json.dumps({"model": str(args.model), "model_id": rt.bundle.meta["model_id"],
-                                                   "provider": rt.provider, "modality": args.modality, **metrics}, indent=1))
+                                                   "provider": rt.provider, "modality": args.modality, "kind": kind,
+                                                   **metrics}, indent=1))
     plot_confusion(metrics, str(args.out / "confusion.png"))
-    return {k: metrics[k] for k in ("accuracy", "macro_f1", "windows", "ambiguous", "group_accuracy")} | {"provider": rt.provider}
+    summary = {k: metrics[k] for k in ("accuracy", "macro_f1", "windows", "ambiguous", "group_accuracy")}
+    if args.write_metrics:
+        import yaml
+
+        meta_path = Path(args.model) / "model.yaml"
+        meta = yaml.safe_load(meta_path.read_text())
+        meta["metrics"][f"{args.modality}_{kind}"] = {
+            "accuracy": round(metrics["accuracy"], 4), "macro_f1": round(metrics["macro_f1"], 4),
+            "windows": metrics["windows"], "split": f"{args.split_scheme}/{args.split}", "stride": args.stride,
+            "command": f"despite eval har --model DIR --modality {args.modality}{' --zero-shot' if args.zero_shot else ''} "
+                       f"--stride {args.stride}"}
+        meta_path.write_text(yaml.safe_dump(meta, sort_keys=False, width=120))
+    return summary | {"provider": rt.provider, "kind": kind}
