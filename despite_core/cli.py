@@ -277,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_eval_parser(sub)
     add_export_parser(sub)
+    from despite_core import bench
+
+    bench.add_parser(sub)
     return parser
 
 

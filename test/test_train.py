@@ -253,6 +253,14 @@ def test_streaming_encoder_caches_tubes_per_track_and_matches_the_monolith(tiny_
                  "--parts", "pointcloud"]) == 0
     with pytest.raises(BundleError, match="export the bundle with --streaming"):
         StreamingPointEncoder(Runtime(mono_only))
+    # despite bench inference on this bundle: every engine and batch measured, ratios from the same run.
+    out = tmp_path / "bench.json"
+    assert main(["bench", "inference", "--model", str(bundle), "--repeats", "2", "--threads", "1", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    got = {(r["engine"], r["batch"]) for r in res["rows"]}
+    assert got == {(e, b) for e in ("torch eager", "ORT monolithic", "ORT streaming") for b in (1, 8)}
+    assert all(r["median_ms"] > 0 and r["p95_ms"] >= r["median_ms"] for r in res["rows"])
+    assert "pointcloud torch / ORT monolithic, batch 8" in res["ratios"]
 
 
 def test_runtime_imports_without_torch():
