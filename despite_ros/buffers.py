@@ -1,0 +1,267 @@
+"""Rolling buffers of the live pipeline, ROS-free (numpy only): scans subsampled to the model's
+frame rate by stamp, per-track 24-frame point windows, and per-wearer IMU streams resampled at the
+windows' scan stamps. Stamps are integer nanoseconds (exact keys); durations are seconds.
+
+Policy (explicit, tested):
+- Scans: a scan is selected when at least (1 - ``tolerance``) of a frame period has passed since
+  the last selected one (a 20 Hz LiDAR feeds every other scan to a 10 fps model). An equal stamp
+  is a ``duplicate`` (dropped); an earlier stamp is ``backwards`` (a bag looping or a clock
+  reset): the caller resets every buffer and the scan starts afresh.
+- Gaps: up to ``max_gap`` missing periods between selected scans (a lost scan), or scans in which
+  perception misses a track, are filled by repeating the track's previous frame at the missing
+  period's stamp; a longer gap clears the buffers (a window always spans 24 periods = 2.4 s).
+  A track is ready only when its newest frame was observed, not filled.
+- IMU: samples per site in stamp order; NaN/Inf or a zero quaternion is ``invalid``; an equal
+  stamp is a ``duplicate``; an earlier one resets that site. A window needs every site to cover
+  the window's stamps, with the newest sample at most ``max_stale`` seconds older than the newest
+  scan. Orientations are interpolated by slerp, other channels linearly (despite_core.data.resample).
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from despite_core.data.imu_layout import ImuLayout, ImuLayoutError
+from despite_core.data.resample import resample_imu
+from despite_core.data.rotations import quat_to_matrix
+
+NS = 1_000_000_000
+GRAVITY = 9.81
+
+
+@dataclass(frozen=True)
+class BufferConfig:
+    fps: float = 10.0                 # the bundle's frame rate
+    window: int = 24                  # the bundle's window length, frames
+    tolerance: float = 0.25           # fraction of a period a scan may come early
+    max_gap: int = 2                  # missing periods filled by repetition
+    max_stale: float = 0.15           # s, newest IMU sample vs newest scan
+    imu_horizon: float = 6.0          # s of IMU kept per site
+
+    def __post_init__(self) -> None:
+        if self.fps <= 0 or self.window < 2:
+            raise ValueError(f"fps must be > 0 and window >= 2, got {self.fps}, {self.window}")
+        if not 0 <= self.tolerance < 1 or self.max_gap < 0 or self.max_stale < 0:
+            raise ValueError("need 0 <= tolerance < 1, max_gap >= 0, max_stale >= 0")
+        if self.imu_horizon < self.window / self.fps + self.max_stale:
+            raise ValueError(f"imu_horizon {self.imu_horizon} s is shorter than a window ({self.window / self.fps} s)")
+
+    @property
+    def period_ns(self) -> int:
+        return int(round(NS / self.fps))
+
+
+class FrameSelector:
+    """Decides which scans feed the model, by stamp; see the module docstring."""
+
+    def __init__(self, cfg: BufferConfig) -> None:
+        self.cfg = cfg
+        self.last: int | None = None
+
+    def offer(self, stamp_ns: int) -> str:
+        """``selected``, ``skipped`` (too soon after the last selected scan), ``duplicate`` or
+        ``backwards`` (the caller resets; the scan is then selected as the first of a new run)."""
+        if self.last is None:
+            self.last = stamp_ns
+            return "selected"
+        if stamp_ns == self.last:
+            return "duplicate"
+        if stamp_ns < self.last:
+            self.last = stamp_ns
+            return "backwards"
+        if stamp_ns - self.last >= (1 - self.cfg.tolerance) * self.cfg.period_ns:
+            self.last = stamp_ns
+            return "selected"
+        return "skipped"
+
+    def reset(self) -> None:
+        self.last = None
+
+
+@dataclass
+class _Frame:
+    stamp: int
+    points: np.ndarray               # (P, 3) normalised
+    centroid: np.ndarray             # (3,) sensor frame
+    extra: object = None             # caller's per-frame payload (e.g. ground-truth person counts)
+    observed: bool = True
+
+
+@dataclass
+class Window:
+    """A ready window of one track."""
+
+    track_id: int
+    stamps: np.ndarray               # (T,) int64 ns, increasing
+    points: np.ndarray               # (T, P, 3) float32
+    centroids: np.ndarray            # (T, 3)
+    extras: list = field(default_factory=list)
+    filled: int = 0                  # frames repeated to cover gaps
+
+
+class TrackBuffers:
+    """Per-track rolling windows at the selected scans' stamps."""
+
+    def __init__(self, cfg: BufferConfig) -> None:
+        self.cfg = cfg
+        self.tracks: dict[int, deque[_Frame]] = {}
+        self.missed: dict[int, int] = {}
+        self.last: int | None = None
+        self.filled_total = 0
+
+    def reset(self) -> None:
+        self.tracks.clear()
+        self.missed.clear()
+        self.last = None
+
+    def push(self, stamp_ns: int, observed: dict[int, tuple[np.ndarray, np.ndarray, object]]) -> list[int]:
+        """Add a selected scan: ``observed`` maps track id -> (normalised points, centroid, extra).
+        Returns the ids whose buffers were dropped (gone for more than ``max_gap`` scans)."""
+        period = self.cfg.period_ns
+        if self.last is not None:
+            if stamp_ns <= self.last:
+                raise ValueError(f"stamps must increase: {stamp_ns} after {self.last} (use FrameSelector, reset on 'backwards')")
+            missing = int(round((stamp_ns - self.last) / period)) - 1
+            if missing > self.cfg.max_gap:
+                dropped = list(self.tracks)
+                self.reset()
+                self.last = stamp_ns
+                self._add(stamp_ns, observed)
+                return dropped
+            for k in range(1, missing + 1):           # lost scans: every track repeats its last frame
+                filler = self.last + k * period
+                for dq in self.tracks.values():
+                    self._repeat(dq, filler)
+        self.last = stamp_ns
+        return self._add(stamp_ns, observed)
+
+    def _repeat(self, dq: deque, stamp: int) -> None:
+        prev = dq[-1]
+        dq.append(_Frame(stamp, prev.points, prev.centroid, prev.extra, observed=False))
+        self.filled_total += 1
+
+    def _add(self, stamp_ns: int, observed: dict) -> list[int]:
+        dropped = []
+        for tid in list(self.tracks):
+            if tid not in observed:
+                self.missed[tid] = self.missed.get(tid, 0) + 1
+                if self.missed[tid] > self.cfg.max_gap:
+                    dropped.append(tid)
+                    del self.tracks[tid], self.missed[tid]
+                else:
+                    self._repeat(self.tracks[tid], stamp_ns)
+        for tid, (pts, centroid, extra) in observed.items():
+            dq = self.tracks.setdefault(tid, deque(maxlen=self.cfg.window))
+            dq.append(_Frame(stamp_ns, np.asarray(pts, np.float32), np.asarray(centroid, np.float32), extra))
+            self.missed[tid] = 0
+        return dropped
+
+    def drop(self, track_id: int) -> None:
+        self.tracks.pop(track_id, None)
+        self.missed.pop(track_id, None)
+
+    def ready(self) -> list[Window]:
+        """Full windows of the tracks observed in the newest scan, in track-id order."""
+        out = []
+        for tid in sorted(self.tracks):
+            dq = self.tracks[tid]
+            if len(dq) < self.cfg.window or not dq[-1].observed or dq[-1].stamp != self.last:
+                continue
+            frames = list(dq)
+            out.append(Window(tid, np.array([f.stamp for f in frames], np.int64), np.stack([f.points for f in frames]),
+                              np.stack([f.centroid for f in frames]), [f.extra for f in frames],
+                              sum(not f.observed for f in frames)))
+        return out
+
+
+def imu_message_values(orientation_wxyz, angular_velocity, linear_acceleration) -> np.ndarray | None:
+    """(10,) float64 [qw, qx, qy, qz, gx, gy, gz, ax, ay, az] of one sensor_msgs/Imu reading, or None
+    when a value is not finite or the quaternion has (near) zero norm."""
+    v = np.array([*orientation_wxyz, *angular_velocity, *linear_acceleration], np.float64)
+    if v.shape != (10,) or not np.all(np.isfinite(v)):
+        return None
+    n = np.linalg.norm(v[:4])
+    if n < 1e-6:
+        return None
+    v[:4] /= n
+    return v
+
+
+def imu_layout_check(layout: ImuLayout) -> None:
+    """The conversions sensor_msgs/Imu -> ``layout`` this runtime performs; anything else is an error."""
+    if layout.world != "z_up_arbitrary_heading":
+        raise ImuLayoutError(f"the bundle's IMU world frame {layout.world!r} cannot be produced from sensor_msgs/Imu "
+                             "(gravity-aligned, z up, arbitrary heading)")
+    unknown = [c for c in layout.channels if c not in ("rotmat", "quat", "acc", "gyro")]
+    if unknown:
+        raise ImuLayoutError(f"the bundle's IMU channels {unknown} cannot be produced from sensor_msgs/Imu")
+
+
+def to_layout(values: np.ndarray, layout: ImuLayout) -> np.ndarray:
+    """(N, 10) Imu values -> (N, layout.width) channels of one site, converting the acceleration to
+    the layout's frame and gravity convention (sensor_msgs/Imu: sensor frame, specific force)."""
+    q, gyro, acc = values[:, :4], values[:, 4:7], values[:, 7:10]
+    rot = quat_to_matrix(q)                                                   # (N, 3, 3) sensor -> world
+    if layout.gravity == "removed":
+        acc = acc - np.einsum("nji,j->ni", rot, np.array([0.0, 0.0, GRAVITY]))   # R^T g_up, sensor frame
+    if layout.acc_frame == "world":
+        acc = np.einsum("nij,nj->ni", rot, acc)
+    parts = {"rotmat": rot.reshape(-1, 9), "quat": q, "acc": acc, "gyro": gyro}
+    return np.concatenate([parts[c] for c in layout.channels], axis=1).astype(np.float32)
+
+
+class WearerImu:
+    """One wearer's IMU sites, resampled at scan stamps into the bundle's layout."""
+
+    def __init__(self, layout: ImuLayout, cfg: BufferConfig) -> None:
+        imu_layout_check(layout)
+        self.layout = layout
+        self.cfg = cfg
+        self.site_layout = ImuLayout(sites=(layout.sites[0],), channels=layout.channels, acc_frame=layout.acc_frame,
+                                     gravity=layout.gravity, world=layout.world)
+        self.samples: dict[str, deque[tuple[int, np.ndarray]]] = {s: deque() for s in layout.sites}
+
+    def push(self, site: str, stamp_ns: int, values: np.ndarray | None) -> str:
+        """``ok``, ``invalid``, ``duplicate`` or ``backwards`` (the site's history is cleared first)."""
+        if site not in self.samples:
+            raise KeyError(f"site {site!r} is not in the bundle's IMU layout {list(self.layout.sites)}")
+        if values is None:
+            return "invalid"
+        dq = self.samples[site]
+        status = "ok"
+        if dq and stamp_ns == dq[-1][0]:
+            return "duplicate"
+        if dq and stamp_ns < dq[-1][0]:
+            dq.clear()
+            status = "backwards"
+        dq.append((stamp_ns, values))
+        horizon = int(self.cfg.imu_horizon * NS)
+        while dq and dq[0][0] < stamp_ns - horizon:
+            dq.popleft()
+        return status
+
+    def window(self, stamps_ns: np.ndarray) -> tuple[np.ndarray | None, str]:
+        """((T, sites * width) float32, "") or (None, why not) for the scan stamps of a window."""
+        stamps = np.asarray(stamps_ns, np.int64)
+        base = int(stamps[0])
+        dst = (stamps - base) / NS
+        out = np.empty((len(stamps), len(self.layout.sites), self.layout.width), np.float32)
+        for s, site in enumerate(self.layout.sites):
+            dq = self.samples[site]
+            if len(dq) < 2:
+                return None, f"no data from {site}"
+            first, last = dq[0][0], dq[-1][0]
+            if first > stamps[0]:
+                return None, f"{site}: history starts after the window"
+            if (int(stamps[-1]) - last) / NS > self.cfg.max_stale:
+                return None, f"{site}: newest sample {(int(stamps[-1]) - last) / NS:.3f} s older than the scan"
+            t = np.array([x[0] for x in dq], np.int64)
+            vals = to_layout(np.stack([x[1] for x in dq]), self.site_layout)
+            lo = max(int(np.searchsorted(t, stamps[0], "right")) - 1, 0)
+            hi = int(np.searchsorted(t, stamps[-1], "left")) + 1
+            src_t = (t[lo:hi] - base) / NS
+            out[:, s] = resample_imu(src_t, vals[lo:hi, None, :], self.site_layout, dst,
+                                     max_extrapolation=self.cfg.max_stale)[:, 0]
+        return out.reshape(len(stamps), -1), ""
