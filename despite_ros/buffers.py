@@ -109,7 +109,8 @@ class TrackBuffers:
         self.tracks: dict[int, deque[_Frame]] = {}
         self.missed: dict[int, int] = {}
         self.last: int | None = None
-        self.filled_total = 0
+        self.filled_total = 0            # frames repeated (lost scans, missed detections)
+        self.missing_total = 0           # model periods without a selected scan (dropped or lost scans)
 
     def reset(self) -> None:
         self.tracks.clear()
@@ -124,6 +125,7 @@ class TrackBuffers:
             if stamp_ns <= self.last:
                 raise ValueError(f"stamps must increase: {stamp_ns} after {self.last} (use FrameSelector, reset on 'backwards')")
             missing = int(round((stamp_ns - self.last) / period)) - 1
+            self.missing_total += max(missing, 0)
             if missing > self.cfg.max_gap:
                 dropped = list(self.tracks)
                 self.reset()

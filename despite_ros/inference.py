@@ -49,6 +49,24 @@ class Bundle:
         return list(q.get("labels", q["phrases"])), np.asarray(q["embeddings"], np.float32)
 
 
+def default_bundle_path() -> Path:
+    """The shipped default bundle: share/despite_ros/models/default under an AMENT_PREFIX_PATH
+    entry or this interpreter's prefix (the venv), else the source tree's models/default."""
+    import os
+    import sys
+
+    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
+    for prefix in prefixes:
+        candidate = Path(prefix) / "share" / "despite_ros" / "models" / "default"
+        if (candidate / "model.yaml").is_file():
+            return candidate
+    source = Path(__file__).resolve().parents[1] / "models" / "default"
+    if (source / "model.yaml").is_file():
+        return source
+    raise BundleError(f"no default model bundle found under {[str(p) for p in prefixes]}/share/despite_ros/models/default "
+                      f"or {source}; pass a bundle directory (parameter 'model')")
+
+
 def load_bundle(path: str | Path) -> Bundle:
     """Read and verify a bundle: keys, version, every part's file and sha256, the IMU layout."""
     import yaml

@@ -1,0 +1,232 @@
+"""har_node: LiDAR scans in, per-person activity labels out.
+
+Subscribes ``~/input/points`` (sensor_msgs/PointCloud2, sensor-data QoS). Publishes
+``~/output/activities`` (ActivityArray, one entry per track with a full window; stamp = the newest
+scan of the window, frame = the cloud's frame), ``~/output/embeddings`` (Embedding per track, with
+the window's scan stamps), ``~/output/markers`` (MarkerArray: a text over each person, coloured by
+class) and ``/diagnostics``. With ``truth_field`` set (evaluation only) and the cloud carrying that
+per-point person id, also ``~/output/truth``: ActivityArray (source ``ground_truth``) whose entries
+give each inferred track's true person (``wearer_id`` = ``person_<k>``, empty when unassociated).
+
+Thin glue over despite_ros.pipeline.HarPipeline (perception, buffers, streaming inference).
+"""
+from __future__ import annotations
+
+import colorsys
+import math
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Duration, Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from geometry_msgs.msg import Point
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import PointCloud2
+from std_msgs.msg import ColorRGBA, Header
+from visualization_msgs.msg import Marker, MarkerArray
+
+from despite_core.data.pointcloud2 import PointCloud2Error, decode_fields
+from despite_ros.inference import PROVIDERS, BundleError, Runtime, default_bundle_path
+from despite_ros.msg import ActivityArray, Embedding, PersonActivity
+from despite_ros.nodes.params import declare
+from despite_ros.perception import PerceptionConfig
+from despite_ros.pipeline import LABEL_SOURCES, HarPipeline
+from despite_ros.scoring import track_person
+
+
+@dataclass(frozen=True)
+class HarParams:
+    model: str = ""
+    providers: str = "auto"
+    threads: int = 2
+    stride: int = 3
+    label_source: str = "head"
+    truth_field: str = ""
+    max_range: float = 15.0
+    background: bool = True
+    background_learn_s: float = 1.0
+    background_absorb_s: float = 10.0
+    ground_z: float = math.nan
+    cell: float = 0.15
+    min_points: int = 15
+    track_gate: float = 1.0
+    max_missed: int = 5
+    marker_lifetime: float = 0.5
+    diagnostics_period: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.providers not in PROVIDERS:
+            raise ValueError(f"providers must be one of {sorted(PROVIDERS)}, got {self.providers!r}")
+        if self.label_source not in LABEL_SOURCES:
+            raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got {self.label_source!r}")
+
+    def perception(self, points_per_frame: int) -> PerceptionConfig:
+        return PerceptionConfig(max_range=self.max_range, background=self.background,
+                                background_learn_s=self.background_learn_s, background_absorb_s=self.background_absorb_s,
+                                ground_z=None if math.isnan(self.ground_z) else self.ground_z, cell=self.cell,
+                                min_points=self.min_points, track_gate=self.track_gate, max_missed=self.max_missed,
+                                points_per_frame=points_per_frame)
+
+
+DOCS = {
+    "model": ("model bundle directory; empty = the installed default (share/despite_ros/models/default)",),
+    "providers": ("ONNX Runtime providers: auto (TensorRT, CUDA, then CPU), cpu, cuda, tensorrt",),
+    "threads": ("ONNX Runtime intra-op threads", 1, 64),
+    "stride": ("infer every N selected scans (all ready tracks in one batch)", 1, 24),
+    "label_source": ("head (the bundle's trained classifier) or text (nearest text query, open vocabulary)",),
+    "truth_field": ("evaluation only: per-point person-id field (gt_person) to publish ~/output/truth; empty = off",),
+    "max_range": ("horizontal range of interest, m", 1.0, 200.0),
+    "background": ("learn a static background (fixed sensor); false on a moving robot (floor removal only)",),
+    "background_learn_s": ("seconds of scans that learn the background before detection starts", 0.1, 60.0),
+    "background_absorb_s": ("seconds a static object outside tracks takes to join the background", 1.0, 3600.0),
+    "ground_z": ("floor height in the sensor frame, m; NaN = estimate from the first scans",),
+    "cell": ("clustering grid cell, m", 0.03, 1.0),
+    "min_points": ("fewest points of a person candidate", 1, 100000),
+    "track_gate": ("largest distance between a track's prediction and its detection, m", 0.1, 10.0),
+    "max_missed": ("scans a track survives without a detection", 0, 100),
+    "marker_lifetime": ("RViz marker lifetime, s", 0.05, 10.0),
+    "diagnostics_period": ("seconds between /diagnostics messages", 0.1, 60.0),
+}
+
+
+def to_time(ns: int) -> Time:
+    return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
+
+
+def stamp_ns(t: Time) -> int:
+    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
+
+
+def class_colour(class_id: int, n: int) -> ColorRGBA:
+    r, g, b = colorsys.hsv_to_rgb((class_id % max(n, 1)) / max(n, 1), 0.8, 1.0)
+    return ColorRGBA(r=r, g=g, b=b, a=1.0)
+
+
+class HarNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("har_node", **kwargs)
+        self.params: HarParams = declare(self, HarParams, DOCS)
+        p = self.params
+        bundle = p.model or str(default_bundle_path())
+        self.runtime = Runtime(bundle, providers=p.providers, threads=p.threads)
+        meta = self.runtime.bundle.meta
+        self.pipeline = HarPipeline(self.runtime, p.perception(int(meta["points_per_frame"])), stride=p.stride,
+                                    label_source=p.label_source)
+        self.model_id = str(meta["model_id"])
+        self.window_s = int(meta["window"]) / float(meta["fps"])
+        reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(PointCloud2, "~/input/points", self.on_points, qos_profile_sensor_data)
+        self.act_pub = self.create_publisher(ActivityArray, "~/output/activities", reliable)
+        self.emb_pub = self.create_publisher(Embedding, "~/output/embeddings", reliable)
+        self.marker_pub = self.create_publisher(MarkerArray, "~/output/markers", reliable)
+        self.truth_pub = self.create_publisher(ActivityArray, "~/output/truth", reliable) if p.truth_field else None
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
+        self.invalid = 0
+        self.received = 0
+        self.times: list[float] = []
+        self.window_start = time.monotonic()
+        self.create_timer(p.diagnostics_period, self.publish_diagnostics)
+        self.get_logger().info(f"model {self.model_id} ({bundle}), provider {self.runtime.provider}, "
+                               f"labels from the {p.label_source}, inference every {p.stride} frames")
+
+    def on_points(self, msg: PointCloud2) -> None:
+        t0 = time.perf_counter()
+        self.received += 1
+        try:
+            names = ["x", "y", "z"]
+            truth_on = bool(self.params.truth_field) and self.params.truth_field in [f.name for f in msg.fields]
+            if truth_on:
+                names.append(self.params.truth_field)
+            cols = decode_fields(msg, names, remove_nan_xyz=False)
+            xyz = np.stack([cols["x"], cols["y"], cols["z"]], 1).astype(np.float32, copy=False)
+            truth = cols[self.params.truth_field] if truth_on else None
+        except PointCloud2Error as e:
+            self.invalid += 1
+            self.get_logger().warn(f"invalid PointCloud2 dropped: {e}", throttle_duration_sec=5.0)
+            return
+        out = self.pipeline.process_scan(xyz, stamp_ns(msg.header.stamp), truth)
+        if out.inferred:
+            self.publish(msg.header, out.results, truth_on)
+        self.times.append(time.perf_counter() - t0)
+
+    def publish(self, header: Header, results, truth_on: bool) -> None:
+        names = self.runtime.bundle.class_names
+        newest = Header(stamp=to_time(int(results[0].stamps[-1])), frame_id=header.frame_id)
+        acts = ActivityArray(header=newest, model_id=self.model_id, source="lidar")
+        markers = MarkerArray()
+        truth = ActivityArray(header=newest, model_id=self.model_id, source="ground_truth")
+        for r in results:
+            pos = Point(x=float(r.centroid[0]), y=float(r.centroid[1]), z=float(r.centroid[2]))
+            acts.people.append(PersonActivity(
+                track_id=r.track_id, position=pos, label=r.label, class_id=r.class_id, confidence=r.confidence,
+                scores=[float(x) for x in r.scores], window_start=to_time(int(r.stamps[0])),
+                window_duration=self.window_s))
+            self.emb_pub.publish(Embedding(header=newest, modality="pointcloud", track_id=r.track_id,
+                                           frame_stamps=[to_time(int(s)) for s in r.stamps],
+                                           data=[float(x) for x in r.embedding]))
+            m = Marker(header=newest, ns="despite", id=r.track_id, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
+                       text=f"{r.track_id}: {r.label} {r.confidence:.2f}", color=class_colour(r.class_id, len(names)),
+                       lifetime=Duration(sec=0, nanosec=int(self.params.marker_lifetime * 1e9)))
+            m.pose.position = Point(x=pos.x, y=pos.y, z=pos.z + 1.1)
+            m.pose.orientation.w = 1.0
+            m.scale.z = 0.3
+            markers.markers.append(m)
+            if truth_on:
+                pid = track_person(r.extras)
+                truth.people.append(PersonActivity(track_id=r.track_id, wearer_id=f"person_{pid}" if pid else "",
+                                                   position=pos, window_start=to_time(int(r.stamps[0])),
+                                                   window_duration=self.window_s))
+        self.act_pub.publish(acts)
+        self.marker_pub.publish(markers)
+        if truth_on and self.truth_pub is not None:
+            self.truth_pub.publish(truth)
+
+    def publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        span = max(now - self.window_start, 1e-6)
+        t = np.array(self.times) * 1e3 if self.times else np.zeros(1)
+        c = self.pipeline.counts
+        values = {
+            "input_rate_hz": f"{self.received / span:.2f}", "scans_selected": c["selected"], "scans_skipped": c["skipped"],
+            "duplicates": c["duplicate"], "backwards": c["backwards"], "invalid": self.invalid,
+            "missing_periods": self.pipeline.buffers.missing_total, "inferences": c["inferences"],
+            "windows": c["windows"], "tracks": len(self.pipeline.buffers.tracks),
+            "processing_ms_p50": f"{np.median(t):.2f}", "processing_ms_p95": f"{np.percentile(t, 95):.2f}",
+            "processing_ms_max": f"{t.max():.2f}", "provider": self.runtime.provider, "model_id": self.model_id,
+        }
+        level = DiagnosticStatus.OK
+        message = "ok"
+        if self.received == 0:
+            level, message = DiagnosticStatus.WARN, "no input scans"
+        elif self.invalid:
+            level, message = DiagnosticStatus.WARN, f"{self.invalid} invalid messages so far"
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: pipeline", message=message, hardware_id="despite",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+        self.received, self.times, self.window_start = 0, [], now
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = HarNode()
+        rclpy.spin(node)
+    except (ValueError, BundleError, rclpy.exceptions.ParameterException) as e:
+        print(f"har_node: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""matching_node: which IMU wearer is which person in the LiDAR scene.
+
+Subscribes ``~/input/embeddings`` (har_node's point-cloud track embeddings) and each declared
+wearer's Imu topics (``imu_topic`` with {wearer} and {site}; sites from the bundle's IMU layout,
+LIPD's four). For each batch of track embeddings (same header stamp), cuts every wearer's IMU
+window at the tracks' scan stamps, embeds it, and publishes ``~/output/matches`` (MatchArray:
+cosine similarity wearer x track, softmax probabilities over tracks at the bundle's temperature,
+Hungarian assignment gated by ``min_similarity``) and, when the bundle has an IMU head,
+``~/output/imu_activities`` (ActivityArray, source ``imu``, one entry per wearer). ``/diagnostics``.
+
+Thin glue over despite_ros.pipeline.WearerMatcher and despite_ros.buffers.WearerImu.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from sensor_msgs.msg import Imu
+from std_msgs.msg import Header
+
+from despite_ros.buffers import imu_message_values
+from despite_ros.inference import PROVIDERS, BundleError, Runtime, default_bundle_path
+from despite_ros.msg import ActivityArray, Embedding, MatchArray, MatchScore, PersonActivity
+from despite_ros.nodes.har_node import stamp_ns, to_time
+from despite_ros.nodes.params import declare
+from despite_ros.pipeline import WearerMatcher
+
+
+@dataclass(frozen=True)
+class MatchingParams:
+    model: str = ""
+    providers: str = "auto"
+    threads: int = 1
+    wearers: tuple[str, ...] = ("person_1", "person_2")
+    imu_topic: str = "/{wearer}/imu/{site}"
+    min_similarity: float = 0.1
+    max_stale: float = 0.15
+    flush_delay: float = 0.05
+    diagnostics_period: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.providers not in PROVIDERS:
+            raise ValueError(f"providers must be one of {sorted(PROVIDERS)}, got {self.providers!r}")
+        if "{wearer}" not in self.imu_topic or "{site}" not in self.imu_topic:
+            raise ValueError(f"imu_topic must contain {{wearer}} and {{site}}, got {self.imu_topic!r}")
+
+
+DOCS = {
+    "model": ("model bundle directory; empty = the installed default",),
+    "providers": ("ONNX Runtime providers: auto, cpu, cuda, tensorrt",),
+    "threads": ("ONNX Runtime intra-op threads", 1, 64),
+    "wearers": ("wearer ids; each has one Imu topic per site of the bundle's layout",),
+    "imu_topic": ("Imu topic pattern with {wearer} and {site}",),
+    "min_similarity": ("cosine similarity below which a wearer stays unassigned", -1.0, 1.0),
+    "max_stale": ("seconds the newest IMU sample may lag the newest scan of a window", 0.0, 5.0),
+    "flush_delay": ("seconds after the last embedding of a batch before matching it", 0.0, 1.0),
+    "diagnostics_period": ("seconds between /diagnostics messages", 0.1, 60.0),
+}
+
+
+class MatchingNode(Node):
+    def __init__(self, **kwargs) -> None:
+        super().__init__("matching_node", **kwargs)
+        self.params: MatchingParams = declare(self, MatchingParams, DOCS)
+        p = self.params
+        bundle = p.model or str(default_bundle_path())
+        self.runtime = Runtime(bundle, providers=p.providers, threads=p.threads)
+        self.matcher = WearerMatcher(self.runtime, list(p.wearers), p.min_similarity, p.max_stale)
+        self.model_id = str(self.runtime.bundle.meta["model_id"])
+        reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(Embedding, "~/input/embeddings", self.on_embedding, reliable)
+        for wearer in p.wearers:
+            for site in self.matcher.layout.sites:
+                topic = p.imu_topic.format(wearer=wearer, site=site)
+                self.create_subscription(Imu, topic, lambda m, w=wearer, s=site: self.on_imu(w, s, m),
+                                         qos_profile_sensor_data)
+        self.match_pub = self.create_publisher(MatchArray, "~/output/matches", reliable)
+        self.imu_act_pub = self.create_publisher(ActivityArray, "~/output/imu_activities", reliable)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
+        self.pending: dict[int, dict] = {}
+        self.counts = {"imu": 0, "invalid": 0, "duplicate": 0, "backwards": 0, "batches": 0, "embeddings": 0,
+                       "bad_embeddings": 0}
+        self.missing: dict[str, str] = {}
+        self.times: list[float] = []
+        self.create_timer(0.02, self.flush)
+        self.create_timer(p.diagnostics_period, self.publish_diagnostics)
+        self.get_logger().info(f"matching wearers {list(p.wearers)} with model {self.model_id}, "
+                               f"provider {self.runtime.provider}")
+
+    def on_imu(self, wearer: str, site: str, msg: Imu) -> None:
+        o, g, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
+        values = imu_message_values((o.w, o.x, o.y, o.z), (g.x, g.y, g.z), (a.x, a.y, a.z))
+        status = self.matcher.wearers[wearer].push(site, stamp_ns(msg.header.stamp), values)
+        self.counts["imu" if status == "ok" else status] += 1
+
+    def on_embedding(self, msg: Embedding) -> None:
+        if msg.modality != "pointcloud" or len(msg.frame_stamps) != self.matcher.cfg.window or not msg.data:
+            self.counts["bad_embeddings"] += 1
+            return
+        self.counts["embeddings"] += 1
+        batch = self.pending.setdefault(stamp_ns(msg.header.stamp), {"tracks": {}, "frame": msg.header.frame_id})
+        batch["tracks"][msg.track_id] = (np.array([stamp_ns(s) for s in msg.frame_stamps], np.int64),
+                                         np.asarray(msg.data, np.float32))
+        batch["arrived"] = time.monotonic()
+
+    def flush(self) -> None:
+        now = time.monotonic()
+        for stamp in sorted(self.pending):
+            batch = self.pending[stamp]
+            if now - batch["arrived"] < self.params.flush_delay:
+                continue
+            del self.pending[stamp]
+            t0 = time.perf_counter()
+            self.match(stamp, batch)
+            self.times.append(time.perf_counter() - t0)
+
+    def match(self, stamp: int, batch: dict) -> None:
+        tracks = sorted(batch["tracks"])
+        stamps = batch["tracks"][tracks[0]][0]
+        emb = np.stack([batch["tracks"][t][1] for t in tracks])
+        res = self.matcher.match(stamps, tracks, emb)
+        self.missing = res.missing
+        self.counts["batches"] += 1
+        header = Header(stamp=to_time(stamp), frame_id=batch["frame"])
+        out = MatchArray(header=header, wearer_ids=res.wearer_ids, track_ids=tracks,
+                         similarity=[float(x) for x in res.similarity.ravel()])
+        for w, wid in enumerate(res.wearer_ids):
+            tid = res.assigned.get(wid)
+            k = tracks.index(tid) if tid is not None else int(np.argmax(res.similarity[w]))
+            out.assignments.append(MatchScore(wearer_id=wid, track_id=tracks[k], similarity=float(res.similarity[w, k]),
+                                              probability=float(res.probability[w, k]), assigned=tid is not None))
+        self.match_pub.publish(out)
+        if res.imu_labels:
+            acts = ActivityArray(header=header, model_id=self.model_id, source="imu")
+            for wid, (label, cid, conf, scores) in res.imu_labels.items():
+                acts.people.append(PersonActivity(track_id=res.assigned.get(wid, 0), wearer_id=wid, label=label,
+                                                  class_id=cid, confidence=conf, scores=[float(x) for x in scores],
+                                                  window_start=to_time(int(stamps[0])),
+                                                  window_duration=float(len(stamps) / self.matcher.cfg.fps)))
+            self.imu_act_pub.publish(acts)
+
+    def publish_diagnostics(self) -> None:
+        t = np.array(self.times) * 1e3 if self.times else np.zeros(1)
+        values = {**self.counts, "processing_ms_p50": f"{np.median(t):.2f}", "processing_ms_max": f"{t.max():.2f}",
+                  "provider": self.runtime.provider, "model_id": self.model_id,
+                  **{f"waiting_{w}": why for w, why in self.missing.items()}}
+        level, message = DiagnosticStatus.OK, "ok"
+        if self.counts["imu"] == 0:
+            level, message = DiagnosticStatus.WARN, "no IMU data"
+        elif self.counts["invalid"] or self.counts["bad_embeddings"]:
+            level, message = DiagnosticStatus.WARN, "invalid inputs dropped"
+        status = DiagnosticStatus(level=level, name=f"{self.get_name()}: matching", message=message, hardware_id="despite",
+                                  values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
+        self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
+        self.times = []
+
+
+def main(args: list[str] | None = None) -> int:
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = MatchingNode()
+        rclpy.spin(node)
+    except (ValueError, BundleError, rclpy.exceptions.ParameterException) as e:
+        print(f"matching_node: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,210 @@
+"""The live pipeline's logic, ROS-free: what har_node, matching_node, the demo and bag-eval run.
+
+- :class:`HarPipeline`: scan -> perception -> frame selection -> per-track windows -> every
+  ``stride`` selected scans, all ready tracks through the streaming encoder in one batch ->
+  labels (trained head, or the bundle's text queries) and embeddings.
+- :class:`WearerMatcher`: IMU windows of the declared wearers at a batch of track embeddings'
+  scan stamps -> IMU embeddings -> cosine similarity, softmax probabilities at the bundle's
+  temperature, Hungarian assignment with a minimum-similarity gate; IMU-only labels.
+Scoring lives in despite_ros.scoring.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from despite_ros.buffers import NS, BufferConfig, FrameSelector, TrackBuffers, Window, WearerImu
+from despite_ros.inference import Runtime, StreamingPointEncoder, TrackWindow, _softmax
+from despite_ros.perception import Perception, PerceptionConfig, ScanResult
+
+LABEL_SOURCES = ("head", "text")
+
+
+@dataclass
+class TrackResult:
+    """One track's window, inferred."""
+
+    track_id: int
+    stamps: np.ndarray               # (T,) int64 ns
+    centroid: np.ndarray             # (3,) newest frame, sensor frame
+    label: str
+    class_id: int                    # index in the bundle's class_names (65535 for a text label outside them)
+    confidence: float
+    scores: np.ndarray               # (C,) or (labels,) for text queries
+    embedding: np.ndarray            # (D,) unit vector
+    extras: list = field(default_factory=list)    # per-frame payloads (e.g. ground-truth point counts)
+
+
+@dataclass
+class ScanOutput:
+    status: str                      # selected | skipped | duplicate | backwards
+    perception: ScanResult | None = None
+    results: list[TrackResult] = field(default_factory=list)
+    inferred: bool = False           # an inference ran at this scan
+
+
+def label_space(runtime: Runtime, source: str) -> list[str]:
+    """The labels a pipeline emits: the bundle's classes (head) or its text-query labels."""
+    if source not in LABEL_SOURCES:
+        raise ValueError(f"label source must be one of {LABEL_SOURCES}, got {source!r}")
+    if source == "head":
+        if not runtime.has("pointcloud_head"):
+            raise ValueError(f"{runtime.bundle.root}: no pointcloud_head part; use label source 'text' or export a head")
+        return runtime.bundle.class_names
+    q = runtime.bundle.text_queries
+    if q is None:
+        raise ValueError(f"{runtime.bundle.root}: no text queries; export with --text-queries or use label source 'head'")
+    return list(dict.fromkeys(q[0]))
+
+
+class HarPipeline:
+    def __init__(self, runtime: Runtime, perception: PerceptionConfig | None = None, stride: int = 3,
+                 label_source: str = "head", tolerance: float = 0.25, max_gap: int = 2) -> None:
+        meta = runtime.bundle.meta
+        if stride < 1:
+            raise ValueError(f"stride must be >= 1, got {stride}")
+        self.runtime = runtime
+        self.labels = label_space(runtime, label_source)
+        self.label_source = label_source
+        pcfg = perception or PerceptionConfig()
+        if pcfg.points_per_frame != int(meta["points_per_frame"]):
+            raise ValueError(f"points_per_frame {pcfg.points_per_frame} differs from the bundle's {meta['points_per_frame']}")
+        self.perception = Perception(pcfg)
+        self.buffer_cfg = BufferConfig(fps=float(meta["fps"]), window=int(meta["window"]), tolerance=tolerance,
+                                       max_gap=max_gap)
+        self.selector = FrameSelector(self.buffer_cfg)
+        self.buffers = TrackBuffers(self.buffer_cfg)
+        self.encoder = StreamingPointEncoder(runtime)
+        self.stride = stride
+        self.selected = 0
+        self.counts = {"selected": 0, "skipped": 0, "duplicate": 0, "backwards": 0, "inferences": 0, "windows": 0}
+
+    def reset(self) -> None:
+        self.perception.reset()
+        self.selector.reset()
+        self.buffers.reset()
+        self.selected = 0
+
+    def process_scan(self, xyz: np.ndarray, stamp_ns: int, truth: np.ndarray | None = None) -> ScanOutput:
+        """One scan: (N, 3) sensor-frame points (NaN allowed) at ``stamp_ns``. ``truth`` (N,) is an
+        optional per-point ground-truth person id (evaluation only): each frame then carries the
+        track's point counts per person (for :func:`track_person`)."""
+        status = self.selector.offer(stamp_ns)
+        self.counts[status] += 1
+        if status in ("skipped", "duplicate"):
+            return ScanOutput(status)
+        if status == "backwards":
+            self.reset()
+            self.selector.offer(stamp_ns)
+        res = self.perception.process(xyz, stamp_ns / NS)
+        for tid in res.lost:
+            self.encoder.forget(tid)
+        people = {}
+        for p in res.people:
+            extra = None
+            if truth is not None:
+                ids, counts = np.unique(np.asarray(truth)[p.indices], return_counts=True)
+                extra = dict(zip(ids.tolist(), counts.tolist()))
+            people[p.track_id] = (p.normalised, p.centroid, extra)
+        return self.push_people(stamp_ns, people, status, res)
+
+    def push_people(self, stamp_ns: int, people: dict, status: str = "selected", res: ScanResult | None = None) -> ScanOutput:
+        """Add one selected scan's segmented people {track id: (normalised (P, 3), centroid, extra)}
+        (perception's output, or ground-truth segmentation in bag-eval); infer when due."""
+        for tid in self.buffers.push(stamp_ns, people):
+            self.encoder.forget(tid)
+        self.selected += 1
+        out = ScanOutput(status, res)
+        if self.selected % self.stride:
+            return out
+        windows = self.buffers.ready()
+        if not windows:
+            return out
+        out.inferred = True
+        out.results = self.infer(windows)
+        return out
+
+    def infer(self, windows: list[Window]) -> list[TrackResult]:
+        """All ready windows in one batch."""
+        feats, emb = self.encoder.encode([TrackWindow(w.track_id, w.stamps, w.points) for w in windows])
+        if self.label_source == "head":
+            probs = self.runtime.classify("pointcloud", feats)
+        else:
+            probs = self.runtime.zero_shot(emb)[1]
+        self.counts["inferences"] += 1
+        self.counts["windows"] += len(windows)
+        out = []
+        class_names = self.runtime.bundle.class_names
+        for w, p, e in zip(windows, probs, emb):
+            k = int(np.argmax(p))
+            label = self.labels[k]
+            cid = class_names.index(label) if label in class_names else 65535
+            out.append(TrackResult(w.track_id, w.stamps, w.centroids[-1], label, cid, float(p[k]), p, e, w.extras))
+        return out
+
+
+@dataclass
+class MatchResult:
+    wearer_ids: list[str]
+    track_ids: list[int]
+    similarity: np.ndarray           # (W, K) cosine
+    probability: np.ndarray          # (W, K) softmax over tracks at the bundle's temperature
+    assigned: dict[str, int]         # wearer -> track (gated Hungarian)
+    imu_labels: dict[str, tuple[str, int, float, np.ndarray]]   # wearer -> label, class id, confidence, scores
+    missing: dict[str, str]          # wearers without an IMU window now, and why
+
+
+def assign(similarity: np.ndarray, min_similarity: float) -> list[tuple[int, int]]:
+    """Hungarian assignment maximising total cosine similarity; pairs below the gate are dropped."""
+    if similarity.size == 0:
+        return []
+    rows, cols = linear_sum_assignment(-similarity)
+    return [(int(r), int(c)) for r, c in zip(rows, cols) if similarity[r, c] >= min_similarity]
+
+
+class WearerMatcher:
+    """Wearers' IMU streams against the point-cloud track embeddings of one inference batch."""
+
+    def __init__(self, runtime: Runtime, wearers: list[str], min_similarity: float = 0.1,
+                 max_stale: float = 0.15) -> None:
+        if not runtime.has("imu_encoder"):
+            raise ValueError(f"{runtime.bundle.root}: no imu_encoder part, cannot match wearers")
+        if not wearers or len(set(wearers)) != len(wearers):
+            raise ValueError(f"wearers must be distinct and not empty, got {wearers}")
+        meta = runtime.bundle.meta
+        self.runtime = runtime
+        self.layout = runtime.bundle.imu_layout
+        self.cfg = BufferConfig(fps=float(meta["fps"]), window=int(meta["window"]), max_stale=max_stale)
+        self.wearers = {w: WearerImu(self.layout, self.cfg) for w in wearers}
+        self.min_similarity = min_similarity
+        self.temperature = float(meta["temperature"])
+        self.has_head = runtime.has("imu_head")
+
+    def match(self, stamps_ns: np.ndarray, track_ids: list[int], embeddings: np.ndarray) -> MatchResult:
+        """Tracks whose windows share the scan stamps ``stamps_ns`` (one har_node batch)."""
+        ready, windows, missing = [], [], {}
+        for wid, imu in self.wearers.items():
+            win, why = imu.window(stamps_ns)
+            if win is None:
+                missing[wid] = why
+            else:
+                ready.append(wid)
+                windows.append(win)
+        k = len(track_ids)
+        sim = np.zeros((len(ready), k), np.float32)
+        labels = {}
+        if ready:
+            feats, emb = self.runtime.encode("imu", np.stack(windows))
+            if k:
+                sim = emb @ np.asarray(embeddings, np.float32).T                       # (W, K) both unit vectors
+            if self.has_head:
+                probs = self.runtime.classify("imu", feats)
+                names = self.runtime.bundle.class_names
+                for wid, p in zip(ready, probs):
+                    c = int(np.argmax(p))
+                    labels[wid] = (names[c], c, float(p[c]), p)
+        prob = _softmax(sim / self.temperature) if k and ready else np.zeros_like(sim)
+        pairs = assign(sim, self.min_similarity) if k and ready else []
+        return MatchResult(ready, list(track_ids), sim, prob, {ready[r]: track_ids[c] for r, c in pairs}, labels, missing)
