@@ -4,12 +4,12 @@ ROS-free (numpy + scipy); the har_node and bag-eval call :meth:`Perception.proce
 Pipeline, all in the sensor frame (x forward, z up):
 1. Region of interest: horizontal range and height box; non-finite points dropped.
 2. Background (static sensor): a range image over (elevation, azimuth) bins holding, per pixel,
-   the farthest range seen there. Learned over the first ``background_learn_s`` seconds (no
-   detections then); afterwards a point is foreground when it is closer than the background by
-   more than ``background_margin``. A return farther than the background replaces it at once
-   (whoever stood there during learning has left); a pixel that stays foreground outside every
-   track for ``background_absorb_s`` is absorbed (a chair was moved). Pixels never seen during
-   learning count as free space. With ``background`` off (a moving robot), points within
+   the background range: a low quantile of the ranges seen there during the first
+   ``background_learn_s`` seconds (no detections then). Afterwards a point is foreground when it
+   is closer than the background by more than ``background_margin``. A pixel seeing only farther
+   returns for a few scans takes the farther range (whoever stood there during learning has left);
+   a pixel that stays foreground outside every track for ``background_absorb_s`` is absorbed (a
+   chair was moved). Pixels never seen during learning count as free space. With ``background`` off (a moving robot), points within
    ``ground_clearance`` of the floor are removed instead.
 3. Clustering: foreground points binned on a horizontal grid (``cell``), 8-connected components.
 4. Gates: point count, top height above the floor, vertical extent and footprint of a person.
@@ -114,14 +114,26 @@ def estimate_ground(xyz: np.ndarray, horiz: np.ndarray) -> float | None:
 
 
 class RangeBackground:
-    """Per-pixel background range over (elevation, azimuth) bins; see the module docstring."""
+    """Per-pixel background range over (elevation, azimuth) bins; see the module docstring.
+
+    Learning keeps every return; the background of a pixel is then a low quantile
+    (``LEARN_QUANTILE``) of its ranges, so an object edge whose pixel now and then sees the wall
+    behind it stays background, while a person crossing the pixel in a few frames does not count.
+    A pixel whose returns are all farther than the background for ``FARTHER_SCANS`` scans in a row
+    takes the farther range (whoever stood there has left)."""
+
+    LEARN_QUANTILE = 0.3
+    FARTHER_SCANS = 3
 
     def __init__(self, cfg: PerceptionConfig) -> None:
         self.cfg = cfg
-        self.bg = np.zeros(cfg.elevation_bins * cfg.azimuth_bins, np.float32)      # 0 = unseen while learning
-        self.run = np.zeros_like(self.bg, dtype=np.int32)   # consecutive scans foreground outside tracks
+        self.size = cfg.elevation_bins * cfg.azimuth_bins
+        self.bg = np.full(self.size, np.inf, np.float32)
+        self.run = np.zeros(self.size, np.int32)          # consecutive scans foreground outside tracks
+        self.far_run = np.zeros(self.size, np.int16)      # consecutive scans with only farther returns
         self.start: float | None = None
         self.learned = False
+        self._learn: list[tuple[np.ndarray, np.ndarray]] = []
 
     def pixels(self, xyz: np.ndarray, horiz: np.ndarray) -> np.ndarray:
         c = self.cfg
@@ -132,34 +144,54 @@ class RangeBackground:
         ei = np.clip(((el + span) * (c.elevation_bins / (2 * span))).astype(np.int32), 0, c.elevation_bins - 1)
         return ei * c.azimuth_bins + ai
 
+    def _finish_learning(self) -> None:
+        pix = np.concatenate([p for p, _ in self._learn])
+        rng = np.concatenate([r for _, r in self._learn])
+        self._learn = []
+        order = np.lexsort((rng, pix))
+        pix, rng = pix[order], rng[order]
+        first = np.flatnonzero(np.r_[True, pix[1:] != pix[:-1]])
+        counts = np.diff(np.r_[first, len(pix)])
+        bg = np.zeros(self.size, np.float32)
+        bg[pix[first]] = rng[first + np.floor(self.LEARN_QUANTILE * (counts - 1)).astype(np.int64)]
+        img = bg.reshape(self.cfg.elevation_bins, self.cfg.azimuth_bins)
+        near = ndimage.maximum_filter(img, size=3, mode="wrap")               # a pixel between two seen ones
+        img[img == 0] = near[img == 0]
+        bg[bg == 0] = np.inf                                                  # never seen near: free space
+        self.bg = bg
+        self.learned = True
+
     def foreground(self, pix: np.ndarray, rng: np.ndarray, stamp: float) -> np.ndarray | None:
         """Foreground mask of the points, or None while learning."""
         if self.start is None:
             self.start = stamp
         if not self.learned:
-            np.maximum.at(self.bg, pix, rng)
-            if stamp - self.start < self.cfg.background_learn_s:
-                return None
-            img = self.bg.reshape(self.cfg.elevation_bins, self.cfg.azimuth_bins)
-            near = ndimage.maximum_filter(img, size=3, mode="wrap")          # a pixel between two seen ones
-            img[img == 0] = near[img == 0]
-            self.bg[self.bg == 0] = np.inf                                  # never seen near: free space
-            self.learned = True
+            self._learn.append((pix.copy(), rng.astype(np.float32)))
+            if stamp - self.start >= self.cfg.background_learn_s:
+                self._finish_learning()
             return None
         bg = self.bg[pix]
-        farther = rng > bg + self.cfg.background_margin
-        if farther.any():
-            np.maximum.at(self.bg, pix[farther], rng[farther])
-        return rng < bg - self.cfg.background_margin
+        m = self.cfg.background_margin
+        farther = rng > bg + m
+        n_far = np.bincount(pix[farther], minlength=self.size)
+        n_other = np.bincount(pix[~farther], minlength=self.size)
+        only_far = (n_far > 0) & (n_other == 0)
+        self.far_run = np.where(only_far, self.far_run + 1, np.where(n_other > 0, 0, self.far_run)).astype(np.int16)
+        if only_far.any() and (self.far_run >= self.FARTHER_SCANS).any():
+            ready = self.far_run[pix] >= self.FARTHER_SCANS
+            self.bg[pix[ready]] = 0
+            np.maximum.at(self.bg, pix[ready], rng[ready])
+            self.far_run[pix[ready]] = 0
+        return rng < bg - m
 
     def absorb(self, pix_outside_tracks: np.ndarray, rng: np.ndarray, scans: int) -> None:
         """Count consecutive foreground scans per pixel outside tracks; absorb after ``scans``."""
         run = np.zeros_like(self.run)
         if pix_outside_tracks.size:
             run[pix_outside_tracks] = self.run[pix_outside_tracks] + 1
-            ready = pix_outside_tracks[run[pix_outside_tracks] >= scans]
-            if ready.size:
-                sel = run[pix_outside_tracks] >= scans
+            sel = run[pix_outside_tracks] >= scans
+            if sel.any():
+                ready = pix_outside_tracks[sel]
                 np.minimum.at(self.bg, ready, rng[sel])
                 run[ready] = 0
         self.run = run

@@ -53,8 +53,19 @@ def save(state: dict, path: str | os.PathLike) -> None:
 def imu_layout_of(state: dict):
     """The IMU layout a checkpoint's model expects (None when it has no IMU)."""
     from despite_core.data.imu_layout import ImuLayout
+    from despite_core.train.data import model_imu_layout
 
-    return ImuLayout.from_dict(state["imu_layout"]) if state.get("imu_layout") else None
+    if not state.get("imu_layout"):
+        return None
+    layout = ImuLayout.from_dict(state["imu_layout"])
+    want = (state.get("model_config", {}).get("imu") or {}).get("input_dim")
+    if want and layout.flat_width != want:
+        # Checkpoints of the first release recorded the store's layout; the model's follows from it.
+        derived = model_imu_layout(layout)
+        if derived is None or derived.flat_width != want:
+            raise CheckpointError(f"checkpoint IMU layout has {layout.flat_width} channels, its IMU encoder takes {want}")
+        return derived
+    return layout
 
 
 def load(path: str | os.PathLike, expect_kind: str | None = None) -> dict:
