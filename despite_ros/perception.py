@@ -148,6 +148,9 @@ class RangeBackground:
         pix = np.concatenate([p for p, _ in self._learn])
         rng = np.concatenate([r for _, r in self._learn])
         self._learn = []
+        self.learned = True
+        if pix.size == 0:
+            return                                                            # nothing seen: all free space
         order = np.lexsort((rng, pix))
         pix, rng = pix[order], rng[order]
         first = np.flatnonzero(np.r_[True, pix[1:] != pix[:-1]])
@@ -159,7 +162,6 @@ class RangeBackground:
         img[img == 0] = near[img == 0]
         bg[bg == 0] = np.inf                                                  # never seen near: free space
         self.bg = bg
-        self.learned = True
 
     def foreground(self, pix: np.ndarray, rng: np.ndarray, stamp: float) -> np.ndarray | None:
         """Foreground mask of the points, or None while learning."""

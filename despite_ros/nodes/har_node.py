@@ -126,6 +126,7 @@ class HarNode(Node):
         self.truth_pub = self.create_publisher(ActivityArray, "~/output/truth", reliable) if p.truth_field else None
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
         self.invalid = 0
+        self.errors = 0
         self.received = 0
         self.times: list[float] = []
         self.window_start = time.monotonic()
@@ -148,7 +149,13 @@ class HarNode(Node):
             self.invalid += 1
             self.get_logger().warn(f"invalid PointCloud2 dropped: {e}", throttle_duration_sec=5.0)
             return
-        out = self.pipeline.process_scan(xyz, stamp_ns(msg.header.stamp), truth)
+        try:
+            out = self.pipeline.process_scan(xyz, stamp_ns(msg.header.stamp), truth)
+        except Exception as e:  # noqa: BLE001 - a bug must not stop the node; it is logged and counted
+            self.errors += 1
+            self.get_logger().error(f"scan at {msg.header.stamp.sec}.{msg.header.stamp.nanosec:09d} s failed: "
+                                    f"{type(e).__name__}: {e}", throttle_duration_sec=5.0)
+            return
         if out.inferred:
             self.publish(msg.header, out.results, truth_on)
         self.times.append(time.perf_counter() - t0)
@@ -192,7 +199,7 @@ class HarNode(Node):
         c = self.pipeline.counts
         values = {
             "input_rate_hz": f"{self.received / span:.2f}", "scans_selected": c["selected"], "scans_skipped": c["skipped"],
-            "duplicates": c["duplicate"], "backwards": c["backwards"], "invalid": self.invalid,
+            "duplicates": c["duplicate"], "backwards": c["backwards"], "invalid": self.invalid, "errors": self.errors,
             "missing_periods": self.pipeline.buffers.missing_total, "inferences": c["inferences"],
             "windows": c["windows"], "tracks": len(self.pipeline.buffers.tracks),
             "processing_ms_p50": f"{np.median(t):.2f}", "processing_ms_p95": f"{np.percentile(t, 95):.2f}",
@@ -200,7 +207,9 @@ class HarNode(Node):
         }
         level = DiagnosticStatus.OK
         message = "ok"
-        if self.received == 0:
+        if self.errors:
+            level, message = DiagnosticStatus.ERROR, f"{self.errors} scans failed in processing (see the log)"
+        elif self.received == 0:
             level, message = DiagnosticStatus.WARN, "no input scans"
         elif self.invalid:
             level, message = DiagnosticStatus.WARN, f"{self.invalid} invalid messages so far"
