@@ -62,7 +62,7 @@ test: install
 	@cd $(CURDIR) && $(VENV)/bin/pytest test $(PYTEST_ARGS)
 
 demo: install
-	@$(VENV)/bin/despite synth --demo
+	@$(VENV)/bin/despite-ros demo --seconds 30
 
 figure: install
 	@$(VENV)/bin/despite synth --out $(BUILD)/figure-scene --minutes 0.2 --people 2 --seed 3 \

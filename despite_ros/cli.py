@@ -1,4 +1,4 @@
-"""`despite-ros`: the online half's commands (needs rclpy): bringup, demo."""
+"""`despite-ros`: the online half's commands (needs rclpy): bringup, demo, bench."""
 from __future__ import annotations
 
 import argparse
@@ -30,6 +30,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--seed", type=int, default=7, help="seed of the simulated scene")
     d.add_argument("--quiet-nodes", action="store_true", help="send the nodes' logs to stderr")
     d.set_defaults(func=_demo)
+    e = sub.add_parser("bench", help="perception vs Open3D, end-to-end latency at 10/20 Hz with 1/2/4 people",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                       description=__import__("despite_ros.bench", fromlist=["x"]).__doc__)
+    e.add_argument("kind", nargs="?", default="all", choices=("all", "perception", "latency"))
+    e.add_argument("--seconds", type=float, default=12.0, help="simulated seconds per latency run")
+    e.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
+    e.set_defaults(func=lambda a: __import__("despite_ros.bench", fromlist=["run"]).run(a.kind, a.seconds, a.out))
     return parser
 
 
