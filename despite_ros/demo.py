@@ -99,7 +99,7 @@ def run_demo(seconds: float, params: Path | None, model: Path | None, seed: int,
     bundle = Path(model) if model else default_bundle_path()
     names = load_bundle(bundle).class_names
     params = Path(params) if params else share_dir() / "config" / "har.yaml"
-    pipeline = {"model": str(bundle.resolve()), "providers": "cpu"}
+    pipeline = {"model": str(bundle.resolve())}
     overrides = {"har_node": {**pipeline, "truth_field": "gt_person"}, "matching_node": pipeline,
                  "sim_node": {"duration": str(float(seconds)), "seed": str(seed)}}
     rclpy.init()
