@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 import yaml
 
 from helpers.ros_env import ros_env

@@ -11,7 +11,6 @@ from despite_ros.perception import Perception, PerceptionConfig, estimate_ground
 
 
 def sim_scans(seconds: float, seed: int, people: int = 2, beams: int = 64):
-    from dataclasses import replace
 
     from despite_core.data.synth.lidar import LidarConfig
 

@@ -19,7 +19,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Duration, Time
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Point
@@ -30,9 +29,10 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from despite_core.data.pointcloud2 import PointCloud2Error, decode_fields
-from despite_ros.inference import PROVIDERS, BundleError, Runtime, default_bundle_path
+from despite_ros.inference import PROVIDERS, Runtime, default_bundle_path
 from despite_ros.msg import ActivityArray, Embedding, PersonActivity
-from despite_ros.nodes.params import declare
+from despite_ros.nodes import common
+from despite_ros.nodes.common import declare
 from despite_ros.perception import PerceptionConfig
 from despite_ros.pipeline import LABEL_SOURCES, HarPipeline
 from despite_ros.scoring import track_person
@@ -220,21 +220,7 @@ class HarNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = HarNode()
-        rclpy.spin(node)
-    except (ValueError, BundleError, rclpy.exceptions.ParameterException) as e:
-        print(f"har_node: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return common.main("har_node", HarNode, args=args)
 
 
 if __name__ == "__main__":

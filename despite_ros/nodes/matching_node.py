@@ -17,7 +17,6 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -25,10 +24,11 @@ from sensor_msgs.msg import Imu
 from std_msgs.msg import Header
 
 from despite_ros.buffers import imu_message_values
-from despite_ros.inference import PROVIDERS, BundleError, Runtime, default_bundle_path
+from despite_ros.inference import PROVIDERS, Runtime, default_bundle_path
 from despite_ros.msg import ActivityArray, Embedding, MatchArray, MatchScore, PersonActivity
 from despite_ros.nodes.har_node import stamp_ns, to_time
-from despite_ros.nodes.params import declare
+from despite_ros.nodes import common
+from despite_ros.nodes.common import declare
 from despite_ros.pipeline import WearerMatcher
 
 
@@ -162,21 +162,7 @@ class MatchingNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = MatchingNode()
-        rclpy.spin(node)
-    except (ValueError, BundleError, rclpy.exceptions.ParameterException) as e:
-        print(f"matching_node: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return common.main("matching_node", MatchingNode, args=args)
 
 
 if __name__ == "__main__":

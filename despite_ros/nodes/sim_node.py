@@ -15,7 +15,6 @@ import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
 from geometry_msgs.msg import Point, Quaternion, Vector3
-from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Imu, PointCloud2, PointField
@@ -29,6 +28,8 @@ from despite_core.data.synth.lidar import LidarConfig
 from despite_core.data.synth.motion import CLASS_NAMES
 from despite_core.data.synth.world import WorldConfig, build_scene, ground_truth, iter_timeline
 from despite_ros.msg import ActivityArray, PersonActivity
+from despite_ros.nodes import common
+from despite_ros.nodes.common import declare
 
 
 @dataclass(frozen=True)
@@ -51,41 +52,25 @@ class SimParams:
                            imu=ImuConfig(rate=self.imu_rate))
 
 
-def _declare(node: Node) -> SimParams:
-    d = SimParams()
-
-    def desc(text, lo=None, hi=None, integer=False):
-        r = {}
-        if lo is not None:
-            r = ({"integer_range": [IntegerRange(from_value=lo, to_value=hi, step=1)]} if integer else
-                 {"floating_point_range": [FloatingPointRange(from_value=float(lo), to_value=float(hi))]})
-        return ParameterDescriptor(description=text, read_only=True, **r)
-
-    specs = {
-        "seed": (d.seed, desc("random seed of the world")),
-        "people": (d.people, desc("people per scene", 1, 8, True)),
-        "difficulty": (d.difficulty, desc("0 ideal sensors .. 2 harsh (docs/synthetic-world.md)", 0, 2)),
-        "lidar_beams": (d.lidar_beams, desc("LiDAR beams: 16, 32, 64 or 128", 16, 128, True)),
-        "lidar_columns": (d.lidar_columns, desc("azimuth steps per turn", 64, 4096, True)),
-        "lidar_rate": (d.lidar_rate, desc("scans per second", 1, 40)),
-        "imu_rate": (d.imu_rate, desc("IMU samples per second (a multiple of lidar_rate)", 10, 1000)),
-        "scene_seconds": (d.scene_seconds, desc("length of one scene (new room, new people)", 5, 3600)),
-        "rate": (d.rate, desc("real-time factor: 1 = real time, 2 = twice as fast", 0.01, 100)),
-        "duration": (d.duration, desc("simulated seconds to publish before exiting; 0 = forever", 0, 1e6)),
-    }
-    values = {}
-    for name, (default, descriptor) in specs.items():
-        values[name] = node.declare_parameter(name, default, descriptor).value
-    params = SimParams(**values)
-    params.world()  # validates (clear ValueError on a bad combination)
-    return params
+DOCS = {
+    "seed": ("random seed of the world",),
+    "people": ("people per scene", 1, 8),
+    "difficulty": ("0 ideal sensors .. 2 harsh (docs/synthetic-world.md)", 0, 2),
+    "lidar_beams": ("LiDAR beams: 16, 32, 64 or 128", 16, 128),
+    "lidar_columns": ("azimuth steps per turn", 64, 4096),
+    "lidar_rate": ("scans per second", 1, 40),
+    "imu_rate": ("IMU samples per second (a multiple of lidar_rate)", 10, 1000),
+    "scene_seconds": ("length of one scene (new room, new people)", 5, 3600),
+    "rate": ("real-time factor: 1 = real time, 2 = twice as fast", 0.01, 100),
+    "duration": ("simulated seconds to publish before exiting; 0 = forever", 0, 1e6),
+}
 
 
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim_node")
-        self.params = _declare(self)
-        self.config = self.params.world()
+        self.params: SimParams = declare(self, SimParams, DOCS)
+        self.config = self.params.world()          # validates (a clear ValueError on a bad combination)
         reliable = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
         self.cloud_pub = self.create_publisher(PointCloud2, "/lidar/points", reliable)
         self.gt_pub = self.create_publisher(ActivityArray, "/ground_truth/activities", reliable)
@@ -155,21 +140,7 @@ class SimNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SimNode()
-        node.run()
-    except (ValueError, rclpy.exceptions.ParameterException) as e:
-        print(f"sim_node: invalid parameters: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return common.main("sim_node", SimNode, run=SimNode.run, args=args)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,13 @@
-"""Parameters of the nodes in one place: each node's frozen dataclass names its parameters and
-defaults; :func:`declare` declares them on the node with descriptors (type from the default,
+"""What every node shares. Parameters in one place: each node's frozen dataclass names its
+parameters and defaults; :func:`declare` declares them with descriptors (type from the default,
 description, range) and reads them back into the dataclass, whose ``__post_init__`` validates.
+:func:`main` is every executable's entry point.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import fields
-from typing import Any
+from typing import Any, Callable
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 
@@ -34,3 +36,27 @@ def declare(node, cls, docs: dict[str, tuple]) -> Any:
         if isinstance(default, tuple):
             values[f.name] = tuple(values[f.name])
     return cls(**values)
+
+
+def main(name: str, make: Callable, run: Callable | None = None, args: list[str] | None = None) -> int:
+    """Init, build the node with ``make()``, then ``run(node)`` (default: spin) until Ctrl-C or
+    shutdown. Invalid parameters or a bad model bundle: the message on stderr, exit code 2."""
+    import rclpy
+
+    from despite_ros.inference import BundleError
+
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = make()
+        (run or rclpy.spin)(node)
+    except (ValueError, BundleError, rclpy.exceptions.ParameterException) as e:
+        print(f"{name}: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if node is not None:
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
