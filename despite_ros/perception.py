@@ -131,6 +131,8 @@ class RangeBackground:
         self.bg = np.full(self.size, np.inf, np.float32)
         self.run = np.zeros(self.size, np.int32)          # consecutive scans foreground outside tracks
         self.far_run = np.zeros(self.size, np.int16)      # consecutive scans with only farther returns
+        self._far_any = False
+        self._run_pix = np.zeros(0, np.int64)             # pixels whose absorption count is running
         self.start: float | None = None
         self.learned = False
         self._learn: list[tuple[np.ndarray, np.ndarray]] = []
@@ -175,28 +177,32 @@ class RangeBackground:
         bg = self.bg[pix]
         m = self.cfg.background_margin
         farther = rng > bg + m
-        n_far = np.bincount(pix[farther], minlength=self.size)
-        n_other = np.bincount(pix[~farther], minlength=self.size)
-        only_far = (n_far > 0) & (n_other == 0)
-        self.far_run = np.where(only_far, self.far_run + 1, np.where(n_other > 0, 0, self.far_run)).astype(np.int16)
-        if only_far.any() and (self.far_run >= self.FARTHER_SCANS).any():
-            ready = self.far_run[pix] >= self.FARTHER_SCANS
-            self.bg[pix[ready]] = 0
-            np.maximum.at(self.bg, pix[ready], rng[ready])
-            self.far_run[pix[ready]] = 0
+        if farther.any():
+            # Count scans in which a pixel saw only farther returns; any other return resets it.
+            far_pix = pix[farther]
+            self.far_run[far_pix] = self.far_run[far_pix] + 1
+            self.far_run[pix[~farther]] = 0
+            ready = farther & (self.far_run[pix] >= self.FARTHER_SCANS)
+            if ready.any():
+                self.bg[pix[ready]] = 0
+                np.maximum.at(self.bg, pix[ready], rng[ready])
+                self.far_run[pix[ready]] = 0
+        elif self._far_any:
+            self.far_run[pix] = 0
+        self._far_any = bool(farther.any())
         return rng < bg - m
 
     def absorb(self, pix_outside_tracks: np.ndarray, rng: np.ndarray, scans: int) -> None:
         """Count consecutive foreground scans per pixel outside tracks; absorb after ``scans``."""
-        run = np.zeros_like(self.run)
-        if pix_outside_tracks.size:
-            run[pix_outside_tracks] = self.run[pix_outside_tracks] + 1
-            sel = run[pix_outside_tracks] >= scans
-            if sel.any():
-                ready = pix_outside_tracks[sel]
-                np.minimum.at(self.bg, ready, rng[sel])
-                run[ready] = 0
-        self.run = run
+        counts = self.run[pix_outside_tracks] + 1
+        self.run[self._run_pix] = 0                       # pixels not foreground now start over
+        self.run[pix_outside_tracks] = counts
+        sel = counts >= scans
+        if sel.any():
+            ready = pix_outside_tracks[sel]
+            np.minimum.at(self.bg, ready, rng[sel])
+            self.run[ready] = 0
+        self._run_pix = pix_outside_tracks
 
 
 @dataclass
@@ -306,7 +312,7 @@ class Perception:
         if self.background is not None:
             # The background sees every finite return, not only the ROI: a surface flickering across
             # the ROI's edge must not look new.
-            p, h = pts[finite], horiz[finite]
+            p, h = (pts, horiz) if len(finite) == len(pts) else (pts[finite], horiz[finite])
             pix = self.background.pixels(p, h)
             rng = np.sqrt(h * h + p[:, 2] * p[:, 2])
             fg = self.background.foreground(pix, rng, stamp)
