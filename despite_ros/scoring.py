@@ -31,18 +31,15 @@ def track_person(extras: list) -> int:
 
 @dataclass
 class Scoreboard:
+    """Scored windows and wearer assignments; metrics by despite_core.evaluate.har (one definition)."""
+
     class_names: list[str]
-    windows: int = 0                 # scored windows
-    correct: int = 0
+    truth: list[int] = field(default_factory=list)
+    predicted: list[int] = field(default_factory=list)
     ambiguous: int = 0
     unassociated: int = 0
-    confusion: np.ndarray = field(default=None)     # (C, C) true x predicted
     match_total: dict = field(default_factory=dict)
     match_correct: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        if self.confusion is None:
-            self.confusion = np.zeros((len(self.class_names), len(self.class_names)), np.int64)
 
     def add_window(self, person: int, frame_labels, predicted: int) -> str:
         """Score one predicted window: ``person`` its true person (0 = unassociated), ``frame_labels``
@@ -54,10 +51,8 @@ class Scoreboard:
         if truth < 0:
             self.ambiguous += 1
             return "ambiguous"
-        self.windows += 1
-        if 0 <= predicted < len(self.class_names):
-            self.confusion[truth, predicted] += 1
-        self.correct += int(truth == predicted)
+        self.truth.append(truth)
+        self.predicted.append(int(predicted))
         return "correct" if truth == predicted else "wrong"
 
     def add_match(self, wearer: str, wearer_person: int, track_person_id: int) -> None:
@@ -65,26 +60,29 @@ class Scoreboard:
         self.match_correct[wearer] = self.match_correct.get(wearer, 0) + int(wearer_person == track_person_id != 0)
 
     @property
+    def windows(self) -> int:
+        return len(self.truth)
+
+    @property
     def accuracy(self) -> float:
-        return self.correct / self.windows if self.windows else float("nan")
+        return float(np.mean(np.array(self.truth) == np.array(self.predicted))) if self.truth else float("nan")
 
     def summary(self) -> dict:
-        c = self.confusion
-        support = c.sum(1)
-        pred = c.sum(0)
-        tp = np.diag(c)
-        present = support > 0
-        recall = np.divide(tp, support, out=np.zeros(len(tp)), where=support > 0)
-        precision = np.divide(tp, pred, out=np.zeros(len(tp)), where=pred > 0)
-        f1 = np.divide(2 * precision * recall, precision + recall, out=np.zeros(len(tp)), where=(precision + recall) > 0)
+        from despite_core.evaluate.har import har_metrics
+
+        c = len(self.class_names)
+        truth = np.array(self.truth, np.int64)
+        pred = np.array(self.predicted, np.int64)
+        outside = (pred < 0) | (pred >= c)                # a text label outside the classes: wrong
+        pred = np.where(outside, (truth + 1) % c, pred)
+        scores = np.zeros((len(pred), c))
+        scores[np.arange(len(pred)), pred] = 1
+        m = har_metrics(scores, truth, self.class_names) if self.truth else None
         total = sum(self.match_total.values())
         return {
-            "accuracy": self.accuracy if self.windows else None,
-            "macro_f1": float(f1[present].mean()) if present.any() else None,
+            "accuracy": m["accuracy"] if m else None, "macro_f1": m["macro_f1"] if m else None,
             "windows": self.windows, "ambiguous": self.ambiguous, "unassociated": self.unassociated,
-            "per_class": {n: {"support": int(support[i]), "recall": float(recall[i]), "precision": float(precision[i]),
-                              "f1": float(f1[i])} for i, n in enumerate(self.class_names) if support[i] or pred[i]},
-            "confusion": c.tolist(),
+            "per_class": m["per_class_recall"] if m else {}, "confusion": m["confusion"] if m else [],
             "matching_accuracy": {
                 "overall": sum(self.match_correct.values()) / total if total else None,
                 **{w: self.match_correct[w] / n for w, n in sorted(self.match_total.items())}},
