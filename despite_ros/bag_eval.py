@@ -24,16 +24,16 @@ import csv
 import hashlib
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from despite_core.data.sampling import normalise_frame
+from despite_ros.scoring import GroundTruth, LabelError
 
 NS = 1_000_000_000
 GT_TOPIC = "/ground_truth/activities"
-STAMP_TOLERANCE_NS = 1_000_000          # a label message belongs to the scan within 1 ms of it
 
 
 class BagEvalError(ValueError):
@@ -52,83 +52,13 @@ def bag_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-@dataclass
-class GroundTruth:
-    """Per-person labels by stamp (from the bag's topic) or labelled time segments (sidecar)."""
-
-    class_names: list[str]
-    by_stamp: dict[int, dict[int, int]] = field(default_factory=dict)     # person -> stamp -> class
-    segments: list[tuple[int, int, int, int | None]] = field(default_factory=list)   # start, end, class, person
-
-    def add_message(self, msg) -> None:
-        s = int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)
-        for p in msg.people:
-            cid = int(p.class_id)
-            self.by_stamp.setdefault(int(p.track_id), {})[s] = cid if cid < len(self.class_names) else -1
-
-    def people_at(self, stamp: int) -> list[int]:
-        """The people the label messages list at ``stamp`` (within the stamp tolerance)."""
-        out = []
-        for pid, d in self.by_stamp.items():
-            keys = self._keys(pid)
-            j = int(np.searchsorted(keys, stamp))
-            near = [k for k in keys[max(j - 1, 0):j + 1] if abs(int(k) - stamp) <= STAMP_TOLERANCE_NS]
-            if near:
-                out.append(pid)
-        return sorted(out)
-
-    def _keys(self, pid: int) -> np.ndarray:
-        return self._table(pid)[0]
-
-    def _table(self, pid: int) -> tuple[np.ndarray, np.ndarray]:
-        """(sorted stamps, labels) of a person, cached until new messages arrive."""
-        cache = self.__dict__.setdefault("_cache", {})
-        d = self.by_stamp[pid]
-        if pid not in cache or len(cache[pid][0]) != len(d):
-            keys = np.array(sorted(d), np.int64)
-            cache[pid] = (keys, np.array([d[int(k)] for k in keys], np.int64))
-        return cache[pid]
-
-    def labels(self, person: int, stamps: np.ndarray) -> list[int]:
-        if self.segments:
-            out = []
-            for s in stamps:
-                hit = [c for a, b, c, who in self.segments if a <= s < b and who in (None, person)]
-                out.append(hit[0] if hit else -1)
-            return out
-        d = self.by_stamp.get(person, {})
-        if not d:
-            return [-1] * len(stamps)
-        keys, vals = self._table(person)
-        q = np.asarray(stamps, np.int64)
-        i = np.clip(np.searchsorted(keys, q), 1, len(keys) - 1) if len(keys) > 1 else np.zeros(len(q), np.int64)
-        i = np.where(np.abs(keys[i - 1] - q) < np.abs(keys[i] - q), i - 1, i) if len(keys) > 1 else i
-        # The label message of a scan and the scan itself may disagree by a rounding nanosecond.
-        return [int(vals[j]) if abs(int(keys[j]) - int(t)) <= STAMP_TOLERANCE_NS else -1 for j, t in zip(i, q)]
-
-    @classmethod
-    def from_sidecar(cls, path: Path, class_names: list[str]) -> "GroundTruth":
-        if not path.is_file():
-            raise BagEvalError(f"{path}: label file not found")
-        if path.suffix.lower() == ".json":
-            rows = json.loads(path.read_text())
-        else:
-            with path.open(newline="") as f:
-                rows = list(csv.DictReader(f))
-        gt = cls(list(class_names))
-        for i, r in enumerate(rows):
-            try:
-                start, end, label = float(r["start"]), float(r["end"]), str(r["label"]).strip()
-            except (KeyError, TypeError, ValueError):
-                raise BagEvalError(f"{path}: row {i + 1} needs start, end (seconds) and label; got {r}") from None
-            if label not in class_names:
-                raise BagEvalError(f"{path}: row {i + 1}: label {label!r} is not a class of the model {class_names}")
-            if end <= start:
-                raise BagEvalError(f"{path}: row {i + 1}: end {end} is not after start {start}")
-            who = str(r.get("person") or "").strip()
-            person = int(who.rsplit("_", 1)[-1]) if who else None
-            gt.segments.append((int(round(start * NS)), int(round(end * NS)), class_names.index(label), person))
-        return gt
+def _ground_truth(labels: Path | None, names: list[str]) -> GroundTruth:
+    if labels is None:
+        return GroundTruth(list(names))
+    try:
+        return GroundTruth.from_sidecar(labels, names)
+    except LabelError as e:
+        raise BagEvalError(str(e)) from None
 
 
 def open_bag(path: Path):
@@ -209,7 +139,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
     counts: dict = {"invalid": 0, "scans": 0, "imu": 0, "dropped": 0}
     try:
         _check_topics(reader, points_topic, labels is None or segmentation == "ground-truth", bag)
-        gt = GroundTruth.from_sidecar(labels, names) if labels is not None else GroundTruth(list(names))
+        gt = _ground_truth(labels, names)
         if GT_TOPIC in {c.topic for c in reader.connections}:
             # First pass: the labels (small). A scan is written before its label message, and
             # ground-truth segmentation needs the people listed at each scan.
@@ -292,7 +222,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
             "scans": counts["scans"], "imu_messages": counts["imu"], "undecodable": counts.get("undecodable", 0),
             "truncated": counts.get("truncated"), "interrupted": interrupted, "seconds": round(seconds, 2),
             "scans_per_second": round(counts["scans"] / seconds, 2) if seconds > 0 else None,
-            "records": [r.__dict__ for r in records]}
+            "records": [r.__dict__ for r in records], "latencies": []}
 
 
 def _majority(labels: list[int]) -> int:
@@ -398,3 +328,135 @@ def write_results(result: dict, out: Path) -> dict:
             f"{'<h2>Latency (ms)</h2><table>' + lat_rows + '</table>' if lat_rows else ''}{imgs}</body></html>")
     (out / "report.html").write_text(html)
     return result
+
+
+def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path | None = None,
+                    points_topic: str = "/lidar/points", imu_topic: str = "/{wearer}/imu/{site}",
+                    wearers: list[str] | None = None, stride: int = 3, record: Path | None = None,
+                    progress: bool = True, settle: float = 3.0) -> dict:
+    """Publish the bag onto DDS with its timing (divided by ``rate``) for har_node and matching_node
+    (started here with bringup), record what they publish, score it; latency from publication."""
+    import os
+
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Imu, PointCloud2
+    from tqdm import tqdm
+
+    from despite_ros.bringup import Bringup, share_dir
+    from despite_ros.inference import load_bundle
+    from despite_ros.live_score import LiveScorer
+
+    if rate <= 0:
+        raise BagEvalError(f"--rate must be > 0, got {rate}")
+    names = load_bundle(model).class_names
+    reader = open_bag(bag)
+    counts: dict = {"invalid": 0}
+    try:
+        _check_topics(reader, points_topic, labels is None, bag)
+        gt = _ground_truth(labels, names)
+        topics = {c.topic: c for c in reader.connections}
+        if GT_TOPIC in topics:
+            for _, _, msg in iter_messages(reader, {GT_TOPIC}, counts):
+                gt.add_message(msg)
+        if wearers is None:
+            wearers = sorted({t.split("/")[1] for t in topics if "/imu/" in t})
+        imu_topics = [t for t in topics if any(t == imu_topic.format(wearer=w, site=s) for w in wearers
+                                               for s in ("left_forearm", "right_forearm", "left_lower_leg", "right_lower_leg"))]
+        plan = [(conn.topic, t, raw) for conn, t, raw in
+                reader.messages(connections=[topics[points_topic], *(topics[t] for t in imu_topics)])]
+    finally:
+        reader.close()
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    pipeline = {"model": str(Path(model).resolve()), "stride": str(stride), "truth_field": "gt_person"}
+    overrides = {"har_node": pipeline, "matching_node": {"model": pipeline["model"],
+                                                         "imu_topic": imu_topic,
+                                                         "wearers": "[" + ",".join(wearers) + "]"}}
+    nodes = ("har_node", "matching_node") if wearers else ("har_node",)
+    b = Bringup(share_dir() / "config" / "har.yaml", nodes, overrides, stdout=open(os.devnull, "w")).start()
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("despite_bag_replay", context=ctx)
+    scorer = LiveScorer(node, gt, subscribe_gt=False)
+    pubs = {points_topic: node.create_publisher(PointCloud2, points_topic, qos_profile_sensor_data)}
+    for t in imu_topics:
+        pubs[t] = node.create_publisher(Imu, t, qos_profile_sensor_data)
+    types = {points_topic: PointCloud2, **{t: Imu for t in imu_topics}}
+    ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    published: dict[int, float] = {}
+    interrupted = False
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (pubs[points_topic].get_subscription_count() == 0
+                                               or node.count_publishers("/despite/activities") == 0):
+            ex.spin_once(timeout_sec=0.1)
+            if (done := b.poll()) is not None:
+                raise BagEvalError(f"{done[0]} exited with code {done[1]} before the replay started")
+        if pubs[points_topic].get_subscription_count() == 0:
+            raise BagEvalError("har_node did not subscribe within 60 s")
+        time.sleep(1.0)
+        t_bag0 = plan[0][1] if plan else 0
+        t_wall0 = time.perf_counter()
+        bar = tqdm(total=len(plan), unit="msg", desc="replay", disable=not progress)
+        try:
+            for topic, t, raw in plan:
+                due = t_wall0 + (t - t_bag0) / NS / rate
+                while (wait := due - time.perf_counter()) > 0:
+                    ex.spin_once(timeout_sec=min(wait, 0.005))
+                try:
+                    msg = deserialize_message(bytes(raw), types[topic])
+                except Exception:  # a corrupt message: counted, not published
+                    counts["invalid"] += 1
+                    continue
+                if topic == points_topic:
+                    published[_stamp(msg)] = time.perf_counter()
+                pubs[topic].publish(msg)
+                bar.update(1)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+        end = time.monotonic() + settle
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.05)
+        scorer.score_ready(settle=0.0)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        b.stop()
+    latencies = [(arr - published[s]) * 1e3 for s, arr in scorer.arrivals.items() if s in published]
+    selected = len(published)
+    summary = scorer.board.summary()
+    if record is not None:
+        _record(record, scorer.messages)
+    lat = np.asarray(latencies) if latencies else None
+    return {**summary,
+            "latency_ms": None if lat is None else {"p50": round(float(np.median(lat)), 2),
+                                                    "p95": round(float(np.percentile(lat, 95)), 2),
+                                                    "max": round(float(lat.max()), 2)},
+            "dropped": None, "invalid": counts["invalid"], "model_id": load_bundle(model).meta["model_id"],
+            "bag_sha256": bag_sha256(bag), "bag": str(bag), "mode": "replay", "rate": rate, "segmentation": "live",
+            "class_names": list(names), "scans": selected, "scans_per_second": None, "interrupted": interrupted,
+            "undecodable": counts.get("undecodable", 0), "truncated": counts.get("truncated"),
+            "records": scorer.records, "latencies": latencies}
+
+
+def _record(path: Path, messages: list) -> None:
+    """The nodes' outputs, as received, into a new MCAP bag (rosbags writer, raw CDR from rclpy)."""
+    from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from despite_core.data.rosbag import typestore
+
+    if path.exists():
+        raise BagEvalError(f"{path}: exists; --record writes a new bag")
+    store = typestore()
+    types = {"/despite/activities": "despite_ros/msg/ActivityArray", "/despite/imu_activities": "despite_ros/msg/ActivityArray",
+             "/despite/matches": "despite_ros/msg/MatchArray"}
+    with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {t: w.add_connection(t, m, typestore=store) for t, m in types.items()}
+        for topic, _, msg in messages:
+            s = _stamp(msg)
+            w.write(conns[topic], s, serialize_message(msg))

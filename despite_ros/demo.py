@@ -13,81 +13,8 @@ import time
 from pathlib import Path
 
 from despite_ros.bringup import Bringup, share_dir
-from despite_ros.scoring import Scoreboard
-
-UNLABELLED = 65535
-
-
-def _ns(t) -> int:
-    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
-
-
-class DemoScorer:
-    """Collects the pipeline's outputs and the ground truth; scores a window once all its parts arrived."""
-
-    def __init__(self, node, class_names: list[str]) -> None:
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-
-        from despite_ros.msg import ActivityArray, Embedding, MatchArray
-
-        qos = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-        self.names = class_names
-        self.board = Scoreboard(list(class_names))
-        self.gt: dict[int, dict[int, int]] = {}            # person -> stamp -> class id (-1 unlabelled)
-        self.truth: dict[tuple[int, int], int] = {}        # (stamp, track) -> true person (0 = none)
-        self.frames: dict[tuple[int, int], list[int]] = {}  # (stamp, track) -> window scan stamps
-        self.pending: list[tuple[float, int, object]] = []  # (arrival, stamp, ActivityArray)
-        self.matches: list[tuple[float, int, object]] = []
-        self.rows: list[tuple] = []
-        self.wearer_of: dict[tuple[int, int], str] = {}
-        node.create_subscription(ActivityArray, "/ground_truth/activities", self.on_gt, qos)
-        node.create_subscription(ActivityArray, "/despite/truth", self.on_truth, qos)
-        node.create_subscription(Embedding, "/despite/embeddings", self.on_embedding, qos)
-        node.create_subscription(ActivityArray, "/despite/activities",
-                                 lambda m: self.pending.append((time.monotonic(), _ns(m.header.stamp), m)), qos)
-        node.create_subscription(MatchArray, "/despite/matches",
-                                 lambda m: self.matches.append((time.monotonic(), _ns(m.header.stamp), m)), qos)
-
-    def on_gt(self, msg) -> None:
-        s = _ns(msg.header.stamp)
-        for p in msg.people:
-            self.gt.setdefault(p.track_id, {})[s] = -1 if p.class_id == UNLABELLED else int(p.class_id)
-
-    def on_truth(self, msg) -> None:
-        s = _ns(msg.header.stamp)
-        for p in msg.people:
-            self.truth[(s, p.track_id)] = int(p.wearer_id.split("_")[-1]) if p.wearer_id else 0
-
-    def on_embedding(self, msg) -> None:
-        self.frames[(_ns(msg.header.stamp), msg.track_id)] = [_ns(t) for t in msg.frame_stamps]
-
-    def score_ready(self, settle: float = 0.5) -> None:
-        now = time.monotonic()
-        keep = []
-        for arrived, stamp, msg in self.pending:
-            if now - arrived < settle:
-                keep.append((arrived, stamp, msg))
-                continue
-            for p in msg.people:
-                key = (stamp, p.track_id)
-                person = self.truth.get(key, 0)
-                frames = self.frames.get(key, [])
-                labels = [self.gt.get(person, {}).get(s, -1) for s in frames] if person else []
-                what = self.board.add_window(person, labels, int(p.class_id))
-                true = self.names[max(set(labels), key=labels.count)] if labels and max(set(labels), key=labels.count) >= 0 else "-"
-                self.rows.append((p.track_id, true if what not in ("unassociated",) else "(no person)", p.label,
-                                  p.confidence, self.wearer_of.get(key, "")))
-        self.pending = keep
-        keep = []
-        for arrived, stamp, msg in self.matches:
-            if now - arrived < settle:
-                keep.append((arrived, stamp, msg))
-                continue
-            for a in msg.assignments:
-                if a.assigned:
-                    self.wearer_of[(stamp, a.track_id)] = a.wearer_id
-                    self.board.add_match(a.wearer_id, int(a.wearer_id.split("_")[-1]), self.truth.get((stamp, a.track_id), 0))
-        self.matches = keep
+from despite_ros.live_score import LiveScorer
+from despite_ros.scoring import GroundTruth
 
 
 def run_demo(seconds: float, params: Path | None, model: Path | None, seed: int, quiet: bool = False) -> int:
@@ -104,7 +31,7 @@ def run_demo(seconds: float, params: Path | None, model: Path | None, seed: int,
                  "sim_node": {"duration": str(float(seconds)), "seed": str(seed)}}
     rclpy.init()
     node = rclpy.create_node("despite_demo")
-    scorer = DemoScorer(node, names)
+    scorer = LiveScorer(node, GroundTruth(list(names)))
     pipe = Bringup(params, ("har_node", "matching_node"), overrides, stdout=None if not quiet else sys.stderr).start()
     sim = None
     try:
@@ -138,7 +65,7 @@ def run_demo(seconds: float, params: Path | None, model: Path | None, seed: int,
     return 0 if n else 1
 
 
-def _print_rows(scorer: DemoScorer, t: float) -> None:
+def _print_rows(scorer: LiveScorer, t: float) -> None:
     if not scorer.rows:
         print(f"t={t:5.1f}s  (waiting for full windows)", flush=True)
         return

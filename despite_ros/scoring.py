@@ -9,11 +9,22 @@ both use this one implementation, with despite_core's window label rule.
 """
 from __future__ import annotations
 
+import csv
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from despite_core.data.windows import window_label
+
+
+NS = 1_000_000_000
+STAMP_TOLERANCE_NS = 1_000_000          # a label message belongs to the scan within 1 ms of it
+
+
+class LabelError(ValueError):
+    """A label file that cannot be used; the message names the row and the problem."""
 
 
 def track_person(extras: list) -> int:
@@ -87,3 +98,82 @@ class Scoreboard:
                 "overall": sum(self.match_correct.values()) / total if total else None,
                 **{w: self.match_correct[w] / n for w, n in sorted(self.match_total.items())}},
         }
+
+
+@dataclass
+class GroundTruth:
+    """Per-person labels by stamp (from the bag's topic) or labelled time segments (sidecar)."""
+
+    class_names: list[str]
+    by_stamp: dict[int, dict[int, int]] = field(default_factory=dict)     # person -> stamp -> class
+    segments: list[tuple[int, int, int, int | None]] = field(default_factory=list)   # start, end, class, person
+
+    def add_message(self, msg) -> None:
+        s = int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)
+        for p in msg.people:
+            cid = int(p.class_id)
+            self.by_stamp.setdefault(int(p.track_id), {})[s] = cid if cid < len(self.class_names) else -1
+
+    def people_at(self, stamp: int) -> list[int]:
+        """The people the label messages list at ``stamp`` (within the stamp tolerance)."""
+        out = []
+        for pid, d in self.by_stamp.items():
+            keys = self._keys(pid)
+            j = int(np.searchsorted(keys, stamp))
+            near = [k for k in keys[max(j - 1, 0):j + 1] if abs(int(k) - stamp) <= STAMP_TOLERANCE_NS]
+            if near:
+                out.append(pid)
+        return sorted(out)
+
+    def _keys(self, pid: int) -> np.ndarray:
+        return self._table(pid)[0]
+
+    def _table(self, pid: int) -> tuple[np.ndarray, np.ndarray]:
+        """(sorted stamps, labels) of a person, cached until new messages arrive."""
+        cache = self.__dict__.setdefault("_cache", {})
+        d = self.by_stamp[pid]
+        if pid not in cache or len(cache[pid][0]) != len(d):
+            keys = np.array(sorted(d), np.int64)
+            cache[pid] = (keys, np.array([d[int(k)] for k in keys], np.int64))
+        return cache[pid]
+
+    def labels(self, person: int, stamps: np.ndarray) -> list[int]:
+        if self.segments:
+            out = []
+            for s in stamps:
+                hit = [c for a, b, c, who in self.segments if a <= s < b and who in (None, person)]
+                out.append(hit[0] if hit else -1)
+            return out
+        d = self.by_stamp.get(person, {})
+        if not d:
+            return [-1] * len(stamps)
+        keys, vals = self._table(person)
+        q = np.asarray(stamps, np.int64)
+        i = np.clip(np.searchsorted(keys, q), 1, len(keys) - 1) if len(keys) > 1 else np.zeros(len(q), np.int64)
+        i = np.where(np.abs(keys[i - 1] - q) < np.abs(keys[i] - q), i - 1, i) if len(keys) > 1 else i
+        # The label message of a scan and the scan itself may disagree by a rounding nanosecond.
+        return [int(vals[j]) if abs(int(keys[j]) - int(t)) <= STAMP_TOLERANCE_NS else -1 for j, t in zip(i, q)]
+
+    @classmethod
+    def from_sidecar(cls, path: Path, class_names: list[str]) -> "GroundTruth":
+        if not path.is_file():
+            raise LabelError(f"{path}: label file not found")
+        if path.suffix.lower() == ".json":
+            rows = json.loads(path.read_text())
+        else:
+            with path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+        gt = cls(list(class_names))
+        for i, r in enumerate(rows):
+            try:
+                start, end, label = float(r["start"]), float(r["end"]), str(r["label"]).strip()
+            except (KeyError, TypeError, ValueError):
+                raise LabelError(f"{path}: row {i + 1} needs start, end (seconds) and label; got {r}") from None
+            if label not in class_names:
+                raise LabelError(f"{path}: row {i + 1}: label {label!r} is not a class of the model {class_names}")
+            if end <= start:
+                raise LabelError(f"{path}: row {i + 1}: end {end} is not after start {start}")
+            who = str(r.get("person") or "").strip()
+            person = int(who.rsplit("_", 1)[-1]) if who else None
+            gt.segments.append((int(round(start * NS)), int(round(end * NS)), class_names.index(label), person))
+        return gt

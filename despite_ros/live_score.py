@@ -1,0 +1,93 @@
+"""Scoring the running nodes from their published outputs (the demo and bag-eval's replay mode):
+collects ActivityArray, the evaluation-only truth association, Embedding (the windows' scan
+stamps) and MatchArray, and scores each window once its parts have arrived, with the fixed
+rules of despite_ros.scoring."""
+from __future__ import annotations
+
+import time
+
+from despite_ros.scoring import GroundTruth, Scoreboard
+
+
+def _ns(t) -> int:
+    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
+
+
+class LiveScorer:
+    def __init__(self, node, gt: GroundTruth, subscribe_gt: bool = True) -> None:
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        from despite_ros.msg import ActivityArray, Embedding, MatchArray
+
+        qos = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
+        self.gt = gt
+        self.names = gt.class_names
+        self.board = Scoreboard(list(self.names))
+        self.truth: dict[tuple[int, int], int] = {}          # (stamp, track) -> true person (0 = none)
+        self.frames: dict[tuple[int, int], list[int]] = {}    # (stamp, track) -> window scan stamps
+        self.pending: list[tuple[float, int, object]] = []    # (arrival, stamp, ActivityArray)
+        self.matches: list[tuple[float, int, object]] = []
+        self.arrivals: dict[int, float] = {}                  # stamp -> first arrival (perf_counter)
+        self.rows: list[tuple] = []                           # for the live table
+        self.records: list[dict] = []                         # every scored window
+        self.wearer_of: dict[tuple[int, int], str] = {}
+        self.messages: list[tuple[str, float, object]] = []   # (topic, arrival, msg) for --record
+        if subscribe_gt:
+            node.create_subscription(ActivityArray, "/ground_truth/activities", gt.add_message, qos)
+        node.create_subscription(ActivityArray, "/despite/truth", self.on_truth, qos)
+        node.create_subscription(Embedding, "/despite/embeddings", self.on_embedding, qos)
+        node.create_subscription(ActivityArray, "/despite/activities", self.on_activities, qos)
+        node.create_subscription(MatchArray, "/despite/matches", self.on_matches, qos)
+        node.create_subscription(ActivityArray, "/despite/imu_activities",
+                                 lambda m: self.messages.append(("/despite/imu_activities", time.perf_counter(), m)), qos)
+
+    def on_activities(self, msg) -> None:
+        now = time.perf_counter()
+        s = _ns(msg.header.stamp)
+        self.arrivals.setdefault(s, now)
+        self.pending.append((time.monotonic(), s, msg))
+        self.messages.append(("/despite/activities", now, msg))
+
+    def on_matches(self, msg) -> None:
+        self.matches.append((time.monotonic(), _ns(msg.header.stamp), msg))
+        self.messages.append(("/despite/matches", time.perf_counter(), msg))
+
+    def on_truth(self, msg) -> None:
+        s = _ns(msg.header.stamp)
+        for p in msg.people:
+            self.truth[(s, p.track_id)] = int(p.wearer_id.rsplit("_", 1)[-1]) if p.wearer_id else 0
+
+    def on_embedding(self, msg) -> None:
+        self.frames[(_ns(msg.header.stamp), msg.track_id)] = [_ns(t) for t in msg.frame_stamps]
+
+    def score_ready(self, settle: float = 0.5) -> None:
+        """Score what arrived at least ``settle`` s ago (its truth and embeddings have arrived too)."""
+        now = time.monotonic()
+        keep = []
+        for arrived, stamp, msg in self.matches:
+            if now - arrived < settle:
+                keep.append((arrived, stamp, msg))
+                continue
+            for a in msg.assignments:
+                if a.assigned:
+                    self.wearer_of[(stamp, a.track_id)] = a.wearer_id
+                    tail = a.wearer_id.rsplit("_", 1)[-1]
+                    self.board.add_match(a.wearer_id, int(tail) if tail.isdigit() else -1,
+                                         self.truth.get((stamp, a.track_id), 0))
+        self.matches = keep
+        keep = []
+        for arrived, stamp, msg in self.pending:
+            if now - arrived < settle:
+                keep.append((arrived, stamp, msg))
+                continue
+            for p in msg.people:
+                key = (stamp, p.track_id)
+                person = self.truth.get(key, 0)
+                labels = self.gt.labels(person, self.frames.get(key, [])) if person else []
+                outcome = self.board.add_window(person, labels, int(p.class_id))
+                true = max(set(labels), key=labels.count) if labels else -1
+                self.records.append({"stamp": stamp, "track": p.track_id, "person": person, "true": true,
+                                     "predicted": int(p.class_id), "confidence": float(p.confidence), "outcome": outcome})
+                shown = "(no person)" if outcome == "unassociated" else (self.names[true] if true >= 0 else "-")
+                self.rows.append((p.track_id, shown, p.label, p.confidence, self.wearer_of.get(key, "")))
+        self.pending = keep
