@@ -327,7 +327,61 @@ def write_results(result: dict, out: Path) -> dict:
             f"<table>{rows}</table><h2>Wearer matching accuracy</h2><table>{match}</table>"
             f"{'<h2>Latency (ms)</h2><table>' + lat_rows + '</table>' if lat_rows else ''}{imgs}</body></html>")
     (out / "report.html").write_text(html)
+    _report_png(result, records, latencies, out / "report.png")
     return result
+
+
+def _report_png(result: dict, records: list, latencies: list, png: Path) -> None:
+    """The report's content on one image (for a README or a ticket): figures, confusion, timeline."""
+    import matplotlib.pyplot as plt
+
+    names = result["class_names"]
+    fig = plt.figure(figsize=(13, 8.5))
+    grid = fig.add_gridspec(2, 3, height_ratios=[1, 1.1])
+    ax = fig.add_subplot(grid[0, 0])
+    ax.axis("off")
+    m = result["matching_accuracy"].get("overall")
+    lat = result.get("latency_ms")
+    fmt = lambda v, spec=".3f": "n/a" if v is None else format(v, spec)  # noqa: E731
+    lines = [f"mode: {result['mode']}, segmentation: {result['segmentation']}",
+             f"model: {result['model_id']}",
+             f"accuracy: {fmt(result['accuracy'])}",
+             f"macro-F1: {fmt(result['macro_f1'])}",
+             f"windows: {result['windows']}  ambiguous: {result['ambiguous']}  unassociated: {result['unassociated']}",
+             f"wearer matching: {fmt(m, '.2f')}",
+             f"latency p50/p95: {lat['p50']}/{lat['p95']} ms" if lat else "latency: offline run",
+             f"scans: {result['scans']}, dropped periods: {result['dropped']}, invalid: {result['invalid']}"]
+    ax.text(0, 1, "despite bag-eval\n\n" + "\n".join(lines), va="top", family="monospace", fontsize=9)
+    if result["confusion"]:
+        conf = np.asarray(result["confusion"], np.float64)
+        norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+        ax = fig.add_subplot(grid[0, 1])
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        ax.set_xticks(range(len(names)), names, rotation=70, ha="right", fontsize=6)
+        ax.set_yticks(range(len(names)), names, fontsize=6)
+        ax.set_title("confusion (rows: true)", fontsize=9)
+    if latencies:
+        ax = fig.add_subplot(grid[0, 2])
+        ax.hist(latencies, bins=30)
+        ax.set_xlabel("latency, ms", fontsize=8)
+        ax.set_title("scan publication -> labels", fontsize=9)
+    if records:
+        ax = fig.add_subplot(grid[1, :])
+        tracks = sorted({r["track"] for r in records})[:6]
+        t0 = min(r["stamp"] for r in records)
+        for i, tid in enumerate(tracks):
+            rs = [r for r in records if r["track"] == tid]
+            t = [(r["stamp"] - t0) / NS for r in rs]
+            ax.plot(t, [r["true"] + 0.12 * i for r in rs], ".", ms=5, color=f"C{i}", label=f"track {tid} true")
+            ax.plot(t, [(r["predicted"] if 0 <= r["predicted"] < len(names) else -1) + 0.12 * i for r in rs], "x",
+                    ms=4, color=f"C{i}", alpha=0.6)
+        ax.set_yticks(range(len(names)), names, fontsize=7)
+        ax.set_xlabel("s")
+        ax.set_title("true (dots) vs predicted (crosses) per track", fontsize=9)
+        ax.legend(fontsize=7, ncol=6, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(png, dpi=80)
+    plt.close(fig)
 
 
 def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path | None = None,
