@@ -157,6 +157,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
                 for site in matcher.layout.sites:
                     imu_topics[imu_topic.format(wearer=w, site=site)] = (w, site)
         wanted = {points_topic, *imu_topics} & topics
+        skipped = {c.topic: c.msgcount for c in reader.connections if c.topic not in wanted | {GT_TOPIC}}
         board = Scoreboard(list(names))
         records: list[Record] = []
         total = sum(c.msgcount for c in reader.connections if c.topic == points_topic)
@@ -220,6 +221,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
             "model_id": rt.bundle.meta["model_id"], "bag_sha256": bag_sha256(bag), "bag": str(bag),
             "mode": "offline", "segmentation": segmentation, "class_names": list(names),
             "scans": counts["scans"], "imu_messages": counts["imu"], "undecodable": counts.get("undecodable", 0),
+            "skipped_topics": skipped,
             "truncated": counts.get("truncated"), "interrupted": interrupted, "seconds": round(seconds, 2),
             "scans_per_second": round(counts["scans"] / seconds, 2) if seconds > 0 else None,
             "records": [r.__dict__ for r in records], "latencies": []}

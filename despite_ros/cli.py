@@ -44,8 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--labels", type=Path, default=None,
                    help="sidecar ground truth (CSV or JSON segments: start, end, label[, person]) instead of "
                         "the bag's /ground_truth/activities")
-    g.add_argument("--points-topic", default="/lidar/points", help="PointCloud2 topic (default: %(default)s)")
-    g.add_argument("--imu-topic", default="/{wearer}/imu/{site}", help="Imu topic pattern (default: %(default)s)")
+    g.add_argument("--points-topic", default=NODES["har_node"]["~/input/points"],
+                   help="PointCloud2 topic (default: har_node's input remapping, %(default)s)")
+    g.add_argument("--imu-topic", default=_yaml_default("matching_node", "imu_topic", "/{wearer}/imu/{site}"),
+                   help="Imu topic pattern (default: matching_node's imu_topic in config/har.yaml, %(default)s)")
     g.add_argument("--wearers", default=None, help="comma-separated wearer ids (default: every <wearer> with IMU topics)")
     g.add_argument("--stride", type=int, default=3, help="infer every N selected scans (default: 3)")
     g.add_argument("--record", type=Path, default=None, help="replay: also write the nodes' outputs to this new bag")
@@ -59,6 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
     e.set_defaults(func=lambda a: __import__("despite_ros.bench", fromlist=["run"]).run(a.kind, a.seconds, a.out))
     return parser
+
+
+def _yaml_default(node: str, name: str, fallback: str) -> str:
+    """A parameter's value in the installed config/har.yaml (the one parameter file of both start-up paths)."""
+    import yaml
+
+    from despite_ros.bringup import share_dir
+
+    try:
+        return str(yaml.safe_load((share_dir() / "config" / "har.yaml").read_text())[node]["ros__parameters"][name])
+    except (OSError, KeyError, TypeError, yaml.YAMLError):
+        return fallback
 
 
 def _bringup(args: argparse.Namespace, pipeline: tuple[str, ...]) -> int:
