@@ -238,13 +238,9 @@ def _ground_truth_step(pipe, xyz: np.ndarray, truth: np.ndarray, stamp: int, gt:
     occluded person is an empty frame, normalised to zeros exactly as the sequence store does."""
     from despite_ros.pipeline import ScanOutput
 
-    status = pipe.selector.offer(stamp)
-    pipe.counts[status] += 1
+    status = pipe.select(stamp)
     if status in ("skipped", "duplicate"):
         return ScanOutput(status)
-    if status == "backwards":
-        pipe.reset()
-        pipe.selector.offer(stamp)
     ids = gt.people_at(stamp) or sorted(int(i) for i in np.unique(truth) if i > 0)
     people = {}
     for pid in ids:

@@ -87,17 +87,23 @@ class HarPipeline:
         self.buffers.reset()
         self.selected = 0
 
+    def select(self, stamp_ns: int) -> str:
+        """Frame selection by stamp (buffers.FrameSelector), counted; a stamp going backwards
+        resets the pipeline and the scan starts a new run."""
+        status = self.selector.offer(stamp_ns)
+        self.counts[status] += 1
+        if status == "backwards":
+            self.reset()
+            self.selector.offer(stamp_ns)
+        return status
+
     def process_scan(self, xyz: np.ndarray, stamp_ns: int, truth: np.ndarray | None = None) -> ScanOutput:
         """One scan: (N, 3) sensor-frame points (NaN allowed) at ``stamp_ns``. ``truth`` (N,) is an
         optional per-point ground-truth person id (evaluation only): each frame then carries the
         track's point counts per person (for :func:`track_person`)."""
-        status = self.selector.offer(stamp_ns)
-        self.counts[status] += 1
+        status = self.select(stamp_ns)
         if status in ("skipped", "duplicate"):
             return ScanOutput(status)
-        if status == "backwards":
-            self.reset()
-            self.selector.offer(stamp_ns)
         res = self.perception.process(xyz, stamp_ns / NS)
         for tid in res.lost:
             self.encoder.forget(tid)
