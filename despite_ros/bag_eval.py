@@ -396,7 +396,7 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
     from sensor_msgs.msg import Imu, PointCloud2
     from tqdm import tqdm
 
-    from despite_ros.bringup import Bringup, share_dir
+    from despite_ros.bringup import Bringup, share_dir, use_shipped_dds_profile
     from despite_ros.inference import load_bundle
     from despite_ros.live_score import LiveScorer
 
@@ -427,10 +427,21 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
                                                          "wearers": "[" + ",".join(wearers) + "]"}}
     nodes = ("har_node", "matching_node") if wearers else ("har_node",)
     b = Bringup(share_dir() / "config" / "har.yaml", nodes, overrides, stdout=open(os.devnull, "w")).start()
+    use_shipped_dds_profile()
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("despite_bag_replay", context=ctx)
     scorer = LiveScorer(node, gt, subscribe_gt=False)
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    node_diag: dict[str, str] = {}
+
+    def on_diag(msg) -> None:
+        for st in msg.status:
+            if st.name.startswith("har_node"):
+                node_diag.update({kv.key: kv.value for kv in st.values})
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
     pubs = {points_topic: node.create_publisher(PointCloud2, points_topic, qos_profile_sensor_data)}
     for t in imu_topics:
         pubs[t] = node.create_publisher(Imu, t, qos_profile_sensor_data)
@@ -488,7 +499,11 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
             "latency_ms": None if lat is None else {"p50": round(float(np.median(lat)), 2),
                                                     "p95": round(float(np.percentile(lat, 95)), 2),
                                                     "max": round(float(lat.max()), 2)},
-            "dropped": None, "invalid": counts["invalid"], "model_id": load_bundle(model).meta["model_id"],
+            # har_node's own counts (its last /diagnostics): model periods without a scan, bad clouds
+            "dropped": int(node_diag["missing_periods"]) if "missing_periods" in node_diag else None,
+            "invalid": counts["invalid"] + int(node_diag.get("invalid", 0)),
+            "node_scans_selected": int(node_diag["scans_selected"]) if "scans_selected" in node_diag else None,
+            "model_id": load_bundle(model).meta["model_id"],
             "bag_sha256": bag_sha256(bag), "bag": str(bag), "mode": "replay", "rate": rate, "segmentation": "live",
             "class_names": list(names), "scans": selected, "scans_per_second": None, "interrupted": interrupted,
             "undecodable": counts.get("undecodable", 0), "truncated": counts.get("truncated"),

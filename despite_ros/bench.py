@@ -82,7 +82,7 @@ def bench_latency(rate: float, people: int, seconds: float, env: dict | None = N
     from sensor_msgs.msg import PointCloud2, PointField
 
     from despite_core.data.pointcloud2 import fill_message
-    from despite_ros.bringup import Bringup, share_dir
+    from despite_ros.bringup import Bringup, share_dir, use_shipped_dds_profile
     from despite_ros.msg import ActivityArray
     from despite_ros.nodes.har_node import stamp_ns, to_time
 
@@ -94,6 +94,7 @@ def bench_latency(rate: float, people: int, seconds: float, env: dict | None = N
         msgs.append(m)
     b = Bringup(share_dir() / "config" / "har.yaml", ("har_node",), {"har_node": {"providers": "cpu"}}, env=env,
                 stdout=open(os.devnull, "w")).start()
+    use_shipped_dds_profile()
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("despite_bench", context=ctx)

@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from despite_ros.bringup import Bringup, share_dir
+from despite_ros.bringup import Bringup, share_dir, use_shipped_dds_profile
 from despite_ros.live_score import LiveScorer
 from despite_ros.scoring import GroundTruth
 
@@ -29,6 +29,7 @@ def run_demo(seconds: float, params: Path | None, model: Path | None, seed: int,
     pipeline = {"model": str(bundle.resolve())}
     overrides = {"har_node": {**pipeline, "truth_field": "gt_person"}, "matching_node": pipeline,
                  "sim_node": {"duration": str(float(seconds)), "seed": str(seed)}}
+    use_shipped_dds_profile()
     rclpy.init()
     node = rclpy.create_node("despite_demo")
     scorer = LiveScorer(node, GroundTruth(list(names)))
