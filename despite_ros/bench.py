@@ -110,6 +110,11 @@ def bench_latency(rate: float, people: int, seconds: float, env: dict | None = N
             outputs.append(len(msg.people))
 
     node.create_subscription(ActivityArray, "/despite/activities", on_acts, QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    diag: dict[str, str] = {}
+    node.create_subscription(DiagnosticArray, "/diagnostics", lambda m: [diag.update({kv.key: kv.value for kv in st.values})
+                                                                          for st in m.status if st.name.startswith("har_node")], 10)
     pub = node.create_publisher(PointCloud2, "/lidar/points", qos_profile_sensor_data)
     ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
     ex.add_node(node)
@@ -148,7 +153,9 @@ def bench_latency(rate: float, people: int, seconds: float, env: dict | None = N
             "mean_tracks": round(float(np.mean(outputs)), 2), **{k: v for k, v in _stats(lat.tolist()).items() if k != "n"},
             "latency_first_half_ms": round(float(np.median(lat[:half])), 2) if half else None,
             "latency_second_half_ms": round(float(np.median(lat[half:])), 2) if half else None,
-            "node_cpu_percent": round(100 * (cpu1 - cpu0) / wall, 1), "node_peak_rss_mb": round(peak / 2**20, 1)}
+            "node_cpu_percent": round(100 * (cpu1 - cpu0) / wall, 1), "node_peak_rss_mb": round(peak / 2**20, 1),
+            # har_node's own count (its last /diagnostics): scans it took, model periods without one
+            "node_scans_selected": int(diag.get("scans_selected", -1)), "node_missing_periods": int(diag.get("missing_periods", -1))}
 
 
 def table(result: dict) -> str:
@@ -160,14 +167,16 @@ def table(result: dict) -> str:
                   f"| Open3D plane RANSAC + DBSCAN | {p['open3d_baseline']['median_ms']} | {p['open3d_baseline']['p95_ms']} |",
                   f"| speed-up | {p['speedup_median']}x | {p['speedup_p95']}x |", ""]
     if "latency" in result:
-        lines += ["| rate Hz | people | p50 ms | p95 ms | max ms | 1st half / 2nd half p50 ms | har_node CPU % | peak RSS MB |",
-                  "|---:|---:|---:|---:|---:|---|---:|---:|"]
+        lines += ["| rate Hz | people | p50 ms | p95 ms | max ms | 1st half / 2nd half p50 ms | scans selected / sent | "
+                  "missed periods | har_node CPU % | peak RSS MB |",
+                  "|---:|---:|---:|---:|---:|---|---|---:|---:|---:|"]
         for r in result["latency"]:
             if "error" in r:
                 lines.append(f"| {r['rate_hz']} | {r['people']} | {r['error']} |")
                 continue
             lines.append(f"| {r['rate_hz']:g} | {r['people']} | {r['median_ms']} | {r['p95_ms']} | {r['max_ms']} | "
-                         f"{r['latency_first_half_ms']} / {r['latency_second_half_ms']} | {r['node_cpu_percent']} | "
+                         f"{r['latency_first_half_ms']} / {r['latency_second_half_ms']} | "
+                         f"{r['node_scans_selected']} / {r['scans']} | {r['node_missing_periods']} | {r['node_cpu_percent']} | "
                          f"{r['node_peak_rss_mb']} |")
     return "\n".join(lines)
 
