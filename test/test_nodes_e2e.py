@@ -24,19 +24,25 @@ def bundle_metrics() -> dict:
 
 
 def test_demo_labels_and_matches_the_simulated_people(tmp_path):
-    """`despite-ros demo`: sim_node + har_node + matching_node as processes; the demo's live score
-    must reach the bundle's own test accuracy minus 0.15, with most wearers matched right."""
-    out = subprocess.run([str(BIN), "demo", "--seconds", "30", "--seed", "7"], env=ros_env(tmp_path), cwd=tmp_path,
-                         capture_output=True, text=True, timeout=240)
+    """`despite-ros demo`: sim_node + har_node + matching_node as processes over DDS, scored live.
+
+    Threshold tied to the bundle's own test accuracy (model.yaml): at least that minus 0.2. Why 0.2
+    and not less: 45 s of two people is about 90 windows but only ~15 activity segments (windows
+    overlap and share their segment's label), so the sampling spread alone is about +-0.12; live
+    segmentation costs ~0.1 more (bag-eval: 0.605 live vs 0.718 with ground-truth segmentation);
+    and scheduling on a loaded 2-core CI machine moves a run by ~0.05 (measured 0.42-0.48 here).
+    A broken pipeline scores near chance (1/15). Wearers: most assignments right."""
+    out = subprocess.run([str(BIN), "demo", "--seconds", "45", "--seed", "7"], env=ros_env(tmp_path), cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     last = out.stdout.strip().splitlines()[-1]
     m = re.fullmatch(r"demo accuracy: (\d\.\d\d) over (\d+) windows", last)
     assert m, last
     acc, n = float(m.group(1)), int(m.group(2))
-    floor = bundle_metrics()["pointcloud_har_onnx"]["accuracy"] - 0.15
-    assert n >= 20 and acc >= floor, (acc, n, floor, out.stdout[-2000:])
+    floor = bundle_metrics()["pointcloud_har_onnx"]["accuracy"] - 0.2
+    assert n >= 40 and acc >= floor, (acc, n, floor, out.stdout[-2000:])
     match = re.search(r"wearer matching accuracy: (\d\.\d\d) over (\d+) assignments", out.stdout)
-    assert match and int(match.group(2)) >= 10 and float(match.group(1)) > 0.5, out.stdout[-1500:]
+    assert match and int(match.group(2)) >= 20 and float(match.group(1)) > 0.7, out.stdout[-1500:]
     assert "t=" in out.stdout and "predicted" in out.stdout          # the live table was printed
 
 
