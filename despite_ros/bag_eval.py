@@ -61,6 +61,19 @@ def _ground_truth(labels: Path | None, names: list[str]) -> GroundTruth:
         raise BagEvalError(str(e)) from None
 
 
+def _check_overlap(gt: GroundTruth, reader, bag: Path) -> None:
+    """Sidecar segments must overlap the bag's time: a file in another time base would otherwise
+    match no frame and every window would silently be unlabelled."""
+    if not gt.segments:
+        return
+    lo, hi = min(a for a, *_ in gt.segments), max(b for _, b, *_ in gt.segments)
+    slack = 60 * NS                                        # header stamps vs bag (log) time
+    if hi < reader.start_time - slack or lo > reader.end_time + slack:
+        raise BagEvalError(f"the label file's segments ({lo / NS:.1f}-{hi / NS:.1f} s) do not overlap the bag "
+                           f"({reader.start_time / NS:.1f}-{reader.end_time / NS:.1f} s): times are message stamps in "
+                           "seconds since the epoch, as in the bag's headers")
+
+
 def open_bag(path: Path):
     """A rosbags AnyReader over the bag (MCAP or sqlite3) with despite_ros's types; clear errors."""
     from rosbags.highlevel import AnyReader
@@ -138,8 +151,9 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
     reader = open_bag(bag)
     counts: dict = {"invalid": 0, "scans": 0, "imu": 0, "dropped": 0}
     try:
-        _check_topics(reader, points_topic, labels is None or segmentation == "ground-truth", bag)
+        _check_topics(reader, points_topic, labels is None, bag)
         gt = _ground_truth(labels, names)
+        _check_overlap(gt, reader, bag)
         if GT_TOPIC in {c.topic for c in reader.connections}:
             # First pass: the labels (small). A scan is written before its label message, and
             # ground-truth segmentation needs the people listed at each scan.
@@ -408,6 +422,7 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
     try:
         _check_topics(reader, points_topic, labels is None, bag)
         gt = _ground_truth(labels, names)
+        _check_overlap(gt, reader, bag)
         topics = {c.topic: c for c in reader.connections}
         if GT_TOPIC in topics:
             for _, _, msg in iter_messages(reader, {GT_TOPIC}, counts):
@@ -426,12 +441,20 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
                                                          "imu_topic": imu_topic,
                                                          "wearers": "[" + ",".join(wearers) + "]"}}
     nodes = ("har_node", "matching_node") if wearers else ("har_node",)
-    b = Bringup(share_dir() / "config" / "har.yaml", nodes, overrides, stdout=open(os.devnull, "w")).start()
     use_shipped_dds_profile()
+    devnull = open(os.devnull, "w")
+    b = Bringup(share_dir() / "config" / "har.yaml", nodes, overrides, stdout=devnull)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("despite_bag_replay", context=ctx)
-    scorer = LiveScorer(node, gt, subscribe_gt=False)
+    try:
+        b.start()
+    except BaseException:
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        devnull.close()
+        raise
+    scorer = LiveScorer(node, gt, subscribe_gt=False, keep_messages=record is not None)
     from diagnostic_msgs.msg import DiagnosticArray
 
     node_diag: dict[str, str] = {}
@@ -489,6 +512,7 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
         b.stop()
+        devnull.close()
     latencies = [(arr - published[s]) * 1e3 for s, arr in scorer.arrivals.items() if s in published]
     selected = len(published)
     summary = scorer.board.summary()

@@ -97,10 +97,14 @@ class Bringup:
         if unknown:
             raise ValueError(f"unknown nodes {unknown}; known: {list(NODES)}")
         env = ros_environment(self.env)
-        for n in self.nodes:
-            self.procs[n] = subprocess.Popen(node_command(n, self.params, self.overrides.get(n)), env=env,
-                                             stdout=self.stdout, stderr=subprocess.STDOUT if self.stdout else None,
-                                             start_new_session=True)
+        try:
+            for n in self.nodes:
+                self.procs[n] = subprocess.Popen(node_command(n, self.params, self.overrides.get(n)), env=env,
+                                                 stdout=self.stdout, stderr=subprocess.STDOUT if self.stdout else None,
+                                                 start_new_session=True)
+        except BaseException:
+            self.stop()                                 # none of the started nodes may outlive a failed start
+            raise
         return self
 
     def poll(self) -> tuple[str, int] | None:

@@ -3,10 +3,10 @@ frame rate by stamp, per-track 24-frame point windows, and per-wearer IMU stream
 windows' scan stamps. Stamps are integer nanoseconds (exact keys); durations are seconds.
 
 Policy (explicit, tested):
-- Scans: a scan is selected when at least (1 - ``tolerance``) of a frame period has passed since
-  the last selected one (a 20 Hz LiDAR feeds every other scan to a 10 fps model). An equal stamp
-  is a ``duplicate`` (dropped); an earlier stamp is ``backwards`` (a bag looping or a clock
-  reset): the caller resets every buffer and the scan starts afresh.
+- Scans: selected on a fixed grid of model periods (FrameSelector), so any LiDAR rate averages
+  the model's 10 fps (a 20 Hz LiDAR feeds every other scan). An equal stamp is a ``duplicate``
+  (dropped); an earlier stamp is ``backwards`` (a bag looping or a clock reset): the caller resets
+  every buffer and the scan starts afresh.
 - Gaps: up to ``max_gap`` missing periods between selected scans (a lost scan), or scans in which
   perception misses a track, are filled by repeating the track's previous frame at the missing
   period's stamp; a longer gap clears the buffers (a window always spans 24 periods = 2.4 s).
@@ -54,27 +54,35 @@ class BufferConfig:
 
 
 class FrameSelector:
-    """Decides which scans feed the model, by stamp; see the module docstring."""
+    """Decides which scans feed the model, by stamp, on a fixed grid of model periods anchored at
+    the first selected scan: the first scan at or after each grid point (less ``tolerance`` of a
+    period) is selected, so any LiDAR rate averages the model's rate (a 20 Hz LiDAR feeds every
+    other scan, a 15 Hz one alternates 133 / 67 ms) and one late scan does not shift the grid."""
 
     def __init__(self, cfg: BufferConfig) -> None:
         self.cfg = cfg
         self.last: int | None = None
+        self.origin = 0
+        self.next_k = 0
 
     def offer(self, stamp_ns: int) -> str:
-        """``selected``, ``skipped`` (too soon after the last selected scan), ``duplicate`` or
-        ``backwards`` (the caller resets; the scan is then selected as the first of a new run)."""
+        """``selected``, ``skipped`` (before the next grid point), ``duplicate`` or ``backwards`` (the
+        caller resets; the scan is then selected as the first of a new run)."""
+        period, early = self.cfg.period_ns, self.cfg.tolerance * self.cfg.period_ns
         if self.last is None:
-            self.last = stamp_ns
+            self.last, self.origin, self.next_k = stamp_ns, stamp_ns, 1
             return "selected"
         if stamp_ns == self.last:
             return "duplicate"
         if stamp_ns < self.last:
-            self.last = stamp_ns
+            self.reset()
+            self.offer(stamp_ns)
             return "backwards"
-        if stamp_ns - self.last >= (1 - self.cfg.tolerance) * self.cfg.period_ns:
-            self.last = stamp_ns
-            return "selected"
-        return "skipped"
+        if stamp_ns < self.origin + self.next_k * period - early:
+            return "skipped"
+        self.last = stamp_ns
+        self.next_k = int((stamp_ns - self.origin + early) // period) + 1
+        return "selected"
 
     def reset(self) -> None:
         self.last = None
@@ -263,6 +271,9 @@ class WearerImu:
             vals = to_layout(np.stack([x[1] for x in dq]), self.site_layout)
             lo = max(int(np.searchsorted(t, stamps[0], "right")) - 1, 0)
             hi = int(np.searchsorted(t, stamps[-1], "left")) + 1
+            gap = np.diff(t[lo:hi]).max(initial=0) / NS
+            if gap > 2 * self.cfg.max_stale:
+                return None, f"{site}: {gap:.2f} s without samples inside the window"
             src_t = (t[lo:hi] - base) / NS
             out[:, s] = resample_imu(src_t, vals[lo:hi, None, :], self.site_layout, dst,
                                      max_extrapolation=self.cfg.max_stale)[:, 0]

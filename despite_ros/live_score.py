@@ -14,7 +14,7 @@ def _ns(t) -> int:
 
 
 class LiveScorer:
-    def __init__(self, node, gt: GroundTruth, subscribe_gt: bool = True) -> None:
+    def __init__(self, node, gt: GroundTruth, subscribe_gt: bool = True, keep_messages: bool = False) -> None:
         from rclpy.qos import QoSProfile, ReliabilityPolicy
 
         from despite_ros.msg import ActivityArray, Embedding, MatchArray
@@ -31,7 +31,9 @@ class LiveScorer:
         self.rows: list[tuple] = []                           # for the live table
         self.records: list[dict] = []                         # every scored window
         self.wearer_of: dict[tuple[int, int], str] = {}
-        self.messages: list[tuple[str, float, object]] = []   # (topic, arrival, msg) for --record
+        self.keep_messages = keep_messages
+        self.messages: list[tuple[str, float, object]] = []   # (topic, arrival, msg), only for --record
+        self.missing_frames = 0                               # windows whose Embedding never arrived
         if subscribe_gt:
             node.create_subscription(ActivityArray, "/ground_truth/activities", gt.add_message, qos)
         node.create_subscription(ActivityArray, "/despite/truth", self.on_truth, qos)
@@ -39,18 +41,22 @@ class LiveScorer:
         node.create_subscription(ActivityArray, "/despite/activities", self.on_activities, qos)
         node.create_subscription(MatchArray, "/despite/matches", self.on_matches, qos)
         node.create_subscription(ActivityArray, "/despite/imu_activities",
-                                 lambda m: self.messages.append(("/despite/imu_activities", time.perf_counter(), m)), qos)
+                                 lambda m: self._keep("/despite/imu_activities", m), qos)
+
+    def _keep(self, topic: str, msg) -> None:
+        if self.keep_messages:
+            self.messages.append((topic, time.perf_counter(), msg))
 
     def on_activities(self, msg) -> None:
         now = time.perf_counter()
         s = _ns(msg.header.stamp)
         self.arrivals.setdefault(s, now)
         self.pending.append((time.monotonic(), s, msg))
-        self.messages.append(("/despite/activities", now, msg))
+        self._keep("/despite/activities", msg)
 
     def on_matches(self, msg) -> None:
         self.matches.append((time.monotonic(), _ns(msg.header.stamp), msg))
-        self.messages.append(("/despite/matches", time.perf_counter(), msg))
+        self._keep("/despite/matches", msg)
 
     def on_truth(self, msg) -> None:
         s = _ns(msg.header.stamp)
@@ -82,6 +88,9 @@ class LiveScorer:
                 continue
             for p in msg.people:
                 key = (stamp, p.track_id)
+                if key not in self.frames:                    # its Embedding was lost: not scorable
+                    self.missing_frames += 1
+                    continue
                 person = self.truth.get(key, 0)
                 labels = self.gt.labels(person, self.frames.get(key, [])) if person else []
                 outcome = self.board.add_window(person, labels, int(p.class_id))

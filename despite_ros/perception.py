@@ -168,6 +168,8 @@ class RangeBackground:
     def foreground(self, pix: np.ndarray, rng: np.ndarray, stamp: float) -> np.ndarray | None:
         """Foreground mask of the points, or None while learning."""
         if self.start is None:
+            if pix.size == 0:
+                return None                               # learning starts with the first scan that has returns
             self.start = stamp
         if not self.learned:
             self._learn.append((pix.copy(), rng.astype(np.float32)))
@@ -224,6 +226,7 @@ class Tracker:
         self.next_id = 1
 
     def reset(self) -> list[int]:
+        """Drop every track (ids are still never reused)."""
         lost = [t.tid for t in self.tracks]
         self.tracks = []
         return lost
@@ -241,6 +244,8 @@ class Tracker:
         assign: dict[int, int] = {}
         if len(self.tracks) and len(centroids):
             cost = np.linalg.norm(pred[:, None, :] - centroids[None, :, :], axis=2)      # (K, D)
+            # Gate before assigning: the best assignment among the pairs inside the gate.
+            cost = np.where(cost <= c.track_gate, cost, 1e6)
             rows, cols = linear_sum_assignment(cost)
             assign = {int(d): int(k) for k, d in zip(rows, cols) if cost[k, d] <= c.track_gate}
         ids: list[int | None] = []
@@ -285,8 +290,10 @@ class Perception:
     def reset(self) -> list[int]:
         self.background = RangeBackground(self.cfg) if self.cfg.background else None
         self.ground = self.cfg.ground_z
-        lost = self.tracker.reset() if hasattr(self, "tracker") else []
-        self.tracker = Tracker(self.cfg)
+        if hasattr(self, "tracker"):
+            lost = self.tracker.reset()                 # the same tracker: new ids continue after the old
+        else:
+            lost, self.tracker = [], Tracker(self.cfg)
         self.last_stamp: float | None = None
         self.scan_period = 0.1
         return lost
@@ -307,7 +314,7 @@ class Perception:
         horiz = np.hypot(pts[:, 0], pts[:, 1])
         finite = np.flatnonzero(np.isfinite(horiz) & np.isfinite(pts[:, 2]))
         roi = (horiz >= c.min_range) & (horiz <= c.max_range) & (pts[:, 2] >= c.min_z) & (pts[:, 2] <= c.max_z)
-        if self.ground is None and (self.background is None or not self.background.learned):
+        if self.ground is None:                          # until found (a sparse or empty start must not block it)
             self.ground = estimate_ground(pts[finite], horiz[finite])
         if self.background is not None:
             # The background sees every finite return, not only the ROI: a surface flickering across
@@ -383,16 +390,16 @@ class Perception:
 
     def _gate(self, fp: np.ndarray, clusters: list[np.ndarray]) -> list[np.ndarray]:
         c = self.cfg
-        floor = self.ground if self.ground is not None else -np.inf
         out = []
         for members in clusters:
             if len(members) < c.min_points:
                 continue
             q = fp[members]
             lo, hi = q.min(0), q.max(0)
-            top = hi[2] - floor
-            if not (c.min_top <= top <= c.max_top) or hi[2] - lo[2] < c.min_extent:
+            if hi[2] - lo[2] < c.min_extent:
                 continue
+            if self.ground is not None and not (c.min_top <= hi[2] - self.ground <= c.max_top):
+                continue                                  # (no floor known yet: the height gate waits)
             if math.hypot(hi[0] - lo[0], hi[1] - lo[1]) > c.max_footprint:
                 continue
             out.append(members)

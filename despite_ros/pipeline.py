@@ -82,7 +82,11 @@ class HarPipeline:
         self.counts = {"selected": 0, "skipped": 0, "duplicate": 0, "backwards": 0, "inferences": 0, "windows": 0}
 
     def reset(self) -> None:
-        self.perception.reset()
+        """Time went backwards: forget tracks, windows and cached tubes (track ids are not reused)."""
+        for tid in self.perception.reset():
+            self.encoder.forget(tid)
+        for tid in list(self.buffers.tracks):
+            self.encoder.forget(tid)
         self.selector.reset()
         self.buffers.reset()
         self.selected = 0
@@ -94,7 +98,7 @@ class HarPipeline:
         self.counts[status] += 1
         if status == "backwards":
             self.reset()
-            self.selector.offer(stamp_ns)
+            self.selector.offer(stamp_ns)        # the scan starts the new run
         return status
 
     def process_scan(self, xyz: np.ndarray, stamp_ns: int, truth: np.ndarray | None = None) -> ScanOutput:

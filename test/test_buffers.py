@@ -107,3 +107,27 @@ def test_wearer_imu_resamples_at_scan_stamps_with_slerp_and_a_staleness_bound():
     assert imu.push("left_forearm", 0, v[0]) == "backwards" and len(imu.samples["left_forearm"]) == 1
     with pytest.raises(KeyError, match="not in the bundle's IMU layout"):
         imu.push("head", 0, v[0])
+
+
+@pytest.mark.parametrize("hz", [12.0, 15.0, 20.0, 25.0])
+def test_selector_keeps_the_model_rate_for_any_lidar_rate(hz):
+    sel = FrameSelector(CFG)
+    stamps = (np.arange(int(hz * 12)) / hz * NS).astype(np.int64)                 # 12 s
+    chosen = [s for s in stamps if sel.offer(int(s)) == "selected"]
+    span = (chosen[-1] - chosen[0]) / NS
+    assert abs((len(chosen) - 1) / span - 10.0) < 0.3, (hz, len(chosen), span)   # a window stays ~2.4 s
+    # One late scan does not shift the grid: 0, 100, 226, 300, 400 ms keeps 300.
+    sel = FrameSelector(CFG)
+    got = [sel.offer(t * 10**6) for t in (0, 100, 226, 300, 400)]
+    assert got == ["selected"] * 5
+
+
+def test_wearer_imu_rejects_a_gap_inside_the_window():
+    imu = WearerImu(LAYOUT, CFG)
+    t = np.r_[np.arange(0, 1.0, 0.01), np.arange(2.0, 3.0, 0.01)]                # 1 s without packets
+    v, _ = spinning(t)
+    for site in LAYOUT.sites:
+        for ti, vi in zip(t, v):
+            imu.push(site, int(round(ti * NS)), vi)
+    win, why = imu.window(((0.5 + np.arange(24) * 0.1) * NS).astype(np.int64))
+    assert win is None and "without samples inside the window" in why

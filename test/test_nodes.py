@@ -115,6 +115,7 @@ def test_matching_node_assigns_wearers_to_tracks(ros):
                                                            Parameter("providers", value="cpu")])
     try:
         embs, truth = capture(har.emb_pub), capture(har.truth_pub)
+        embs_kept = []
         matches, imu_acts = capture(match.match_pub), capture(match.imu_act_pub)
         sites = match.matcher.layout.sites
         for t, kind, payload in sim_messages(12.0, seed=6):
@@ -123,6 +124,7 @@ def test_matching_node_assigns_wearers_to_tracks(ros):
                 har.on_points(cloud(scan_arrays(payload), ns))
                 for e in embs:
                     match.on_embedding(e)
+                embs_kept.extend(embs)
                 embs.clear()
                 match.flush()
             else:
@@ -152,6 +154,12 @@ def test_matching_node_assigns_wearers_to_tracks(ros):
         assert total > 0 and right / total > 0.5, (right, total)
         if match.matcher.has_head:
             assert imu_acts and imu_acts[-1].source == "imu" and {p.wearer_id for p in imu_acts[-1].people} <= {"person_1", "person_2"}
+        # An embedding of another size (another model) is counted, not matched; the node keeps running.
+        wrong = embs_kept[-1]
+        wrong.data = wrong.data[:256]
+        match.on_embedding(wrong)
+        match.flush()
+        assert match.counts["bad_embeddings"] == 1 and match.counts["errors"] == 0
         # A NaN IMU reading is counted, not used.
         bad = Imu()
         bad.orientation.w = float("nan")

@@ -97,3 +97,23 @@ def test_close_people_are_split_by_their_tracks_and_background_off_removes_the_f
     with pytest.raises(ValueError, match="min_range < max_range"):
         PerceptionConfig(min_range=5, max_range=1)
     assert estimate_ground(np.zeros((10, 3)), np.ones(10)) is None
+
+
+def test_a_start_without_returns_does_not_block_detection_and_the_gate_applies_before_assignment():
+    from despite_ros.perception import Tracker
+
+    rng = np.random.default_rng(2)
+    bg = room(rng)
+    per = Perception(PerceptionConfig(background_learn_s=0.3))
+    for k in range(5):                                             # a driver warming up: empty clouds
+        per.process(np.zeros((0, 3)), k * 0.1)
+    found = 0
+    for k in range(5, 40):
+        r = per.process(np.concatenate([bg, box_person((3.0, 1.0), rng)]), k * 0.1)
+        found += len(r.people)
+    assert per.ground == pytest.approx(-1.5, abs=0.05) and found > 20
+    # Two tracks, two detections: the pairing with both inside the 1 m gate wins over the cheaper total.
+    tr = Tracker(PerceptionConfig(min_hits=1))
+    tr.update(0.0, np.array([[0.06, -0.11], [0.16, 0.63]]))
+    ids, _ = tr.update(0.0, np.array([[-0.57, -0.01], [-0.80, 0.03]]))
+    assert sorted(ids) == [1, 2]

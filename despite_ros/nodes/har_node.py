@@ -177,7 +177,8 @@ class HarNode(Node):
                                            data=[float(x) for x in r.embedding]))
             m = Marker(header=newest, ns="despite", id=r.track_id, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
                        text=f"{r.track_id}: {r.label} {r.confidence:.2f}", color=class_colour(r.class_id, len(names)),
-                       lifetime=Duration(sec=0, nanosec=int(self.params.marker_lifetime * 1e9)))
+                       lifetime=Duration(sec=int(self.params.marker_lifetime),
+                                         nanosec=int(round(self.params.marker_lifetime % 1 * 1e9)) % 1_000_000_000))
             m.pose.position = Point(x=pos.x, y=pos.y, z=pos.z + 1.1)
             m.pose.orientation.w = 1.0
             m.scale.z = 0.3

@@ -73,6 +73,7 @@ class MatchingNode(Node):
         self.runtime = Runtime(bundle, providers=p.providers, threads=p.threads)
         self.matcher = WearerMatcher(self.runtime, list(p.wearers), p.min_similarity, p.max_stale)
         self.model_id = str(self.runtime.bundle.meta["model_id"])
+        self.embedding_dim = int(self.runtime.bundle.meta["embedding_dim"])
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(Embedding, "~/input/embeddings", self.on_embedding, reliable)
         for wearer in p.wearers:
@@ -85,7 +86,7 @@ class MatchingNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
         self.pending: dict[int, dict] = {}
         self.counts = {"imu": 0, "invalid": 0, "duplicate": 0, "backwards": 0, "batches": 0, "embeddings": 0,
-                       "bad_embeddings": 0}
+                       "bad_embeddings": 0, "errors": 0}
         self.missing: dict[str, str] = {}
         self.times: list[float] = []
         self.create_timer(0.02, self.flush)
@@ -100,7 +101,8 @@ class MatchingNode(Node):
         self.counts["imu" if status == "ok" else status] += 1
 
     def on_embedding(self, msg: Embedding) -> None:
-        if msg.modality != "pointcloud" or len(msg.frame_stamps) != self.matcher.cfg.window or not msg.data:
+        if (msg.modality != "pointcloud" or len(msg.frame_stamps) != self.matcher.cfg.window
+                or len(msg.data) != self.embedding_dim):
             self.counts["bad_embeddings"] += 1
             return
         self.counts["embeddings"] += 1
@@ -117,7 +119,13 @@ class MatchingNode(Node):
                 continue
             del self.pending[stamp]
             t0 = time.perf_counter()
-            self.match(stamp, batch)
+            try:
+                self.match(stamp, batch)
+            except Exception as e:  # noqa: BLE001 - a bad batch must not stop the node; logged and counted
+                self.counts["errors"] = self.counts.get("errors", 0) + 1
+                self.get_logger().error(f"matching the batch at {stamp} ns failed: {type(e).__name__}: {e}",
+                                        throttle_duration_sec=5.0)
+                continue
             self.times.append(time.perf_counter() - t0)
 
     def match(self, stamp: int, batch: dict) -> None:
@@ -151,7 +159,9 @@ class MatchingNode(Node):
                   "provider": self.runtime.provider, "model_id": self.model_id,
                   **{f"waiting_{w}": why for w, why in self.missing.items()}}
         level, message = DiagnosticStatus.OK, "ok"
-        if self.counts["imu"] == 0:
+        if self.counts["errors"]:
+            level, message = DiagnosticStatus.ERROR, f"{self.counts['errors']} batches failed (see the log)"
+        elif self.counts["imu"] == 0:
             level, message = DiagnosticStatus.WARN, "no IMU data"
         elif self.counts["invalid"] or self.counts["bad_embeddings"]:
             level, message = DiagnosticStatus.WARN, "invalid inputs dropped"
