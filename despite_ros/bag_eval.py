@@ -15,7 +15,7 @@ the cost of perception and tracking.
 Ground truth: the bag's ``/ground_truth/activities`` (ActivityArray, as `despite synth` writes)
 or a sidecar file of labelled segments (docs/bag-eval.md): CSV with a header
 ``start,end,label[,person]`` or JSON ``[{"start":..., "end":..., "label":..., "person":...}]``;
-times in seconds (bag time), ``person`` a ground-truth person id or ``person_<k>`` (empty: every
+times in seconds since the epoch (the messages' header stamps), ``person`` a ground-truth person id or ``person_<k>`` (empty: every
 person). Each window is scored by the fixed rules of despite_ros.scoring.
 """
 from __future__ import annotations
