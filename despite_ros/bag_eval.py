@@ -74,8 +74,70 @@ def _check_overlap(gt: GroundTruth, reader, bag: Path) -> None:
                            "seconds since the epoch, as in the bag's headers")
 
 
+@dataclass
+class _Connection:
+    id: int
+    topic: str
+    msgtype: str
+    msgcount: int
+
+
+class McapStream:
+    """An MCAP file read record by record (the `mcap` package), for files rosbags cannot open
+    because their end is missing (a recording cut off): everything before the cut is used and
+    :attr:`truncated` says where it stopped. The same interface as the part of rosbags' AnyReader
+    that bag-eval uses."""
+
+    def __init__(self, path: Path) -> None:
+        from mcap.records import Channel, Message, Schema
+
+        self.path = path
+        self.truncated: str | None = None
+        schemas, channels, counts = {}, {}, {}
+        self.start_time, self.end_time = None, None
+        for r in self._records():
+            if isinstance(r, Schema):
+                schemas[r.id] = r.name
+            elif isinstance(r, Channel):
+                channels[r.id] = (r.topic, r.schema_id)
+            elif isinstance(r, Message):
+                counts[r.channel_id] = counts.get(r.channel_id, 0) + 1
+                self.start_time = r.log_time if self.start_time is None else min(self.start_time, r.log_time)
+                self.end_time = r.log_time if self.end_time is None else max(self.end_time, r.log_time)
+        if self.start_time is None:
+            raise BagEvalError(f"{path}: cannot read the bag: no message could be read ({self.truncated or 'empty'})")
+        self.connections = [_Connection(cid, topic, schemas.get(sid, "unknown"), counts.get(cid, 0))
+                            for cid, (topic, sid) in channels.items()]
+
+    def _records(self):
+        from mcap.stream_reader import StreamReader
+
+        with self.path.open("rb") as f:
+            try:
+                yield from StreamReader(f).records
+            except Exception as e:  # the cut: EndOfFile or a damaged last record
+                self.truncated = f"{type(e).__name__} after the last complete record"
+
+    def messages(self, connections=None):
+        from mcap.records import Message
+
+        wanted = {c.id: c for c in (connections if connections is not None else self.connections)}
+        for r in self._records():
+            if isinstance(r, Message) and r.channel_id in wanted:
+                yield wanted[r.channel_id], r.log_time, r.data
+
+    def deserialize(self, raw, msgtype: str):
+        from despite_core.data.rosbag import typestore
+
+        return typestore().deserialize_cdr(raw, msgtype)
+
+    def close(self) -> None:
+        pass
+
+
 def open_bag(path: Path):
-    """A rosbags AnyReader over the bag (MCAP or sqlite3) with despite_ros's types; clear errors."""
+    """A rosbags AnyReader over the bag (MCAP or sqlite3) with despite_ros's types; an MCAP file
+    whose end was cut off is read record by record up to the cut (:class:`McapStream`)."""
     from rosbags.highlevel import AnyReader
 
     from despite_core.data.rosbag import typestore
@@ -85,9 +147,18 @@ def open_bag(path: Path):
     try:
         reader = AnyReader([path], default_typestore=typestore())
         reader.open()
+        return reader
     except Exception as e:  # rosbags raises several reader errors for broken bags
-        raise BagEvalError(f"{path}: cannot read the bag ({type(e).__name__}: {e})") from None
-    return reader
+        first = f"{type(e).__name__}: {e}"
+    files = sorted(path.glob("*.mcap")) if path.is_dir() else [path] if path.suffix == ".mcap" else []
+    if len(files) == 1:
+        try:
+            return McapStream(files[0])
+        except BagEvalError:
+            raise
+        except Exception as e:  # not even a readable start
+            first += f"; record by record: {type(e).__name__}: {e}"
+    raise BagEvalError(f"{path}: cannot read the bag ({first})")
 
 
 def _check_topics(reader, points: str, gt_needed: bool, path: Path) -> None:
@@ -230,6 +301,8 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
     finally:
         reader.close()
     counts["dropped"] = pipe.buffers.missing_total
+    if getattr(reader, "truncated", None):
+        counts["truncated"] = reader.truncated
     summary = board.summary()
     return {**summary, "latency_ms": None, "dropped": counts["dropped"], "invalid": counts["invalid"],
             "model_id": rt.bundle.meta["model_id"], "bag_sha256": bag_sha256(bag), "bag": str(bag),

@@ -116,6 +116,16 @@ def test_broken_bags_and_missing_topics_are_clear_errors(synth, tmp_path):
     (broken / "bag.mcap").write_bytes(b"\x89MCAP0\r\n" + np.random.default_rng(0).bytes(4096))
     out = bag_eval([str(broken), "--out", str(tmp_path / "y")], tmp_path)
     assert out.returncode == 2 and "cannot read the bag" in out.stderr, out.stderr
+    # A recording cut off (its MCAP end missing): everything before the cut is scored, and said so.
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "metadata.yaml").write_text((synth / "bag" / "metadata.yaml").read_text())
+    data = (synth / "bag" / "bag.mcap").read_bytes()
+    (cut / "bag.mcap").write_bytes(data[: int(len(data) * 0.7)])
+    out = bag_eval([str(cut), "--out", str(tmp_path / "cut_out")], tmp_path)
+    assert out.returncode == 0, out.stderr
+    res = json.loads((tmp_path / "cut_out" / "results.json").read_text())
+    assert res["truncated"] and 0 < res["scans"] < 150 and res["windows"] > 0
     bad = tmp_path / "bad.csv"
     bad.write_text("start,end,label\n1,2,flying\n")
     out = bag_eval([str(synth / "bag"), "--out", str(tmp_path / "z"), "--labels", str(bad)], tmp_path)
