@@ -11,10 +11,14 @@ REQUIRED_KEYS = ("format_version", "model_id", "preset", "class_names", "fps", "
 INPUT_NAMES = {"pointcloud": "points", "imu": "imu", "skeleton": "joints"}
 
 
-def sha256_file(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha256()
+def hash_file(h, path: str | Path):
+    """Feed a file to the hash object ``h`` in 1 MiB chunks; returns ``h``."""
     with Path(path).open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
-    return h.hexdigest()
+    return h
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file."""
+    return hash_file(hashlib.sha256(), path).hexdigest()

@@ -29,10 +29,11 @@ from pathlib import Path
 
 import numpy as np
 
+from despite_core.bundle import hash_file
 from despite_core.data.sampling import normalise_frame
-from despite_ros.scoring import GroundTruth, LabelError
+from despite_ros.buffers import NS, stamp_ns
+from despite_ros.scoring import GroundTruth, LabelError, person_of
 
-NS = 1_000_000_000
 GT_TOPIC = "/ground_truth/activities"
 
 
@@ -46,9 +47,7 @@ def bag_sha256(path: Path) -> str:
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:
         h.update(f.name.encode())
-        with f.open("rb") as fh:
-            for chunk in iter(lambda: fh.read(1 << 20), b""):
-                h.update(chunk)
+        hash_file(h, f)
     return h.hexdigest()
 
 
@@ -59,6 +58,29 @@ def _ground_truth(labels: Path | None, names: list[str]) -> GroundTruth:
         return GroundTruth.from_sidecar(labels, names)
     except LabelError as e:
         raise BagEvalError(str(e)) from None
+
+
+def _prepare(reader, bag: Path, labels: Path | None, names: list[str], points_topic: str, counts: dict,
+             wearers: list[str] | None) -> tuple[GroundTruth, list[str]]:
+    """What both modes need before the scans: the topics checked, the ground truth (the label
+    file, or the bag's label topic read in a first pass: a scan is written before its label
+    message, and ground-truth segmentation needs the people listed at each scan), and the wearers
+    (given, else every <wearer> of a /<wearer>/imu/<site> topic)."""
+    _check_topics(reader, points_topic, labels is None, bag)
+    gt = _ground_truth(labels, names)
+    _check_overlap(gt, reader, bag)
+    topics = {c.topic for c in reader.connections}
+    if GT_TOPIC in topics:
+        for _, _, msg in iter_messages(reader, {GT_TOPIC}, counts):
+            gt.add_message(msg)
+    if wearers is None:
+        wearers = sorted({t.split("/")[1] for t in topics if "/imu/" in t})
+    return gt, wearers
+
+
+def _imu_topics(pattern: str, wearers: list[str], sites) -> dict[str, tuple[str, str]]:
+    """Imu topic -> (wearer, site) for the bundle's IMU sites."""
+    return {pattern.format(wearer=w, site=site): (w, site) for w in wearers for site in sites}
 
 
 def _check_overlap(gt: GroundTruth, reader, bag: Path) -> None:
@@ -186,23 +208,6 @@ def iter_messages(reader, topics: set[str], counts: dict):
         counts["truncated"] = f"{type(e).__name__}: {e}"
 
 
-def _stamp(msg) -> int:
-    return int(msg.header.stamp.sec) * NS + int(msg.header.stamp.nanosec)
-
-
-@dataclass
-class Record:
-    """One scored (or counted) window."""
-
-    stamp: int
-    track: int
-    person: int
-    true: int
-    predicted: int
-    confidence: float
-    outcome: str
-
-
 def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labels: Path | None = None,
                      points_topic: str = "/lidar/points", imu_topic: str = "/{wearer}/imu/{site}",
                      wearers: list[str] | None = None, stride: int = 3, progress: bool = True) -> dict:
@@ -210,7 +215,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
     from tqdm import tqdm
 
     from despite_core.data.pointcloud2 import PointCloud2Error, decode_fields
-    from despite_ros.buffers import imu_message_values
+    from despite_ros.buffers import imu_values_of
     from despite_ros.inference import Runtime
     from despite_ros.pipeline import HarPipeline, WearerMatcher
     from despite_ros.scoring import Scoreboard, track_person
@@ -222,29 +227,17 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
     reader = open_bag(bag)
     counts: dict = {"invalid": 0, "scans": 0, "imu": 0, "dropped": 0}
     try:
-        _check_topics(reader, points_topic, labels is None, bag)
-        gt = _ground_truth(labels, names)
-        _check_overlap(gt, reader, bag)
-        if GT_TOPIC in {c.topic for c in reader.connections}:
-            # First pass: the labels (small). A scan is written before its label message, and
-            # ground-truth segmentation needs the people listed at each scan.
-            for _, _, msg in iter_messages(reader, {GT_TOPIC}, counts):
-                gt.add_message(msg)
+        gt, wearers = _prepare(reader, bag, labels, names, points_topic, counts, wearers)
         pipe = HarPipeline(rt, stride=stride)
         topics = {c.topic for c in reader.connections}
         imu_topics = {}
-        if wearers is None:
-            wearers = sorted({t.split("/")[1] for t in topics if "/imu/" in t})
         matcher = None
         if wearers and rt.has("imu_encoder"):
             matcher = WearerMatcher(rt, wearers)
-            for w in wearers:
-                for site in matcher.layout.sites:
-                    imu_topics[imu_topic.format(wearer=w, site=site)] = (w, site)
+            imu_topics = _imu_topics(imu_topic, wearers, matcher.layout.sites)
         wanted = {points_topic, *imu_topics} & topics
         skipped = {c.topic: c.msgcount for c in reader.connections if c.topic not in wanted | {GT_TOPIC}}
         board = Scoreboard(list(names))
-        records: list[Record] = []
         total = sum(c.msgcount for c in reader.connections if c.topic == points_topic)
         bar = tqdm(total=total, unit="scan", desc="bag-eval", disable=not progress)
         t0 = time.perf_counter()
@@ -254,9 +247,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
                 if topic in imu_topics:
                     if matcher is not None:
                         w, site = imu_topics[topic]
-                        o, g, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
-                        status = matcher.wearers[w].push(site, _stamp(msg), imu_message_values(
-                            (o.w, o.x, o.y, o.z), (g.x, g.y, g.z), (a.x, a.y, a.z)))
+                        status = matcher.wearers[w].push(site, stamp_ns(msg.header.stamp), imu_values_of(msg))
                         counts["imu"] += 1
                         counts["invalid"] += status == "invalid"
                     continue
@@ -271,7 +262,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
                     continue
                 xyz = np.stack([cols["x"], cols["y"], cols["z"]], 1).astype(np.float32, copy=False)
                 truth = cols.get("gt_person")
-                s = _stamp(msg)
+                s = stamp_ns(msg.header.stamp)
                 if segmentation == "live":
                     out = pipe.process_scan(xyz, s, truth)
                 else:
@@ -282,17 +273,14 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
                     continue
                 for r in out.results:
                     person = track_person(r.extras)
-                    frame_labels = gt.labels(person, r.stamps) if person else []
-                    outcome = board.add_window(person, frame_labels, r.class_id)
-                    true = -1 if not frame_labels else _majority(frame_labels)
-                    records.append(Record(int(r.stamps[-1]), r.track_id, person, true, r.class_id, r.confidence, outcome))
+                    board.score_window(r.stamps[-1], r.track_id, person, gt.labels(person, r.stamps) if person else [],
+                                       r.class_id, r.confidence)
                 if matcher is not None:
                     res = matcher.match(out.results[0].stamps, [r.track_id for r in out.results],
                                         np.stack([r.embedding for r in out.results]))
                     persons = {r.track_id: track_person(r.extras) for r in out.results}
                     for wid, tid in res.assigned.items():
-                        board.add_match(wid, int(wid.rsplit("_", 1)[-1]) if wid.rsplit("_", 1)[-1].isdigit() else -1,
-                                        persons[tid])
+                        board.add_match(wid, person_of(wid), persons[tid])
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -311,12 +299,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
             "skipped_topics": skipped,
             "truncated": counts.get("truncated"), "interrupted": interrupted, "seconds": round(seconds, 2),
             "scans_per_second": round(counts["scans"] / seconds, 2) if seconds > 0 else None,
-            "records": [r.__dict__ for r in records], "latencies": []}
-
-
-def _majority(labels: list[int]) -> int:
-    vals, cnt = np.unique(np.asarray(labels), return_counts=True)
-    return int(vals[np.argmax(cnt)])
+            "records": board.records, "latencies": []}
 
 
 def _ground_truth_step(pipe, xyz: np.ndarray, truth: np.ndarray, stamp: int, gt: GroundTruth):
@@ -489,21 +472,14 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
 
     if rate <= 0:
         raise BagEvalError(f"--rate must be > 0, got {rate}")
-    names = load_bundle(model).class_names
+    bundle = load_bundle(model)
+    names = bundle.class_names
     reader = open_bag(bag)
     counts: dict = {"invalid": 0}
     try:
-        _check_topics(reader, points_topic, labels is None, bag)
-        gt = _ground_truth(labels, names)
-        _check_overlap(gt, reader, bag)
+        gt, wearers = _prepare(reader, bag, labels, names, points_topic, counts, wearers)
         topics = {c.topic: c for c in reader.connections}
-        if GT_TOPIC in topics:
-            for _, _, msg in iter_messages(reader, {GT_TOPIC}, counts):
-                gt.add_message(msg)
-        if wearers is None:
-            wearers = sorted({t.split("/")[1] for t in topics if "/imu/" in t})
-        imu_topics = [t for t in topics if any(t == imu_topic.format(wearer=w, site=s) for w in wearers
-                                               for s in ("left_forearm", "right_forearm", "left_lower_leg", "right_lower_leg"))]
+        imu_topics = [t for t in _imu_topics(imu_topic, wearers, bundle.imu_layout.sites) if t in topics]
         plan = [(conn.topic, t, raw) for conn, t, raw in
                 reader.messages(connections=[topics[points_topic], *(topics[t] for t in imu_topics)])]
     finally:
@@ -570,7 +546,7 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
                     counts["invalid"] += 1
                     continue
                 if topic == points_topic:
-                    published[_stamp(msg)] = time.perf_counter()
+                    published[stamp_ns(msg.header.stamp)] = time.perf_counter()
                 pubs[topic].publish(msg)
                 bar.update(1)
         except KeyboardInterrupt:
@@ -600,11 +576,11 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
             "dropped": int(node_diag["missing_periods"]) if "missing_periods" in node_diag else None,
             "invalid": counts["invalid"] + int(node_diag.get("invalid", 0)),
             "node_scans_selected": int(node_diag["scans_selected"]) if "scans_selected" in node_diag else None,
-            "model_id": load_bundle(model).meta["model_id"],
+            "model_id": bundle.meta["model_id"],
             "bag_sha256": bag_sha256(bag), "bag": str(bag), "mode": "replay", "rate": rate, "segmentation": "live",
             "class_names": list(names), "scans": selected, "scans_per_second": None, "interrupted": interrupted,
             "undecodable": counts.get("undecodable", 0), "truncated": counts.get("truncated"),
-            "records": scorer.records, "latencies": latencies}
+            "records": scorer.board.records, "latencies": latencies}
 
 
 def _record(path: Path, messages: list) -> None:
@@ -622,5 +598,5 @@ def _record(path: Path, messages: list) -> None:
     with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as w:
         conns = {t: w.add_connection(t, m, typestore=store) for t, m in types.items()}
         for topic, _, msg in messages:
-            s = _stamp(msg)
+            s = stamp_ns(msg.header.stamp)
             w.write(conns[topic], s, serialize_message(msg))

@@ -34,24 +34,29 @@ NODES: dict[str, dict[str, str]] = {
 PIPELINE = ("har_node", "matching_node")
 
 
+def install_prefixes() -> list[Path]:
+    """Where the package may be installed, in search order: AMENT_PREFIX_PATH entries (a sourced
+    ROS workspace), then this interpreter's prefix (the venv `make` installs into)."""
+    return [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [Path(sys.prefix)]
+
+
+def installed(relative: str) -> Path | None:
+    """The first ``prefix / relative`` that is a file, or None."""
+    return next((p / relative for p in install_prefixes() if (p / relative).is_file()), None)
+
+
 def share_dir() -> Path:
-    """share/despite_ros of the install (AMENT_PREFIX_PATH entries, then this interpreter's prefix),
-    else the source tree (its launch/, config/ and models/ have the same layout)."""
-    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
-    for prefix in prefixes:
-        d = Path(prefix) / "share" / "despite_ros"
-        if (d / "config" / "har.yaml").is_file():
-            return d
-    return Path(__file__).resolve().parents[1]
+    """share/despite_ros of the install, else the source tree (its launch/, config/ and models/
+    have the same layout)."""
+    found = installed("share/despite_ros/config/har.yaml")
+    return found.parents[1] if found else Path(__file__).resolve().parents[1]
 
 
 def executable(node: str) -> list[str]:
     """The installed lib/despite_ros/<node> wrapper, else ``python -m despite_ros.nodes.<node>``."""
-    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
-    for prefix in prefixes:
-        exe = Path(prefix) / "lib" / "despite_ros" / node
-        if exe.is_file() and os.access(exe, os.X_OK):
-            return [str(exe)]
+    exe = installed(f"lib/despite_ros/{node}")
+    if exe is not None and os.access(exe, os.X_OK):
+        return [str(exe)]
     return [sys.executable, "-m", f"despite_ros.nodes.{node}"]
 
 

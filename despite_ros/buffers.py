@@ -31,6 +31,11 @@ NS = 1_000_000_000
 GRAVITY = 9.81
 
 
+def stamp_ns(t) -> int:
+    """Integer nanoseconds of a builtin_interfaces/Time (rclpy or rosbags message)."""
+    return int(t.sec) * NS + int(t.nanosec)
+
+
 @dataclass(frozen=True)
 class BufferConfig:
     fps: float = 10.0                 # the bundle's frame rate
@@ -197,6 +202,12 @@ def imu_message_values(orientation_wxyz, angular_velocity, linear_acceleration) 
         return None
     v[:4] /= n
     return v
+
+
+def imu_values_of(msg) -> np.ndarray | None:
+    """:func:`imu_message_values` of a sensor_msgs/Imu message (rclpy or rosbags)."""
+    o, g, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
+    return imu_message_values((o.w, o.x, o.y, o.z), (g.x, g.y, g.z), (a.x, a.y, a.z))
 
 
 def imu_layout_check(layout: ImuLayout) -> None:

@@ -50,21 +50,18 @@ class Bundle:
 
 
 def default_bundle_path() -> Path:
-    """The shipped default bundle: share/despite_ros/models/default under an AMENT_PREFIX_PATH
-    entry or this interpreter's prefix (the venv), else the source tree's models/default."""
-    import os
-    import sys
+    """The shipped default bundle: share/despite_ros/models/default of the install
+    (despite_ros.bringup.install_prefixes), else the source tree's models/default."""
+    from despite_ros.bringup import install_prefixes, installed
 
-    prefixes = [p for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [sys.prefix]
-    for prefix in prefixes:
-        candidate = Path(prefix) / "share" / "despite_ros" / "models" / "default"
-        if (candidate / "model.yaml").is_file():
-            return candidate
+    found = installed("share/despite_ros/models/default/model.yaml")
+    if found is not None:
+        return found.parent
     source = Path(__file__).resolve().parents[1] / "models" / "default"
     if (source / "model.yaml").is_file():
         return source
-    raise BundleError(f"no default model bundle found under {[str(p) for p in prefixes]}/share/despite_ros/models/default "
-                      f"or {source}; pass a bundle directory (parameter 'model')")
+    raise BundleError(f"no default model bundle found under {[str(p) for p in install_prefixes()]}/share/despite_ros/"
+                      f"models/default or {source}; pass a bundle directory (parameter 'model')")
 
 
 def load_bundle(path: str | Path) -> Bundle:
@@ -144,6 +141,13 @@ class Runtime:
             self._check_io(path, part, sess)
             self.sessions[name] = sess
         self.provider = next(iter(self.sessions.values())).get_providers()[0] if self.sessions else "none"
+        self._text = None                     # (vocabulary, phrase embeddings (Q, D), phrase -> label (Q, L))
+        if self.bundle.text_queries is not None:
+            labels, emb = self.bundle.text_queries
+            vocab = list(dict.fromkeys(labels))
+            member = np.zeros((len(labels), len(vocab)), np.float32)
+            member[np.arange(len(labels)), [vocab.index(lb) for lb in labels]] = 1
+            self._text = (vocab, emb, member)
 
     @staticmethod
     def _check_io(path: Path, part: dict, sess) -> None:
@@ -192,19 +196,20 @@ class Runtime:
         logits = self.sessions[name].run(None, {"features": np.ascontiguousarray(features, dtype=np.float32)})[0]
         return _softmax(logits)
 
+    @property
+    def text_labels(self) -> list[str] | None:
+        """The distinct labels of the bundle's text queries, in order (None without queries)."""
+        return None if self._text is None else list(self._text[0])
+
     def zero_shot(self, embedding: np.ndarray) -> tuple[list[str], np.ndarray]:
         """Open-vocabulary labels of (B, D) unit embeddings: (the distinct query labels in order,
         (B, L) probabilities), a softmax over all phrases of cosine similarity / temperature with
         the probabilities of phrases sharing a label summed."""
-        q = self.bundle.text_queries
-        if q is None:
+        if self._text is None:
             raise KeyError(f"bundle {self.bundle.meta['model_id']} holds no text queries (export with --text-queries)")
-        labels, emb = q
+        vocab, emb, member = self._text
         per_phrase = _softmax(embedding @ emb.T / float(self.bundle.meta["temperature"]))   # (B, Q)
-        vocab = list(dict.fromkeys(labels))
-        member = np.zeros((len(labels), len(vocab)), np.float32)
-        member[np.arange(len(labels)), [vocab.index(lb) for lb in labels]] = 1
-        return vocab, per_phrase @ member
+        return list(vocab), per_phrase @ member
 
 
 @dataclass(frozen=True)

@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import time
 
-from despite_ros.scoring import GroundTruth, Scoreboard
-
-
-def _ns(t) -> int:
-    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
+from despite_ros.buffers import stamp_ns as _ns
+from despite_ros.scoring import GroundTruth, Scoreboard, person_of
 
 
 class LiveScorer:
@@ -29,7 +26,6 @@ class LiveScorer:
         self.matches: list[tuple[float, int, object]] = []
         self.arrivals: dict[int, float] = {}                  # stamp -> first arrival (perf_counter)
         self.rows: list[tuple] = []                           # for the live table
-        self.records: list[dict] = []                         # every scored window
         self.wearer_of: dict[tuple[int, int], str] = {}
         self.keep_messages = keep_messages
         self.messages: list[tuple[str, float, object]] = []   # (topic, arrival, msg), only for --record
@@ -61,7 +57,7 @@ class LiveScorer:
     def on_truth(self, msg) -> None:
         s = _ns(msg.header.stamp)
         for p in msg.people:
-            self.truth[(s, p.track_id)] = int(p.wearer_id.rsplit("_", 1)[-1]) if p.wearer_id else 0
+            self.truth[(s, p.track_id)] = person_of(p.wearer_id)
 
     def on_embedding(self, msg) -> None:
         self.frames[(_ns(msg.header.stamp), msg.track_id)] = [_ns(t) for t in msg.frame_stamps]
@@ -77,9 +73,7 @@ class LiveScorer:
             for a in msg.assignments:
                 if a.assigned:
                     self.wearer_of[(stamp, a.track_id)] = a.wearer_id
-                    tail = a.wearer_id.rsplit("_", 1)[-1]
-                    self.board.add_match(a.wearer_id, int(tail) if tail.isdigit() else -1,
-                                         self.truth.get((stamp, a.track_id), 0))
+                    self.board.add_match(a.wearer_id, person_of(a.wearer_id), self.truth.get((stamp, a.track_id), 0))
         self.matches = keep
         keep = []
         for arrived, stamp, msg in self.pending:
@@ -93,10 +87,8 @@ class LiveScorer:
                     continue
                 person = self.truth.get(key, 0)
                 labels = self.gt.labels(person, self.frames.get(key, [])) if person else []
-                outcome = self.board.add_window(person, labels, int(p.class_id))
-                true = max(set(labels), key=labels.count) if labels else -1
-                self.records.append({"stamp": stamp, "track": p.track_id, "person": person, "true": true,
-                                     "predicted": int(p.class_id), "confidence": float(p.confidence), "outcome": outcome})
-                shown = "(no person)" if outcome == "unassociated" else (self.names[true] if true >= 0 else "-")
+                rec = self.board.score_window(stamp, p.track_id, person, labels, int(p.class_id), p.confidence)
+                true = rec["true"]
+                shown = "(no person)" if rec["outcome"] == "unassociated" else (self.names[true] if true >= 0 else "-")
                 self.rows.append((p.track_id, shown, p.label, p.confidence, self.wearer_of.get(key, "")))
         self.pending = keep

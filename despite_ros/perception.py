@@ -240,7 +240,7 @@ class Tracker:
         """Associate (D, 2) centroids; returns the reported track id per detection (None while a
         track is tentative) and the ids deleted now."""
         c = self.cfg
-        pred = np.array([t.pos + t.vel * max(stamp - t.stamp, 0.0) for t in self.tracks]).reshape(-1, 2)
+        pred = self.predict(stamp, min_hits=1)                                          # every track
         assign: dict[int, int] = {}
         if len(self.tracks) and len(centroids):
             cost = np.linalg.norm(pred[:, None, :] - centroids[None, :, :], axis=2)      # (K, D)

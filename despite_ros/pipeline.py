@@ -53,10 +53,9 @@ def label_space(runtime: Runtime, source: str) -> list[str]:
         if not runtime.has("pointcloud_head"):
             raise ValueError(f"{runtime.bundle.root}: no pointcloud_head part; use label source 'text' or export a head")
         return runtime.bundle.class_names
-    q = runtime.bundle.text_queries
-    if q is None:
+    if runtime.text_labels is None:
         raise ValueError(f"{runtime.bundle.root}: no text queries; export with --text-queries or use label source 'head'")
-    return list(dict.fromkeys(q[0]))
+    return runtime.text_labels
 
 
 class HarPipeline:
@@ -82,12 +81,12 @@ class HarPipeline:
         self.counts = {"selected": 0, "skipped": 0, "duplicate": 0, "backwards": 0, "inferences": 0, "windows": 0}
 
     def reset(self) -> None:
-        """Time went backwards: forget tracks, windows and cached tubes (track ids are not reused)."""
+        """Time went backwards: forget tracks, windows and cached tubes (track ids are not reused).
+        The frame selector has already restarted its grid at the scan that went back."""
         for tid in self.perception.reset():
             self.encoder.forget(tid)
         for tid in list(self.buffers.tracks):
             self.encoder.forget(tid)
-        self.selector.reset()
         self.buffers.reset()
         self.selected = 0
 
@@ -97,8 +96,7 @@ class HarPipeline:
         status = self.selector.offer(stamp_ns)
         self.counts[status] += 1
         if status == "backwards":
-            self.reset()
-            self.selector.offer(stamp_ns)        # the scan starts the new run
+            self.reset()                          # the scan starts the new run
         return status
 
     def process_scan(self, xyz: np.ndarray, stamp_ns: int, truth: np.ndarray | None = None) -> ScanOutput:

@@ -19,12 +19,22 @@ import numpy as np
 from despite_core.data.windows import window_label
 
 
-NS = 1_000_000_000
+from despite_ros.buffers import NS
+
 STAMP_TOLERANCE_NS = 1_000_000          # a label message belongs to the scan within 1 ms of it
 
 
 class LabelError(ValueError):
     """A label file that cannot be used; the message names the row and the problem."""
+
+
+def person_of(name: str) -> int:
+    """The person id in a wearer or person name (``person_3`` -> 3, a bare ``3`` -> 3); 0 for ""
+    and -1 for a name without a trailing number (it matches no true person)."""
+    if not name:
+        return 0
+    tail = name.rsplit("_", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
 
 
 def track_person(extras: list) -> int:
@@ -45,6 +55,7 @@ class Scoreboard:
     """Scored windows and wearer assignments; metrics by despite_core.evaluate.har (one definition)."""
 
     class_names: list[str]
+    records: list[dict] = field(default_factory=list)   # every window passed to score_window
     truth: list[int] = field(default_factory=list)
     predicted: list[int] = field(default_factory=list)
     ambiguous: int = 0
@@ -65,6 +76,21 @@ class Scoreboard:
         self.truth.append(truth)
         self.predicted.append(int(predicted))
         return "correct" if truth == predicted else "wrong"
+
+    def score_window(self, stamp: int, track: int, person: int, frame_labels, predicted: int,
+                     confidence: float) -> dict:
+        """:meth:`add_window`, and a record of the window (for windows.csv and the timeline): its
+        newest stamp, track, true person, majority frame label (-1 none), prediction and outcome."""
+        outcome = self.add_window(person, frame_labels, predicted)
+        labels = np.asarray(frame_labels, np.int64)
+        true = -1
+        if labels.size:
+            values, counts = np.unique(labels, return_counts=True)
+            true = int(values[np.argmax(counts)])
+        record = {"stamp": int(stamp), "track": int(track), "person": int(person), "true": true,
+                  "predicted": int(predicted), "confidence": float(confidence), "outcome": outcome}
+        self.records.append(record)
+        return record
 
     def add_match(self, wearer: str, wearer_person: int, track_person_id: int) -> None:
         self.match_total[wearer] = self.match_total.get(wearer, 0) + 1
@@ -174,6 +200,8 @@ class GroundTruth:
             if end <= start:
                 raise LabelError(f"{path}: row {i + 1}: end {end} is not after start {start}")
             who = str(r.get("person") or "").strip()
-            person = int(who.rsplit("_", 1)[-1]) if who else None
+            person = person_of(who) if who else None
+            if person is not None and person < 0:
+                raise LabelError(f"{path}: row {i + 1}: person {who!r} is not a person id or person_<id>")
             gt.segments.append((int(round(start * NS)), int(round(end * NS)), class_names.index(label), person))
         return gt

@@ -157,14 +157,14 @@ def _run_har_bundle(args: argparse.Namespace) -> dict:
     ds = WindowDataset(store, split_ids(store, args.split_scheme, args.split), (args.modality,), stride=args.stride,
                        cache_dir=store.root / ".cache", imu_layout=rt.bundle.imu_layout)
     if args.zero_shot:
-        labels, _ = rt.bundle.text_queries or (None, None)
+        labels = rt.text_labels
         if labels is None:
             raise ValueError(f"{args.model}: the bundle holds no text queries (export with --text-queries)")
         unknown = sorted(set(labels) - set(store.class_names))
         if unknown:
             raise ValueError(f"{args.model}: text-query labels {unknown} are not classes of the store; "
                              "zero-shot accuracy needs every label to name a class")
-        vocab = [store.class_names.index(lb) for lb in dict.fromkeys(labels)]
+        vocab = [store.class_names.index(lb) for lb in labels]
     scores = []
     for i in range(0, len(ds), 64):
         batch = collate([ds[j] for j in range(i, min(i + 64, len(ds)))])

@@ -29,6 +29,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from despite_core.data.pointcloud2 import PointCloud2Error, decode_fields
+from despite_ros.buffers import stamp_ns
 from despite_ros.inference import PROVIDERS, Runtime, default_bundle_path
 from despite_ros.msg import ActivityArray, Embedding, PersonActivity
 from despite_ros.nodes import common
@@ -95,10 +96,6 @@ DOCS = {
 
 def to_time(ns: int) -> Time:
     return Time(sec=int(ns // 1_000_000_000), nanosec=int(ns % 1_000_000_000))
-
-
-def stamp_ns(t: Time) -> int:
-    return int(t.sec) * 1_000_000_000 + int(t.nanosec)
 
 
 def class_colour(class_id: int, n: int) -> ColorRGBA:

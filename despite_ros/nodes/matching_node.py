@@ -23,10 +23,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Imu
 from std_msgs.msg import Header
 
-from despite_ros.buffers import imu_message_values
+from despite_ros.buffers import imu_values_of, stamp_ns
 from despite_ros.inference import PROVIDERS, Runtime, default_bundle_path
 from despite_ros.msg import ActivityArray, Embedding, MatchArray, MatchScore, PersonActivity
-from despite_ros.nodes.har_node import stamp_ns, to_time
+from despite_ros.nodes.har_node import to_time
 from despite_ros.nodes import common
 from despite_ros.nodes.common import declare
 from despite_ros.pipeline import WearerMatcher
@@ -95,9 +95,7 @@ class MatchingNode(Node):
                                f"provider {self.runtime.provider}")
 
     def on_imu(self, wearer: str, site: str, msg: Imu) -> None:
-        o, g, a = msg.orientation, msg.angular_velocity, msg.linear_acceleration
-        values = imu_message_values((o.w, o.x, o.y, o.z), (g.x, g.y, g.z), (a.x, a.y, a.z))
-        status = self.matcher.wearers[wearer].push(site, stamp_ns(msg.header.stamp), values)
+        status = self.matcher.wearers[wearer].push(site, stamp_ns(msg.header.stamp), imu_values_of(msg))
         self.counts["imu" if status == "ok" else status] += 1
 
     def on_embedding(self, msg: Embedding) -> None:
