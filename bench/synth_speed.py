@@ -19,7 +19,8 @@ from dataclasses import replace
 import numpy as np
 
 from despite_core.data.synth.lidar import LidarConfig
-from despite_core.data.synth.world import WorldConfig, build_scene, generate, iter_scans
+from despite_core.data.synth.generate import generate
+from despite_core.data.synth.world import WorldConfig, build_scene, iter_scans
 
 
 def per_scan_ms(scene, full: bool, n: int) -> np.ndarray:

@@ -37,7 +37,7 @@ def run_inference(model: Path, threads: int, repeats: int, batches: tuple[int, .
     from despite_core.models.despite import DeSPITEConfig
     from despite_core.models.imu import ImuEncoder
     from despite_core.models.pst import PSTTransformer
-    from despite_ros.inference import Runtime, StreamingPointEncoder, TrackWindow
+    from despite_core.runtime.inference import Runtime, StreamingPointEncoder, TrackWindow
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)

@@ -100,7 +100,8 @@ def run_synth(args: argparse.Namespace) -> int:
 
     from despite_core.data.synth.imu import ImuConfig
     from despite_core.data.synth.lidar import LidarConfig
-    from despite_core.data.synth.world import WorldConfig, generate
+    from despite_core.data.synth.generate import generate
+    from despite_core.data.synth.world import WorldConfig
 
     if args.demo:
         args.out = args.out or Path("build/demo-store")
@@ -114,7 +115,8 @@ def run_synth(args: argparse.Namespace) -> int:
         if not f.is_file():
             raise CliError(f"despite synth: BVH file {f} does not exist")
     if args.bvh:  # parse up front: a broken file fails before any simulation starts
-        from despite_core.data.importers.bvh import bvh_to_kinematics, load_bvh
+        from despite_core.data.importers.bvh_format import load_bvh
+        from despite_core.data.importers.bvh_rig import bvh_to_kinematics
 
         for f in args.bvh:
             bvh_to_kinematics(load_bvh(f))

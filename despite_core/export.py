@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from despite_core.bundle import FORMAT_VERSION, INPUT_NAMES
-from despite_core.bundle import sha256_file as sha256
+from despite_core.runtime.bundle import FORMAT_VERSION, INPUT_NAMES
+from despite_core.runtime.bundle import sha256_file as sha256
 from despite_core.data.store import Store
 from despite_core.data.windows import FPS, WINDOW
 from despite_core.models.despite import DeSPITEConfig, DeSPITEModel

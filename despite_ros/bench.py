@@ -1,6 +1,6 @@
 """`despite-ros bench`: the live pipeline measured on this machine, side by side in one run.
 
-- ``perception``: the perception front end (despite_ros.perception) vs the Open3D baseline
+- ``perception``: the perception front end (despite_core.runtime.perception) vs the Open3D baseline
   (plane RANSAC ground removal + DBSCAN on the non-ground points) on the same simulated 64-beam
   scans with 2 people; median and p95 per scan and the ratio.
 - ``latency``: har_node as a real process (bringup, shipped DDS profile); scans of the simulated
@@ -41,7 +41,7 @@ def _stats(ms: list[float]) -> dict:
 def bench_perception(seconds: float = 8.0, people: int = 2) -> dict:
     import open3d as o3d
 
-    from despite_ros.perception import Perception
+    from despite_core.runtime.perception import Perception
 
     scans = sim_scans(seconds, people, 10.0)
     xyz = [np.stack([s["x"], s["y"], s["z"]], 1) for s in scans]
@@ -163,7 +163,7 @@ def table(result: dict) -> str:
     if "perception" in result:
         p = result["perception"]
         lines += ["| perception, 64-beam scan, 2 people | median ms | p95 ms |", "|---|---:|---:|",
-                  f"| despite_ros.perception | {p['ours']['median_ms']} | {p['ours']['p95_ms']} |",
+                  f"| despite_core.runtime.perception | {p['ours']['median_ms']} | {p['ours']['p95_ms']} |",
                   f"| Open3D plane RANSAC + DBSCAN | {p['open3d_baseline']['median_ms']} | {p['open3d_baseline']['p95_ms']} |",
                   f"| speed-up | {p['speedup_median']}x | {p['speedup_p95']}x |", ""]
     if "latency" in result:

@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from despite_core.install import SOURCE_ROOT, installed
+
 # node name -> private topic remappings (shared/ARCHITECTURE.md, "Topics")
 NODES: dict[str, dict[str, str]] = {
     "sim_node": {},
@@ -34,22 +36,11 @@ NODES: dict[str, dict[str, str]] = {
 PIPELINE = ("har_node", "matching_node")
 
 
-def install_prefixes() -> list[Path]:
-    """Where the package may be installed, in search order: AMENT_PREFIX_PATH entries (a sourced
-    ROS workspace), then this interpreter's prefix (the venv `make` installs into)."""
-    return [Path(p) for p in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep) if p] + [Path(sys.prefix)]
-
-
-def installed(relative: str) -> Path | None:
-    """The first ``prefix / relative`` that is a file, or None."""
-    return next((p / relative for p in install_prefixes() if (p / relative).is_file()), None)
-
-
 def share_dir() -> Path:
     """share/despite_ros of the install, else the source tree (its launch/, config/ and models/
     have the same layout)."""
     found = installed("share/despite_ros/config/har.yaml")
-    return found.parents[1] if found else Path(__file__).resolve().parents[1]
+    return found.parents[1] if found else SOURCE_ROOT
 
 
 def executable(node: str) -> list[str]:

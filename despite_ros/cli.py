@@ -92,7 +92,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _bag_eval(args: argparse.Namespace) -> int:
     from despite_ros import bag_eval
-    from despite_ros.inference import default_bundle_path
+    from despite_core.runtime.inference import default_bundle_path
 
     model = args.model or default_bundle_path()
     wearers = [w.strip() for w in args.wearers.split(",") if w.strip()] if args.wearers else None

@@ -3,7 +3,7 @@ matching_node) as separate processes over DDS, scored live against the simulator
 
 Prints a table once per second (track, true label, predicted label, confidence, matched wearer),
 then the matching accuracy and, as the last line on stdout, ``demo accuracy: 0.NN over N windows``
-(despite_ros.scoring: the fixed rules). Exits 1 when no window could be scored.
+(despite_core.runtime.scoring: the fixed rules). Exits 1 when no window could be scored.
 """
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from pathlib import Path
 
 from despite_ros.bringup import Bringup, share_dir, use_shipped_dds_profile
 from despite_ros.live_score import LiveScorer
-from despite_ros.scoring import GroundTruth
+from despite_core.runtime.scoring import GroundTruth
 
 
 def run_demo(seconds: float, params: Path | None, model: Path | None, seed: int, quiet: bool = False) -> int:
     import rclpy
 
-    from despite_ros.inference import default_bundle_path, load_bundle
+    from despite_core.runtime.inference import default_bundle_path, load_bundle
 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")    # the demo's traffic stays on this machine
     bundle = Path(model) if model else default_bundle_path()

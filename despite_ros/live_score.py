@@ -1,13 +1,13 @@
 """Scoring the running nodes from their published outputs (the demo and bag-eval's replay mode):
 collects ActivityArray, the evaluation-only truth association, Embedding (the windows' scan
 stamps) and MatchArray, and scores each window once its parts have arrived, with the fixed
-rules of despite_ros.scoring."""
+rules of despite_core.runtime.scoring."""
 from __future__ import annotations
 
 import time
 
-from despite_ros.buffers import stamp_ns as _ns
-from despite_ros.scoring import GroundTruth, Scoreboard, person_of
+from despite_core.runtime.buffers import stamp_ns as _ns
+from despite_core.runtime.scoring import GroundTruth, Scoreboard, person_of
 
 
 class LiveScorer:

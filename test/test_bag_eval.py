@@ -135,7 +135,7 @@ def test_broken_bags_and_missing_topics_are_clear_errors(synth, tmp_path):
 
 
 def _default_model() -> Path:
-    from despite_ros.inference import default_bundle_path
+    from despite_core.runtime.inference import default_bundle_path
 
     return default_bundle_path()
 

@@ -1,4 +1,4 @@
-"""Unit tests of despite_ros.buffers: scan selection by stamp, per-track windows with the gap
+"""Unit tests of despite_core.runtime.buffers: scan selection by stamp, per-track windows with the gap
 policy, IMU conversion and resampling at scan stamps. No rclpy."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from despite_core.data.imu_layout import ImuLayout, ImuLayoutError
 from despite_core.data.rotations import matrix_to_quat, rot_z
-from despite_ros.buffers import (NS, BufferConfig, FrameSelector, TrackBuffers, WearerImu, imu_message_values,
+from despite_core.runtime.buffers import (NS, BufferConfig, FrameSelector, TrackBuffers, WearerImu, imu_message_values,
                                  to_layout)
 
 CFG = BufferConfig()

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from despite_core.data.imu_layout import LIPD_SITES, ImuLayout
-from despite_core.data.importers import bvh, lipd, msr
+from despite_core.data.importers import bvh, bvh_format, bvh_rig, lipd, msr
 from despite_core.data.importers.common import ImporterError, ImporterWarning, segments_to_frames
 from despite_core.data.rotations import rot_x, rot_y, rot_z
 from despite_core.data.store import SMPL_JOINT_NAMES, Store
@@ -383,7 +383,7 @@ LAFAN_FRAMES = {
 
 @pytest.fixture
 def lafan_motion():
-    return bvh.parse_bvh(make_bvh(LAFAN, LAFAN_FRAMES, 4), "lafan.bvh")
+    return bvh_format.parse_bvh(make_bvh(LAFAN, LAFAN_FRAMES, 4), "lafan.bvh")
 
 
 def to_ours(p_cm) -> np.ndarray:
@@ -421,7 +421,7 @@ def test_bvh_forward_kinematics_by_hand(lafan_motion):
 
 
 def test_bvh_mapping_lafan(lafan_motion):
-    mapping = bvh.map_joints(lafan_motion)
+    mapping = bvh_rig.map_joints(lafan_motion)
     d = mapping.describe()
     assert d["pelvis"] == "Hips" and d["left_hip"] == "LeftUpLeg" and d["left_knee"] == "LeftLeg"
     assert d["left_ankle"] == "LeftFoot" and d["left_foot"] == "LeftToe"
@@ -434,7 +434,7 @@ def test_bvh_mapping_lafan(lafan_motion):
 
 
 def test_bvh_to_kinematics_units_axes_derived(lafan_motion):
-    kin = bvh.bvh_to_kinematics(lafan_motion)
+    kin = bvh_rig.bvh_to_kinematics(lafan_motion)
     assert isinstance(kin, Kinematics)
     S = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
     assert kin.positions.shape == (4, 24, 3) and kin.rotations.shape == (4, 24, 3, 3)
@@ -454,7 +454,7 @@ def test_bvh_to_kinematics_units_axes_derived(lafan_motion):
         np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-9)
         assert np.linalg.det(r) == pytest.approx(1.0)
     # explicit scale and z-up keep native axes
-    kin2 = bvh.bvh_to_kinematics(lafan_motion, unit_scale=0.02, up_axis="z")
+    kin2 = bvh_rig.bvh_to_kinematics(lafan_motion, unit_scale=0.02, up_axis="z")
     np.testing.assert_allclose(kin2.positions[1, S["left_wrist"]], np.array([40, 161, 0]) * 0.02, atol=1e-9)
 
 
@@ -463,10 +463,10 @@ def test_bvh_metre_rig_autoscale():
     frames = {f: {k: (v / 100 if k.endswith("position") else v) for k, v in d.items()}
               for f, d in LAFAN_FRAMES.items()}
     text = make_bvh(rig_m, frames, 4, root_pos=(0.0, 0.9, 0.0), end_sites={"Head": (0, 0.1, 0)})
-    m = bvh.parse_bvh(text, "metres.bvh")
-    assert bvh.resolve_unit_scale(m) == 1.0
-    ref = bvh.bvh_to_kinematics(bvh.parse_bvh(make_bvh(LAFAN, LAFAN_FRAMES, 4), "cm.bvh"))
-    np.testing.assert_allclose(bvh.bvh_to_kinematics(m).positions, ref.positions, atol=1e-6)
+    m = bvh_format.parse_bvh(text, "metres.bvh")
+    assert bvh_rig.resolve_unit_scale(m) == 1.0
+    ref = bvh_rig.bvh_to_kinematics(bvh_format.parse_bvh(make_bvh(LAFAN, LAFAN_FRAMES, 4), "cm.bvh"))
+    np.testing.assert_allclose(bvh_rig.bvh_to_kinematics(m).positions, ref.positions, atol=1e-6)
 
 
 def _rename(rig, names: dict[str, str]):
@@ -477,8 +477,8 @@ def test_bvh_mapping_mixamo_with_fingers():
     rig = _rename(LAFAN, {"LeftToe": "LeftToeBase", "RightToe": "RightToeBase"})
     rig += [("LeftHandIndex1", "LeftHand", (9, 0, 1), ZYX)]
     rig = [("mixamorig:" + n, "mixamorig:" + p if p else None, off, ch) for n, p, off, ch in rig]
-    m = bvh.parse_bvh(make_bvh(rig, {}, 2, end_sites={"mixamorig:Head": (0, 10, 0)}), "mixamo.bvh")
-    d = bvh.map_joints(m).describe()
+    m = bvh_format.parse_bvh(make_bvh(rig, {}, 2, end_sites={"mixamorig:Head": (0, 10, 0)}), "mixamo.bvh")
+    d = bvh_rig.map_joints(m).describe()
     assert d["left_hand"] == "mixamorig:LeftHandIndex1" and d["right_hand"].startswith("derived")
     assert d["left_foot"] == "mixamorig:LeftToeBase" and d["left_shoulder"] == "mixamorig:LeftArm"
 
@@ -499,8 +499,8 @@ def test_bvh_mapping_cmu_style():
         ("RightShoulder", "Spine1", (0, 0, 0), ZYX), ("RightArm", "RightShoulder", (-15, 0, 0), ZYX),
         ("RightForeArm", "RightArm", (-25, 0, 0), ZYX), ("RightHand", "RightForeArm", (-25, 0, 0), ZYX),
     ]
-    m = bvh.parse_bvh(make_bvh(rig, {}, 2, end_sites={}), "cmu.bvh")
-    mapping = bvh.map_joints(m)
+    m = bvh_format.parse_bvh(make_bvh(rig, {}, 2, end_sites={}), "cmu.bvh")
+    mapping = bvh_rig.map_joints(m)
     d = mapping.describe()
     assert d["left_hip"] == "LeftUpLeg" and d["left_foot"] == "LeftToeBase"
     assert d["right_foot"].startswith("derived")
@@ -510,7 +510,7 @@ def test_bvh_mapping_cmu_style():
     # LowerBack (zero length at the hips) and Spine1 (where Neck sits) leave one spine joint,
     # at 50 % of pelvis -> neck: spine2; spine1 and spine3 are derived on that line.
     assert d["spine2"] == "Spine" and d["spine1"].startswith("derived") and d["spine3"].startswith("derived")
-    kin = bvh.bvh_to_kinematics(m)
+    kin = bvh_rig.bvh_to_kinematics(m)
     S = {n: i for i, n in enumerate(SMPL_JOINT_NAMES)}
     z = kin.positions[0, :, 2]
     assert z[S["pelvis"]] < z[S["spine1"]] < z[S["spine2"]] < z[S["spine3"]] < z[S["neck"]] < z[S["head"]]
@@ -520,7 +520,7 @@ def test_bvh_mapping_cmu_style():
     np.testing.assert_allclose(kin.positions[0, S["left_collar"]],
                                0.5 * (kin.positions[0, S["neck"]] + kin.positions[0, S["left_shoulder"]]), atol=1e-9)
     # the collar rides on the clavicle: raising the clavicle moves it
-    lifted = bvh.bvh_to_kinematics(bvh.parse_bvh(make_bvh(rig, {0: {"LeftShoulder.Zrotation": 30.0}}, 1,
+    lifted = bvh_rig.bvh_to_kinematics(bvh_format.parse_bvh(make_bvh(rig, {0: {"LeftShoulder.Zrotation": 30.0}}, 1,
                                                           end_sites={}), "cmu.bvh"))
     c = lifted.positions[0, S["left_collar"]] - lifted.positions[0, S["neck"]]
     np.testing.assert_allclose(c, [0, 0.075 * np.cos(np.pi / 6), 0.075 * np.sin(np.pi / 6)], atol=1e-9)
@@ -530,9 +530,9 @@ def test_bvh_mapping_cmu_style():
 
 def test_bvh_missing_core_joint():
     rig = _rename(LAFAN, {"LeftLeg": "Thing"})
-    m = bvh.parse_bvh(make_bvh(rig, {}, 2), "broken.bvh")
+    m = bvh_format.parse_bvh(make_bvh(rig, {}, 2), "broken.bvh")
     with pytest.raises(ImporterError, match=r"broken\.bvh: cannot find the core joint\(s\) \['left_knee'\].*'Thing'"):
-        bvh.bvh_to_kinematics(m)
+        bvh_rig.bvh_to_kinematics(m)
 
 
 @pytest.mark.parametrize("edit, match", [
@@ -544,7 +544,7 @@ def test_bvh_missing_core_joint():
 ])
 def test_bvh_parse_errors(edit, match):
     with pytest.raises(ImporterError, match=match):
-        bvh.parse_bvh(edit(make_bvh(LAFAN, LAFAN_FRAMES, 4)), "bad.bvh")
+        bvh_format.parse_bvh(edit(make_bvh(LAFAN, LAFAN_FRAMES, 4)), "bad.bvh")
 
 
 def test_bvh_import_round_trip_with_labels(tmp_path):
@@ -562,7 +562,7 @@ def test_bvh_import_round_trip_with_labels(tmp_path):
     seq = store.read("walk01")
     assert seq.modalities == ("joints",) and seq.fps == pytest.approx(10) and seq.subject == "walk01"
     assert list(seq.labels) == [1, 1, 0, 0] and list(seq.text) == ["walk", "walk", "turn", "turn"]
-    kin = bvh.bvh_to_kinematics(bvh.load_bvh(a))
+    kin = bvh_rig.bvh_to_kinematics(bvh_format.load_bvh(a))
     np.testing.assert_allclose(seq.joints, kin.positions.astype(np.float32))
     other = store.read("jump01")
     assert (other.labels == -1).all() and other.text is None and other.num_frames == 3

@@ -14,7 +14,7 @@ from sensor_msgs.msg import Imu, PointCloud2, PointField
 from despite_core.data.pointcloud2 import fill_message
 from despite_core.data.synth.bag import scan_arrays
 from despite_core.data.synth.world import WorldConfig, build_scene, iter_timeline
-from despite_ros.inference import default_bundle_path
+from despite_core.runtime.inference import default_bundle_path
 from despite_ros.nodes.har_node import HarNode, stamp_ns, to_time
 from despite_ros.nodes.matching_node import MatchingNode
 
@@ -100,7 +100,7 @@ def test_har_node_rejects_bad_parameters(ros):
         HarNode(context=ros, parameter_overrides=[Parameter("model", value=BUNDLE), Parameter("label_source", value="x")])
     with pytest.raises(rclpy.exceptions.ParameterException):
         HarNode(context=ros, parameter_overrides=[Parameter("model", value=BUNDLE), Parameter("stride", value=0)])
-    from despite_ros.inference import BundleError
+    from despite_core.runtime.inference import BundleError
 
     with pytest.raises(BundleError, match="model bundle metadata not found"):
         HarNode(context=ros, parameter_overrides=[Parameter("model", value="/nonexistent")])

@@ -18,7 +18,7 @@ BIN = Path(sys.prefix) / "bin" / "despite-ros"
 
 
 def bundle_metrics() -> dict:
-    from despite_ros.inference import default_bundle_path
+    from despite_core.runtime.inference import default_bundle_path
 
     return yaml.safe_load((default_bundle_path() / "model.yaml").read_text())["metrics"]
 

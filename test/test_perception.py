@@ -1,4 +1,4 @@
-"""Unit tests of despite_ros.perception on the simulator's scans (ground truth from gt_person)
+"""Unit tests of despite_core.runtime.perception on the simulator's scans (ground truth from gt_person)
 and on hand-built scenes. No rclpy."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from despite_core.data.synth.bag import scan_arrays
 from despite_core.data.synth.world import WorldConfig, build_scene, iter_timeline
-from despite_ros.perception import Perception, PerceptionConfig, estimate_ground
+from despite_core.runtime.perception import Perception, PerceptionConfig, estimate_ground
 
 
 def sim_scans(seconds: float, seed: int, people: int = 2, beams: int = 64):
@@ -100,7 +100,7 @@ def test_close_people_are_split_by_their_tracks_and_background_off_removes_the_f
 
 
 def test_a_start_without_returns_does_not_block_detection_and_the_gate_applies_before_assignment():
-    from despite_ros.perception import Tracker
+    from despite_core.runtime.perception import Tracker
 
     rng = np.random.default_rng(2)
     bg = room(rng)

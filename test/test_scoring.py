@@ -1,5 +1,5 @@
-"""The fixed scoring rules (shared/ARCHITECTURE.md) as implemented once in despite_ros.scoring."""
-from despite_ros.scoring import Scoreboard, track_person
+"""The fixed scoring rules (shared/ARCHITECTURE.md) as implemented once in despite_core.runtime.scoring."""
+from despite_core.runtime.scoring import Scoreboard, track_person
 
 
 def test_track_person_needs_a_majority_of_the_points():

@@ -13,7 +13,8 @@ from despite_core.data.synth.body import POSE_CHANNELS, BodyShape, CapsuleMesh, 
 from despite_core.data.synth.imu import GRAVITY, ImuConfig, simulate_imu
 from despite_core.data.synth.lidar import LidarConfig, LidarSimulator, Room
 from despite_core.data.synth.motion import CLASS_NAMES
-from despite_core.data.synth.world import WorldConfig, build_scene, generate, iter_scans
+from despite_core.data.synth.generate import generate
+from despite_core.data.synth.world import WorldConfig, build_scene, iter_scans
 from despite_core.data.windows import iter_windows
 
 SMALL_LIDAR = LidarConfig(beams=32, columns=512)

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from despite_core.data.synth.lidar import LidarConfig
-from despite_core.data.synth.world import WorldConfig, generate
+from despite_core.data.synth.generate import generate
+from despite_core.data.synth.world import WorldConfig
 from despite_core.train import checkpoint as ckpt
 from despite_core.train.pretrain import main as pretrain_main
 
@@ -150,7 +151,7 @@ def test_export_bundle_with_a_linear_probe_head(tiny_store, tmp_path):
     feats, emb = enc.run(None, {"points": np.random.default_rng(0).normal(size=(5, 24, 256, 3)).astype(np.float32) * 0.3})
     assert emb.shape == (5, 512) and head.run(None, {"features": feats})[0].shape == (5, 15)
     # Streaming through the runtime: tubes per frame, then the window part, equal the monolith.
-    from despite_ros.inference import Runtime
+    from despite_core.runtime.inference import Runtime
 
     rt = Runtime(bundle)
     x = np.random.default_rng(1).normal(size=(2, 24, 256, 3)).astype(np.float32) * 0.3
@@ -177,7 +178,7 @@ def test_runtime_loads_verifies_and_matches_the_checkpoint(tiny_store, tmp_path)
     import yaml
 
     from despite_core.cli import main
-    from despite_ros.inference import BundleError, Runtime, load_bundle
+    from despite_core.runtime.inference import BundleError, Runtime, load_bundle
 
     run, probe, bundle = tmp_path / "pre", tmp_path / "probe", tmp_path / "bundle"
     assert pretrain_main(args(tiny_store, run, "--preset", "DeSPIE", "--epochs", "1")) == 0
@@ -215,7 +216,7 @@ def test_runtime_loads_verifies_and_matches_the_checkpoint(tiny_store, tmp_path)
 
 def test_streaming_encoder_caches_tubes_per_track_and_matches_the_monolith(tiny_store, tmp_path):
     from despite_core.cli import main
-    from despite_ros.inference import BundleError, Runtime, StreamingPointEncoder, TrackWindow
+    from despite_core.runtime.inference import BundleError, Runtime, StreamingPointEncoder, TrackWindow
 
     run, bundle = tmp_path / "pre", tmp_path / "bundle"
     assert pretrain_main(args(tiny_store, run, "--preset", "DePIE", "--epochs", "1")) == 0
@@ -265,6 +266,8 @@ def test_streaming_encoder_caches_tubes_per_track_and_matches_the_monolith(tiny_
 
 def test_runtime_imports_without_torch():
     code = ("import sys\nsys.modules['torch'] = None\nsys.modules['rclpy'] = None\n"
-            "import despite_ros.inference, despite_core.data.windows\nprint('ok')\n")
+            "import despite_core.runtime.inference, despite_core.runtime.perception, despite_core.runtime.buffers\n"
+            "import despite_core.runtime.pipeline, despite_core.runtime.scoring, despite_core.runtime.bundle\n"
+            "import despite_core.data.rosbag, despite_core.data.windows\nprint('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd="/")
     assert out.returncode == 0, out.stderr

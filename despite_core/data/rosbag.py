@@ -1,4 +1,7 @@
-"""rosbag2 support without a ROS install: the `rosbags` typestore with despite_ros's messages.
+"""rosbag2 support without a ROS install: the `rosbags` typestore with despite_ros's messages, and
+reading any rosbag2 bag (MCAP or sqlite3, a directory or a single file) message by message,
+including an MCAP file whose end was cut off. Used by `despite synth --bag` (writing), bag-eval and
+importers (reading); no rclpy.
 
 The message definitions are read from the package's ``msg/*.msg`` files (the single source of
 truth), found in the install prefix (``share/despite_ros/msg``, where CMake and setup.py put
@@ -6,23 +9,28 @@ them), on ``AMENT_PREFIX_PATH``, or in the source tree.
 """
 from __future__ import annotations
 
+import hashlib
 import math
-import os
-import sys
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from despite_core.install import SOURCE_ROOT, install_prefixes
+from despite_core.runtime.bundle import hash_file
+
+
+
+class BagError(ValueError):
+    """The bag cannot be read as asked; the message says why and what is there."""
+
 
 MESSAGES = ("PersonActivity", "ActivityArray", "Embedding", "MatchScore", "MatchArray")
 
 
 def msg_dir() -> Path:
     """Directory holding despite_ros's .msg files; a clear error when none is found."""
-    candidates = [Path(sys.prefix) / "share" / "despite_ros" / "msg"]
-    for prefix in os.environ.get("AMENT_PREFIX_PATH", "").split(os.pathsep):
-        if prefix:
-            candidates.append(Path(prefix) / "share" / "despite_ros" / "msg")
-    candidates.append(Path(__file__).resolve().parents[2] / "msg")
+    candidates = [p / "share" / "despite_ros" / "msg" for p in install_prefixes()] + [SOURCE_ROOT / "msg"]
     for c in candidates:
         if all((c / f"{m}.msg").is_file() for m in MESSAGES):
             return c
@@ -59,3 +67,111 @@ def to_seconds(stamp: Any) -> float:
 
 def to_nanoseconds(seconds: float) -> int:
     return int(round(seconds * 1e9))
+
+
+@dataclass
+class _Connection:
+    id: int
+    topic: str
+    msgtype: str
+    msgcount: int
+
+
+class McapStream:
+    """An MCAP file read record by record (the `mcap` package), for files rosbags cannot open
+    because their end is missing (a recording cut off): everything before the cut is used and
+    :attr:`truncated` says where it stopped. The same interface as the part of rosbags' AnyReader
+    that the bag tools use."""
+
+    def __init__(self, path: Path) -> None:
+        from mcap.records import Channel, Message, Schema
+
+        self.path = path
+        self.truncated: str | None = None
+        schemas, channels, counts = {}, {}, {}
+        self.start_time, self.end_time = None, None
+        for r in self._records():
+            if isinstance(r, Schema):
+                schemas[r.id] = r.name
+            elif isinstance(r, Channel):
+                channels[r.id] = (r.topic, r.schema_id)
+            elif isinstance(r, Message):
+                counts[r.channel_id] = counts.get(r.channel_id, 0) + 1
+                self.start_time = r.log_time if self.start_time is None else min(self.start_time, r.log_time)
+                self.end_time = r.log_time if self.end_time is None else max(self.end_time, r.log_time)
+        if self.start_time is None:
+            raise BagError(f"{path}: cannot read the bag: no message could be read ({self.truncated or 'empty'})")
+        self.connections = [_Connection(cid, topic, schemas.get(sid, "unknown"), counts.get(cid, 0))
+                            for cid, (topic, sid) in channels.items()]
+
+    def _records(self):
+        from mcap.stream_reader import StreamReader
+
+        with self.path.open("rb") as f:
+            try:
+                yield from StreamReader(f).records
+            except Exception as e:  # the cut: EndOfFile or a damaged last record
+                self.truncated = f"{type(e).__name__} after the last complete record"
+
+    def messages(self, connections=None):
+        from mcap.records import Message
+
+        wanted = {c.id: c for c in (connections if connections is not None else self.connections)}
+        for r in self._records():
+            if isinstance(r, Message) and r.channel_id in wanted:
+                yield wanted[r.channel_id], r.log_time, r.data
+
+    def deserialize(self, raw, msgtype: str):
+        return typestore().deserialize_cdr(raw, msgtype)
+
+    def close(self) -> None:
+        pass
+
+
+def open_bag(path: Path):
+    """A rosbags AnyReader over the bag (MCAP or sqlite3) with despite_ros's types; an MCAP file
+    whose end was cut off is read record by record up to the cut (:class:`McapStream`)."""
+    from rosbags.highlevel import AnyReader
+
+    if not path.exists():
+        raise BagError(f"{path}: bag not found")
+    try:
+        reader = AnyReader([path], default_typestore=typestore())
+        reader.open()
+        return reader
+    except Exception as e:  # rosbags raises several reader errors for broken bags
+        first = f"{type(e).__name__}: {e}"
+    files = sorted(path.glob("*.mcap")) if path.is_dir() else [path] if path.suffix == ".mcap" else []
+    if len(files) == 1:
+        try:
+            return McapStream(files[0])
+        except BagError:
+            raise
+        except Exception as e:  # not even a readable start
+            first += f"; record by record: {type(e).__name__}: {e}"
+    raise BagError(f"{path}: cannot read the bag ({first})")
+
+
+def iter_messages(reader, topics: set[str], counts: dict):
+    """(topic, log time ns, message) in bag order; messages that cannot be decoded are counted."""
+    conns = [c for c in reader.connections if c.topic in topics]
+    try:
+        for conn, t, raw in reader.messages(connections=conns):
+            try:
+                msg = reader.deserialize(raw, conn.msgtype)
+            except Exception:  # an unknown or corrupt message: skipped and counted
+                counts["undecodable"] = counts.get("undecodable", 0) + 1
+                continue
+            yield conn.topic, t, msg
+    except Exception as e:  # a truncated final chunk: keep what was read
+        counts["truncated"] = f"{type(e).__name__}: {e}"
+
+
+def bag_sha256(path: Path) -> str:
+    """sha256 over the bag's files (a directory: its files in name order)."""
+    h = hashlib.sha256()
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for f in files:
+        h.update(f.name.encode())
+        hash_file(h, f)
+    return h.hexdigest()

@@ -142,14 +142,11 @@ def run_har(args: argparse.Namespace) -> dict:
 
 
 def _run_har_bundle(args: argparse.Namespace) -> dict:
-    """The same windows and metrics as the checkpoint path, through despite_ros.inference (ONNX Runtime)."""
+    """The same windows and metrics as the checkpoint path, through the online runtime (ONNX Runtime)."""
     from despite_core.evaluate.har import har_metrics, plot_confusion, segment_ids
     from despite_core.train.data import WindowDataset, collate, split_ids
 
-    try:
-        from despite_ros.inference import Runtime
-    except ImportError as e:
-        raise ImportError(f"--model needs the despite_ros runtime (install the ROS package): {e}") from None
+    from despite_core.runtime.inference import Runtime
     rt = Runtime(args.model, threads=args.threads)
     store = Store(args.store)
     if rt.bundle.class_names != list(store.class_names):

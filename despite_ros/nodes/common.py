@@ -42,8 +42,9 @@ def main(name: str, make: Callable, run: Callable | None = None, args: list[str]
     """Init, build the node with ``make()``, then ``run(node)`` (default: spin) until Ctrl-C or
     shutdown. Invalid parameters or a bad model bundle: the message on stderr, exit code 2."""
     import rclpy
+    from rclpy.executors import ExternalShutdownException
 
-    from despite_ros.inference import BundleError
+    from despite_core.runtime.inference import BundleError
 
     rclpy.init(args=args)
     node = None
@@ -53,7 +54,9 @@ def main(name: str, make: Callable, run: Callable | None = None, args: list[str]
     except (ValueError, BundleError, rclpy.exceptions.ParameterException) as e:
         print(f"{name}: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):
+        # Ctrl-C / SIGINT: rclpy's handler either raises KeyboardInterrupt in spin or shuts the context
+        # down first, and spin then raises ExternalShutdownException (which ended a node with exit code 1).
         pass
     finally:
         if node is not None:

@@ -8,7 +8,7 @@ class) and ``/diagnostics``. With ``truth_field`` set (evaluation only) and the 
 per-point person id, also ``~/output/truth``: ActivityArray (source ``ground_truth``) whose entries
 give each inferred track's true person (``wearer_id`` = ``person_<k>``, empty when unassociated).
 
-Thin glue over despite_ros.pipeline.HarPipeline (perception, buffers, streaming inference).
+Thin glue over despite_core.runtime.pipeline.HarPipeline (perception, buffers, streaming inference).
 """
 from __future__ import annotations
 
@@ -29,14 +29,14 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from despite_core.data.pointcloud2 import PointCloud2Error, decode_fields
-from despite_ros.buffers import stamp_ns
-from despite_ros.inference import PROVIDERS, Runtime, default_bundle_path
+from despite_core.runtime.buffers import stamp_ns
+from despite_core.runtime.inference import PROVIDERS, Runtime, default_bundle_path
 from despite_ros.msg import ActivityArray, Embedding, PersonActivity
 from despite_ros.nodes import common
 from despite_ros.nodes.common import declare
-from despite_ros.perception import PerceptionConfig
-from despite_ros.pipeline import LABEL_SOURCES, HarPipeline
-from despite_ros.scoring import track_person
+from despite_core.runtime.perception import PerceptionConfig
+from despite_core.runtime.pipeline import LABEL_SOURCES, HarPipeline
+from despite_core.runtime.scoring import track_person
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ cosine similarity wearer x track, softmax probabilities over tracks at the bundl
 Hungarian assignment gated by ``min_similarity``) and, when the bundle has an IMU head,
 ``~/output/imu_activities`` (ActivityArray, source ``imu``, one entry per wearer). ``/diagnostics``.
 
-Thin glue over despite_ros.pipeline.WearerMatcher and despite_ros.buffers.WearerImu.
+Thin glue over despite_core.runtime.pipeline.WearerMatcher and despite_core.runtime.buffers.WearerImu.
 """
 from __future__ import annotations
 
@@ -23,13 +23,13 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Imu
 from std_msgs.msg import Header
 
-from despite_ros.buffers import imu_values_of, stamp_ns
-from despite_ros.inference import PROVIDERS, Runtime, default_bundle_path
+from despite_core.runtime.buffers import imu_values_of, stamp_ns
+from despite_core.runtime.inference import PROVIDERS, Runtime, default_bundle_path
 from despite_ros.msg import ActivityArray, Embedding, MatchArray, MatchScore, PersonActivity
 from despite_ros.nodes.har_node import to_time
 from despite_ros.nodes import common
 from despite_ros.nodes.common import declare
-from despite_ros.pipeline import WearerMatcher
+from despite_core.runtime.pipeline import WearerMatcher
 
 
 @dataclass(frozen=True)

@@ -6,18 +6,15 @@ ground truth as despite_ros/ActivityArray on /ground_truth/activities. Readable 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from despite_core.data.pointcloud2 import encode
 from despite_core.data.rosbag import to_nanoseconds, to_time, typestore
 from despite_core.data.rotations import matrix_to_quat
+from despite_core.data.synth.lidar import Scan
 from despite_core.data.synth.motion import CLASS_NAMES
-
-if TYPE_CHECKING:
-    from despite_core.data.synth.lidar import Scan
-    from despite_core.data.synth.world import SceneState, WorldConfig
+from despite_core.data.synth.world import SceneState, WorldConfig, ground_truth
 
 LIDAR_TOPIC = "/lidar/points"
 LIDAR_FRAME = "lidar"
@@ -126,8 +123,6 @@ class SynthBagWriter:
             data=np.frombuffer(data, np.uint8), is_dense=True)
 
     def _ground_truth(self, scene: "SceneState", scene_stamp: float, stamp: float):
-        from despite_core.data.synth.world import ground_truth
-
         T = self._T
         Point = T["geometry_msgs/msg/Point"]
         people = [T["despite_ros/msg/PersonActivity"](

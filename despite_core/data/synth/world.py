@@ -8,15 +8,13 @@ mounting and new people (new subjects), so splits by subject hold unseen bodies 
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field, replace
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import numpy as np
 
 from despite_core.data.resample import resample_imu
-from despite_core.data.store import SMPL_JOINT_NAMES, Sequence, StoreWriter
+from despite_core.data.store import Sequence
 from despite_core.data.synth.body import BodyShape, CapsuleMesh, capsule_endpoints, forward_kinematics
 from despite_core.data.synth.imu import ImuConfig, ImuStream, simulate_imu, store_layout
 from despite_core.data.synth.kinematics import Kinematics
@@ -200,7 +198,8 @@ def simulate_person(pid: int, subject: str, duration: float, room: Room, config:
     max_dist = lidar_origin_x + 5.0 + 6.0 * d
     bvh_index = pid - 1
     if bvh_index < len(config.bvh):
-        from despite_core.data.importers.bvh import bvh_to_kinematics, load_bvh
+        from despite_core.data.importers.bvh_format import load_bvh
+        from despite_core.data.importers.bvh_rig import bvh_to_kinematics
 
         kin = _place_mocap(bvh_to_kinematics(load_bvh(config.bvh[bvh_index])), times, room, rng, max_dist)
         segments: list[Segment] = []
@@ -328,102 +327,3 @@ def person_sequence(scene: SceneState, person: Person, stamps: np.ndarray, cloud
                          "rate": scene.lidar.config.rate, "mount_xyz": list(scene.lidar.config.mount_xyz),
                          "mount_rpy": list(scene.lidar.config.mount_rpy)}},
     )
-
-
-def generate(config: WorldConfig, out: str | Path | None, *, bag: str | Path | None = None,
-             overwrite: bool = False, progress: bool = True, bag_compression: bool = True,
-             on_scene: Callable[[SceneState], None] | None = None) -> dict:
-    """Simulate the world; write the sequence store at ``out`` and/or a rosbag2 MCAP at ``bag``.
-
-    Returns a JSON-able summary (counts, class histogram, timing).
-    """
-    from tqdm import tqdm
-
-    if out is None and bag is None:
-        raise ValueError("nothing to write: give an output store and/or a bag")
-    t_start = time.perf_counter()
-    durations = config.scenes
-    total_scans = sum(int(np.floor(d * config.lidar.rate + 1e-9)) for d in durations)
-    writer = None
-    if out is not None:
-        writer = StoreWriter(out, CLASS_NAMES, imu_layout=store_layout(config.imu.sites),
-                             joint_names=SMPL_JOINT_NAMES, source="despite synth",
-                             description=f"synthetic world, seed {config.seed}, difficulty {config.difficulty}",
-                             overwrite=overwrite)
-    bag_writer = None
-    if bag is not None:
-        from despite_core.data.synth.bag import SynthBagWriter
-
-        bag_writer = SynthBagWriter(bag, config, overwrite=overwrite, compress=bag_compression)
-    points_per_frame: list[int] = []
-    frame_labels: list[np.ndarray] = []
-    subjects: list[str] = []
-    bar = tqdm(total=total_scans, unit="scan", desc="despite synth", disable=not progress)
-    t_offset = 0.0
-    try:
-        for index, duration in enumerate(durations):
-            scene = build_scene(config, index, duration)
-            stamps = scene.stamps
-            clouds: dict[int, list[np.ndarray]] = {p.pid: [] for p in scene.people}
-            if bag_writer is not None:
-                bag_writer.begin_scene(scene)
-                events = iter_timeline(scene, full=True, noise_scale=config.difficulty)
-            else:  # the store needs person returns only: skip the room and the IMU schedule
-                events = ((scan.stamp, "scan", scan)
-                          for scan in iter_scans(scene, full=False, noise_scale=config.difficulty))
-            for t, kind, payload in events:
-                if kind == "scan":
-                    for p in scene.people:
-                        clouds[p.pid].append(payload.xyz[payload.gt_person == p.pid])
-                    bar.update(1)
-                if bag_writer is not None:
-                    bag_writer.write(scene, t_offset + t, kind, payload)
-            for p in scene.people:
-                seq = person_sequence(scene, p, stamps, clouds[p.pid], config.imu.sites)
-                if writer is not None:
-                    writer.add(seq)
-                points_per_frame.extend(len(c) for c in clouds[p.pid])
-                frame_labels.append(seq.labels)
-                subjects.append(p.subject)
-            if on_scene is not None:
-                on_scene(scene)
-            t_offset += duration
-        if writer is not None:
-            _add_subject_splits(writer, config.seed)
-            writer.close()
-    finally:
-        bar.close()
-        if bag_writer is not None:
-            bag_writer.close()
-    labels = np.concatenate(frame_labels) if frame_labels else np.zeros(0, int)
-    ppf = np.asarray(points_per_frame)
-    return {
-        "store": str(out) if out is not None else None, "bag": str(bag) if bag is not None else None,
-        "scenes": len(durations), "people_per_scene": config.people, "subjects": len(subjects),
-        "scans": total_scans, "person_frames": int(len(ppf)),
-        "points_per_person_frame": {"mean": float(ppf.mean()) if ppf.size else 0.0,
-                                    "median": float(np.median(ppf)) if ppf.size else 0.0,
-                                    "empty_fraction": float((ppf == 0).mean()) if ppf.size else 0.0},
-        "class_frames": {name: int((labels == i).sum()) for i, name in enumerate(CLASS_NAMES)},
-        "unlabelled_frames": int((labels < 0).sum()),
-        "seconds": round(time.perf_counter() - t_start, 2),
-        "bag_mb": (sum(f.stat().st_size for f in Path(bag).iterdir()) / 1e6) if bag is not None else None,
-    }
-
-
-def _add_subject_splits(writer: StoreWriter, seed: int) -> None:
-    """Split ``by_subject``: whole scenes (all their subjects) go to train / val / test, ~70/10/20.
-
-    Every scene has its own people, so test subjects are never seen in training.
-    """
-    ids = writer.sequence_ids
-    scenes = sorted({sid.split("/")[0] for sid in ids})
-    rng = np.random.default_rng([seed, 99])
-    order = list(rng.permutation(len(scenes)))
-    n = len(scenes)
-    n_test = max(1, round(0.2 * n)) if n >= 2 else 0
-    n_val = max(1, round(0.1 * n)) if n >= 4 else 0
-    parts = {"test": order[:n_test], "val": order[n_test:n_test + n_val], "train": order[n_test + n_val:]}
-    split = {name: [sid for sid in ids if sid.split("/")[0] in {scenes[i] for i in idx}]
-             for name, idx in parts.items()}
-    writer.add_split("by_subject", split)

@@ -6,7 +6,7 @@
 - :class:`WearerMatcher`: IMU windows of the declared wearers at a batch of track embeddings'
   scan stamps -> IMU embeddings -> cosine similarity, softmax probabilities at the bundle's
   temperature, Hungarian assignment with a minimum-similarity gate; IMU-only labels.
-Scoring lives in despite_ros.scoring.
+Scoring lives in despite_core.runtime.scoring.
 """
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from despite_ros.buffers import NS, BufferConfig, FrameSelector, TrackBuffers, Window, WearerImu
-from despite_ros.inference import Runtime, StreamingPointEncoder, TrackWindow, _softmax
-from despite_ros.perception import Perception, PerceptionConfig, ScanResult
+from despite_core.runtime.buffers import NS, BufferConfig, FrameSelector, TrackBuffers, Window, WearerImu
+from despite_core.runtime.inference import Runtime, StreamingPointEncoder, TrackWindow, _softmax
+from despite_core.runtime.perception import Perception, PerceptionConfig, ScanResult
 
 LABEL_SOURCES = ("head", "text")
 

@@ -19,7 +19,7 @@ import numpy as np
 from despite_core.data.windows import window_label
 
 
-from despite_ros.buffers import NS
+from despite_core.runtime.buffers import NS
 
 STAMP_TOLERANCE_NS = 1_000_000          # a label message belongs to the scan within 1 ms of it
 

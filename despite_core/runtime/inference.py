@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from despite_core.bundle import FORMAT_VERSION, REQUIRED_KEYS, sha256_file
+from despite_core.runtime.bundle import FORMAT_VERSION, REQUIRED_KEYS, sha256_file
 from despite_core.data.imu_layout import ImuLayout, ImuLayoutError
+from despite_core.install import SOURCE_ROOT, install_prefixes, installed
 
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 PROVIDERS = {"auto": PROVIDER_ORDER, "cpu": ("CPUExecutionProvider",),
@@ -51,13 +52,11 @@ class Bundle:
 
 def default_bundle_path() -> Path:
     """The shipped default bundle: share/despite_ros/models/default of the install
-    (despite_ros.bringup.install_prefixes), else the source tree's models/default."""
-    from despite_ros.bringup import install_prefixes, installed
-
+    (despite_core.install), else the source tree's models/default."""
     found = installed("share/despite_ros/models/default/model.yaml")
     if found is not None:
         return found.parent
-    source = Path(__file__).resolve().parents[1] / "models" / "default"
+    source = SOURCE_ROOT / "models" / "default"
     if (source / "model.yaml").is_file():
         return source
     raise BundleError(f"no default model bundle found under {[str(p) for p in install_prefixes()]}/share/despite_ros/"

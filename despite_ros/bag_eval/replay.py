@@ -1,0 +1,163 @@
+"""bag-eval, replay mode: the bag published onto DDS at its recorded timing for har_node and
+matching_node (started with bringup); what they publish is recorded and scored, and latency is
+measured from each scan's publication. Needs rclpy."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from despite_core.data.rosbag import bag_sha256, open_bag
+from despite_core.runtime.buffers import NS, stamp_ns
+from despite_ros.bag_eval.common import BagEvalError, imu_topic_table, prepare
+
+
+def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path | None = None,
+                    points_topic: str = "/lidar/points", imu_topic: str = "/{wearer}/imu/{site}",
+                    wearers: list[str] | None = None, stride: int = 3, record: Path | None = None,
+                    progress: bool = True, settle: float = 3.0) -> dict:
+    """Publish the bag onto DDS with its timing (divided by ``rate``) for har_node and matching_node
+    (started here with bringup), record what they publish, score it; latency from publication."""
+    import os
+
+    import rclpy
+    from rclpy.qos import qos_profile_sensor_data
+    from rclpy.serialization import deserialize_message
+    from sensor_msgs.msg import Imu, PointCloud2
+    from tqdm import tqdm
+
+    from despite_ros.bringup import Bringup, share_dir, use_shipped_dds_profile
+    from despite_core.runtime.inference import load_bundle
+    from despite_ros.live_score import LiveScorer
+
+    if rate <= 0:
+        raise BagEvalError(f"--rate must be > 0, got {rate}")
+    bundle = load_bundle(model)
+    names = bundle.class_names
+    reader = open_bag(bag)
+    counts: dict = {"invalid": 0}
+    try:
+        gt, wearers = prepare(reader, bag, labels, names, points_topic, counts, wearers)
+        topics = {c.topic: c for c in reader.connections}
+        imu_topics = [t for t in imu_topic_table(imu_topic, wearers, bundle.imu_layout.sites) if t in topics]
+        plan = [(conn.topic, t, raw) for conn, t, raw in
+                reader.messages(connections=[topics[points_topic], *(topics[t] for t in imu_topics)])]
+    finally:
+        reader.close()
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    pipeline = {"model": str(Path(model).resolve()), "stride": str(stride), "truth_field": "gt_person"}
+    overrides = {"har_node": pipeline, "matching_node": {"model": pipeline["model"],
+                                                         "imu_topic": imu_topic,
+                                                         "wearers": "[" + ",".join(wearers) + "]"}}
+    nodes = ("har_node", "matching_node") if wearers else ("har_node",)
+    use_shipped_dds_profile()
+    devnull = open(os.devnull, "w")
+    b = Bringup(share_dir() / "config" / "har.yaml", nodes, overrides, stdout=devnull)
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("despite_bag_replay", context=ctx)
+    try:
+        b.start()
+    except BaseException:
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        devnull.close()
+        raise
+    scorer = LiveScorer(node, gt, subscribe_gt=False, keep_messages=record is not None)
+    from diagnostic_msgs.msg import DiagnosticArray
+
+    node_diag: dict[str, str] = {}
+
+    def on_diag(msg) -> None:
+        for st in msg.status:
+            if st.name.startswith("har_node"):
+                node_diag.update({kv.key: kv.value for kv in st.values})
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 10)
+    pubs = {points_topic: node.create_publisher(PointCloud2, points_topic, qos_profile_sensor_data)}
+    for t in imu_topics:
+        pubs[t] = node.create_publisher(Imu, t, qos_profile_sensor_data)
+    types = {points_topic: PointCloud2, **{t: Imu for t in imu_topics}}
+    ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    published: dict[int, float] = {}
+    interrupted = False
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and (pubs[points_topic].get_subscription_count() == 0
+                                               or node.count_publishers("/despite/activities") == 0):
+            ex.spin_once(timeout_sec=0.1)
+            if (done := b.poll()) is not None:
+                raise BagEvalError(f"{done[0]} exited with code {done[1]} before the replay started")
+        if pubs[points_topic].get_subscription_count() == 0:
+            raise BagEvalError("har_node did not subscribe within 60 s")
+        time.sleep(1.0)
+        t_bag0 = plan[0][1] if plan else 0
+        t_wall0 = time.perf_counter()
+        bar = tqdm(total=len(plan), unit="msg", desc="replay", disable=not progress)
+        try:
+            for topic, t, raw in plan:
+                due = t_wall0 + (t - t_bag0) / NS / rate
+                while (wait := due - time.perf_counter()) > 0:
+                    ex.spin_once(timeout_sec=min(wait, 0.005))
+                try:
+                    msg = deserialize_message(bytes(raw), types[topic])
+                except Exception:  # a corrupt message: counted, not published
+                    counts["invalid"] += 1
+                    continue
+                if topic == points_topic:
+                    published[stamp_ns(msg.header.stamp)] = time.perf_counter()
+                pubs[topic].publish(msg)
+                bar.update(1)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            bar.close()
+        end = time.monotonic() + settle
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.05)
+        scorer.score_ready(settle=0.0)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        b.stop()
+        devnull.close()
+    latencies = [(arr - published[s]) * 1e3 for s, arr in scorer.arrivals.items() if s in published]
+    selected = len(published)
+    summary = scorer.board.summary()
+    if record is not None:
+        _record(record, scorer.messages)
+    lat = np.asarray(latencies) if latencies else None
+    return {**summary,
+            "latency_ms": None if lat is None else {"p50": round(float(np.median(lat)), 2),
+                                                    "p95": round(float(np.percentile(lat, 95)), 2),
+                                                    "max": round(float(lat.max()), 2)},
+            # har_node's own counts (its last /diagnostics): model periods without a scan, bad clouds
+            "dropped": int(node_diag["missing_periods"]) if "missing_periods" in node_diag else None,
+            "invalid": counts["invalid"] + int(node_diag.get("invalid", 0)),
+            "node_scans_selected": int(node_diag["scans_selected"]) if "scans_selected" in node_diag else None,
+            "model_id": bundle.meta["model_id"],
+            "bag_sha256": bag_sha256(bag), "bag": str(bag), "mode": "replay", "rate": rate, "segmentation": "live",
+            "class_names": list(names), "scans": selected, "scans_per_second": None, "interrupted": interrupted,
+            "undecodable": counts.get("undecodable", 0), "truncated": counts.get("truncated"),
+            "records": scorer.board.records, "latencies": latencies}
+
+
+def _record(path: Path, messages: list) -> None:
+    """The nodes' outputs, as received, into a new MCAP bag (rosbags writer, raw CDR from rclpy)."""
+    from rclpy.serialization import serialize_message
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from despite_core.data.rosbag import typestore
+
+    if path.exists():
+        raise BagEvalError(f"{path}: exists; --record writes a new bag")
+    store = typestore()
+    types = {"/despite/activities": "despite_ros/msg/ActivityArray", "/despite/imu_activities": "despite_ros/msg/ActivityArray",
+             "/despite/matches": "despite_ros/msg/MatchArray"}
+    with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as w:
+        conns = {t: w.add_connection(t, m, typestore=store) for t, m in types.items()}
+        for topic, _, msg in messages:
+            s = stamp_ns(msg.header.stamp)
+            w.write(conns[topic], s, serialize_message(msg))
