@@ -83,6 +83,12 @@ def add_synth_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--untexted", type=float, default=0.2, help="fraction of segments without text")
     p.add_argument("--height-range", type=_range_pair, default=None, metavar="LOW,HIGH",
                    help="draw body statures (m) from this range instead of the default N(1.72, 0.10)")
+    p.add_argument("--in-place", action="store_true",
+                   help="scenario: nobody walks or runs, so everyone is where the first scan sees them, all along")
+    p.add_argument("--distance", type=_range_pair, default=None, metavar="NEAR,FAR",
+                   help="scenario: people stay this horizontal distance (m) from the LiDAR (the room is made long enough)")
+    p.add_argument("--tall-objects", type=int, default=0, metavar="N",
+                   help="scenario: N extra free-standing person-sized objects (cabinets, coat stands) per room")
     p.add_argument("--bvh", type=Path, nargs="+", default=(),
                    help="BVH mocap files that drive persons 1, 2, ... instead of procedural motion (unlabelled)")
     p.add_argument("--no-bag-compression", action="store_true", help="write the bag without zstd chunk compression")
@@ -132,7 +138,8 @@ def run_synth(args: argparse.Namespace) -> int:
         config = WorldConfig(minutes=args.minutes, people=args.people, seed=args.seed, difficulty=args.difficulty,
                              scene_minutes=scene_minutes, lidar=lidar, imu=ImuConfig(rate=args.imu_rate, sites=sites),
                              untexted=args.untexted, bvh=tuple(str(f) for f in args.bvh),
-                             height_range=args.height_range, mount=args.lidar_mount)
+                             height_range=args.height_range, mount=args.lidar_mount, in_place=args.in_place,
+                             distance=args.distance, tall_objects=args.tall_objects)
     except ValueError as e:
         raise CliError(f"despite synth: {e}") from None
     for path in (args.out, args.bag):
@@ -211,6 +218,13 @@ def add_train_parser(sub: argparse._SubParsersAction) -> None:
                          formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     options.har_arguments(h)
     h.set_defaults(func=lambda a: _print_result(_har_summary(_lazy("despite_core.train.har").run(a))))
+    from despite_core.train import person
+
+    q = kinds.add_parser("person", help="the live perception's person / not-person cluster classifier",
+                         description=(person.__doc__ or "").strip().splitlines()[0],
+                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    person.add_arguments(q)
+    q.set_defaults(func=lambda a: _print_result(person.run(a)))
 
 
 def _lazy(module: str):

@@ -34,7 +34,8 @@ def bag_eval(args: list[str], tmp_path: Path, timeout: float = 300) -> subproces
 
 
 REQUIRED = ("accuracy", "macro_f1", "windows", "ambiguous", "unassociated", "per_class", "confusion",
-            "matching_accuracy", "latency_ms", "dropped", "invalid", "model_id", "bag_sha256")
+            "matching_accuracy", "latency_ms", "dropped", "invalid", "model_id", "bag_sha256",
+            "coverage", "recall", "false_tracks_per_minute", "id_switches_per_person_minute")
 
 
 def test_ground_truth_segmentation_equals_eval_har_and_sqlite3_equals_mcap(synth, tmp_path):
@@ -68,6 +69,18 @@ def test_live_offline_replay_and_sidecar_labels(synth, tmp_path):
     live = json.loads((tmp_path / "live" / "results.json").read_text())
     assert live["windows"] + live["unassociated"] + live["ambiguous"] > 20 and live["latency_ms"] is None
     assert live["scans_per_second"] > 10
+    # Live against ground truth: the truth windows are exactly the windows ground-truth segmentation
+    # scores on the same bag; coverage and recall are fractions of them, recall never above coverage.
+    out = bag_eval([str(synth / "bag"), "--out", str(tmp_path / "gt"), "--segmentation", "ground-truth"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    gt = json.loads((tmp_path / "gt" / "results.json").read_text())
+    assert all(k in live for k in REQUIRED) and gt["coverage"] is None          # (not measured for ground truth)
+    assert live["truth_windows"] == gt["windows"] > 20
+    assert 0.5 < live["coverage"] <= 1 and 0 <= live["recall"] <= live["coverage"]
+    correct = sum(r["outcome"] == "correct" for r in csv.DictReader((tmp_path / "live" / "windows.csv").open()))
+    # (a person with two tracks at one stamp is one truth window: two correct rows, one recall hit)
+    assert 0.9 * correct <= live["recall"] * live["truth_windows"] <= correct + 0.5
+    assert live["false_tracks_per_minute"] >= 0 and live["id_switches_per_person_minute"] >= 0
     # Replay at 1x through the real nodes over DDS. Tolerance: sensor-data QoS is best effort and a
     # scan can be lost or delivered late under load, which shifts that track's windows (a filled
     # frame); so at least 80 % of the offline windows must come back with the same label.
@@ -76,6 +89,7 @@ def test_live_offline_replay_and_sidecar_labels(synth, tmp_path):
     assert out.returncode == 0, out.stderr + out.stdout
     rep = json.loads((tmp_path / "replay" / "results.json").read_text())
     assert rep["latency_ms"]["p50"] > 0 and rep["latency_ms"]["p95"] >= rep["latency_ms"]["p50"]
+    assert rep["truth_windows"] == live["truth_windows"] and 0 < rep["coverage"] <= 1
     key = lambda r: (round(float(r["stamp_s"]), 1), r["track"])  # noqa: E731
     a = {key(r): r["predicted"] for r in csv.DictReader((tmp_path / "live" / "windows.csv").open())}
     b = {key(r): r["predicted"] for r in csv.DictReader((tmp_path / "replay" / "windows.csv").open())}

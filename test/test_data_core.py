@@ -134,6 +134,17 @@ def test_fps_matches_brute_force_and_pads():
         farthest_point_indices(np.zeros((0, 3)), 4)
 
 
+def test_batched_normalisation_equals_one_frame_at_a_time():
+    from despite_core.data.sampling import normalise_frame, normalise_frames
+
+    # sizes around k (fewer points are cycled), empty frames, and ties (duplicated points)
+    frames = [RNG.normal(size=(n, 3)).astype(np.float32) * [0.3, 0.2, 0.8] for n in (0, 7, 255, 256, 257, 900, 1800)]
+    frames.append(np.repeat(frames[-2][:300], 2, axis=0))
+    for a, b in zip(normalise_frames(frames, 256), [normalise_frame(f, 256) for f in frames]):
+        assert a.dtype == np.float32 and np.array_equal(a, b)
+    assert normalise_frames([], 256) == []
+
+
 # ---------------------------------------------------------------- store
 CLASSES = ("walk", "wave", "sit")
 LAYOUT = ImuLayout()

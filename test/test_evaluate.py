@@ -73,3 +73,26 @@ def test_har_metrics_by_hand():
     assert m["confusion"] == [[1, 0, 0], [1, 2, 0], [0, 0, 0]]
     assert m["group_accuracy"] == 1.0  # group 1: summed scores favour b
     assert segment_ids(np.array([0, 0, 0, 1, 1]), np.array([2, 2, 3, 3, 3])).tolist() == [0, 0, 1, 2, 2]
+
+
+def test_eval_perception_scores_a_scene_against_ground_truth_and_the_replaced_perception(tmp_path):
+    """`despite eval perception` end to end on one short in-place scene, and the same scene with the
+    perception of the revision before this one (people in place from the first scan: it missed them)."""
+    import json
+
+    from despite_core.cli import main
+
+    out = tmp_path / "p.json"
+    assert main(["eval", "perception", "--seeds", "7", "--seconds", "8", "--types", "in place", "--quiet",
+                 "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    row = res["scenes"][0]
+    assert row["type"] == "in place" and row["truth_windows"] > 0
+    assert row["coverage"] > 0.9 and row["false_tracks"] == 0
+    assert sum(v["scans"] for v in res["detected_by_points"].values()) == 2 * 80     # 2 people x 80 scans
+    assert res["types"]["all"]["coverage"] == row["coverage"]
+    base = tmp_path / "b.json"
+    assert main(["eval", "perception", "--seeds", "7", "--seconds", "8", "--types", "in place", "--quiet",
+                 "--baseline", "cea979b", "--out", str(base)]) == 0
+    assert json.loads(base.read_text())["scenes"][0]["coverage"] < 0.5
+    assert main(["eval", "perception", "--types", "nowhere", "--quiet"]) == 2           # a clear error

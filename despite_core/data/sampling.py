@@ -70,3 +70,55 @@ def normalise_frame(points: np.ndarray, k: int = 256) -> np.ndarray:
         return np.zeros((k, 3), np.float32)
     centred = pts - pts.mean(axis=0, dtype=np.float64).astype(np.float32)
     return centred[farthest_point_indices(centred, k)]
+
+
+def normalise_frames(frames: list[np.ndarray], k: int = 256) -> list[np.ndarray]:
+    """:func:`normalise_frame` of several clouds at once, with identical results: the farthest point
+    sampling loops of all clouds with at least ``k`` points run together on one padded array, so
+    the loop's per-step overhead is paid once per scan instead of once per person."""
+    out: list[np.ndarray | None] = [None] * len(frames)
+    big = []
+    centred = []
+    for j, f in enumerate(frames):
+        pts = np.asarray(f, dtype=np.float32)
+        if pts.shape[0] < k:
+            out[j] = normalise_frame(pts, k)
+            continue
+        big.append(j)
+        centred.append(pts - pts.mean(axis=0, dtype=np.float64).astype(np.float32))
+    if big:
+        for j, c, idx in zip(big, centred, _fps_batch(centred, k)):
+            out[j] = c[idx]
+    return out
+
+
+def _fps_batch(clouds: list[np.ndarray], k: int) -> np.ndarray:
+    """(P, k) FPS indices of each cloud (each has >= k points), start 0, the same float32 arithmetic
+    and tie-breaking (first maximum) as :func:`_fps`; padding never wins (its distance is -inf)."""
+    p = len(clouds)
+    n = max(len(c) for c in clouds)
+    x = np.zeros((p, n), np.float32)
+    y = np.zeros((p, n), np.float32)
+    z = np.zeros((p, n), np.float32)
+    dist = np.full((p, n), -np.inf, np.float32)
+    for r, c in enumerate(clouds):
+        x[r, :len(c)], y[r, :len(c)], z[r, :len(c)] = c[:, 0], c[:, 1], c[:, 2]
+        dist[r, :len(c)] = np.inf
+    d = np.empty((p, n), np.float32)
+    tmp = np.empty((p, n), np.float32)
+    out = np.empty((p, k), np.int64)
+    rows = np.arange(p)
+    i = np.zeros(p, np.int64)
+    for j in range(k):
+        out[:, j] = i
+        np.subtract(x, x[rows, i][:, None], out=d)
+        np.multiply(d, d, out=d)
+        np.subtract(y, y[rows, i][:, None], out=tmp)
+        np.multiply(tmp, tmp, out=tmp)
+        d += tmp
+        np.subtract(z, z[rows, i][:, None], out=tmp)
+        np.multiply(tmp, tmp, out=tmp)
+        d += tmp
+        np.minimum(dist, d, out=dist)
+        i = dist.argmax(axis=1)
+    return out

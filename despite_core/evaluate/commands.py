@@ -47,6 +47,13 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
                    help="with --model: also record the result in the bundle's model.yaml metrics "
                         "(key <modality>_har_onnx or <modality>_zero_shot)")
     h.set_defaults(func=run_har)
+    from despite_core.evaluate import perception
+
+    q = sub.add_parser("perception", help="the live perception over a matrix of simulated scenes: coverage, recall, "
+                       "false tracks, id switches", description=(perception.__doc__ or "").strip().splitlines()[0],
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    perception.add_arguments(q)
+    q.set_defaults(func=perception.run)
 
 
 def _embed(args):

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from despite_core.data.sampling import normalise_frame
 from despite_core.runtime.buffers import NS, BufferConfig, FrameSelector, TrackBuffers, Window, WearerImu
 from despite_core.runtime.inference import Runtime, StreamingPointEncoder, TrackWindow, _softmax
 from despite_core.runtime.perception import Perception, PerceptionConfig, ScanResult
@@ -60,7 +61,12 @@ def label_space(runtime: Runtime, source: str) -> list[str]:
 
 class HarPipeline:
     def __init__(self, runtime: Runtime, perception: PerceptionConfig | None = None, stride: int = 3,
-                 label_source: str = "head", tolerance: float = 0.25, max_gap: int = 2) -> None:
+                 label_source: str = "head", tolerance: float = 0.25, max_gap: int | None = None,
+                 infer: bool = True) -> None:
+        """``max_gap``: missing periods a window bridges by repeating frames (default: as many scans as
+        a track survives unseen, perception's ``max_missed``). ``infer=False``: windows are cut
+        exactly as for inference but nothing runs (their label is empty): the ground-truth
+        person-windows that coverage is measured against."""
         meta = runtime.bundle.meta
         if stride < 1:
             raise ValueError(f"stride must be >= 1, got {stride}")
@@ -68,9 +74,12 @@ class HarPipeline:
         self.labels = label_space(runtime, label_source)
         self.label_source = label_source
         pcfg = perception or PerceptionConfig()
+        max_gap = pcfg.max_missed if max_gap is None else max_gap
         if pcfg.points_per_frame != int(meta["points_per_frame"]):
             raise ValueError(f"points_per_frame {pcfg.points_per_frame} differs from the bundle's {meta['points_per_frame']}")
-        self.perception = Perception(pcfg)
+        self.perception = Perception(pcfg) if infer else None
+        self.points_per_frame = pcfg.points_per_frame
+        self.infer_windows = infer
         self.buffer_cfg = BufferConfig(fps=float(meta["fps"]), window=int(meta["window"]), tolerance=tolerance,
                                        max_gap=max_gap)
         self.selector = FrameSelector(self.buffer_cfg)
@@ -83,7 +92,7 @@ class HarPipeline:
     def reset(self) -> None:
         """Time went backwards: forget tracks, windows and cached tubes (track ids are not reused).
         The frame selector has already restarted its grid at the scan that went back."""
-        for tid in self.perception.reset():
+        for tid in (self.perception.reset() if self.perception is not None else []):
             self.encoder.forget(tid)
         for tid in list(self.buffers.tracks):
             self.encoder.forget(tid)
@@ -118,6 +127,26 @@ class HarPipeline:
             people[p.track_id] = (p.normalised, p.centroid, extra)
         return self.push_people(stamp_ns, people, status, res)
 
+    def process_ground_truth(self, xyz: np.ndarray, stamp_ns: int, truth: np.ndarray,
+                             people: list[int] | None = None) -> ScanOutput:
+        """Ground-truth segmentation of one scan: every person in ``people`` (default: every id in
+        ``truth``, the per-point person ids) is a track with its points (track id = person id); a fully
+        occluded person is an empty frame, normalised to zeros exactly as the sequence store does."""
+        status = self.select(stamp_ns)
+        if status in ("skipped", "duplicate"):
+            return ScanOutput(status)
+        truth = np.asarray(truth)
+        ids = people or sorted(int(i) for i in np.unique(truth) if i > 0)
+        observed = {}
+        for pid in ids:
+            pts = xyz[truth == pid]
+            pts = pts[np.isfinite(pts).all(1)]
+            centroid = pts.mean(0) if len(pts) else np.zeros(3, np.float32)
+            frame = (normalise_frame(pts, self.points_per_frame) if self.infer_windows
+                     else np.zeros((1, 3), np.float32))            # no inference: the points are never used
+            observed[pid] = (frame, centroid, {pid: max(len(pts), 1)})
+        return self.push_people(stamp_ns, observed, status)
+
     def push_people(self, stamp_ns: int, people: dict, status: str = "selected", res: ScanResult | None = None) -> ScanOutput:
         """Add one selected scan's segmented people {track id: (normalised (P, 3), centroid, extra)}
         (perception's output, or ground-truth segmentation in bag-eval); infer when due."""
@@ -129,6 +158,10 @@ class HarPipeline:
             return out
         windows = self.buffers.ready()
         if not windows:
+            return out
+        if not self.infer_windows:
+            out.results = [TrackResult(w.track_id, w.stamps, w.centroids[-1], "", -1, 0.0, np.zeros(0, np.float32),
+                                       np.zeros(0, np.float32), w.extras) for w in windows]
             return out
         out.inferred = True
         out.results = self.infer(windows)

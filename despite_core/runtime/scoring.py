@@ -205,3 +205,98 @@ class GroundTruth:
                 raise LabelError(f"{path}: row {i + 1}: person {who!r} is not a person id or person_<id>")
             gt.segments.append((int(round(start * NS)), int(round(end * NS)), class_names.index(label), person))
         return gt
+
+
+DISTANCE_BANDS = ((0.0, 5.0), (5.0, 10.0), (10.0, 15.0), (15.0, float("inf")))
+
+
+VISIBLE_POINTS = 8                      # returns per frame below which a person is called hidden (perception's min_points)
+
+
+def truth_window(gt: GroundTruth, result) -> tuple[tuple[int, int], tuple[int, float, bool]] | None:
+    """The ground-truth person-window of one result of ground-truth segmentation (track id = person
+    id), as ``((newest stamp ns, person), (true label, horizontal distance m, visible))``; None when
+    that segmentation would not score it (an ambiguous or unlabelled window). ``visible``: the
+    person has at least :data:`VISIBLE_POINTS` returns in at least half of the window's frames
+    (occlusion by people and furniture hides some windows from any LiDAR pipeline)."""
+    label = window_label(np.asarray(gt.labels(result.track_id, result.stamps)))
+    if label < 0:
+        return None
+    counts = [int((c or {}).get(result.track_id, 0)) for c in result.extras]
+    visible = 2 * sum(n >= VISIBLE_POINTS for n in counts) >= len(counts)
+    return (int(result.stamps[-1]), int(result.track_id)), (int(label), float(np.hypot(*result.centroid[:2])), visible)
+
+
+def live_vs_truth(truth: dict[tuple[int, int], tuple], live: list[dict], seconds: float) -> dict:
+    """How much of the ground truth the live pipeline saw (the fixed rules, shared/ARCHITECTURE.md).
+
+    ``truth``: the ground-truth person-windows, (newest stamp, person) -> (true label, distance m[,
+    visible]); windows not flagged visible are also reported apart (``coverage_visible``);
+    ``live``: the live pipeline's window records (:attr:`Scoreboard.records`), on the same frame grid
+    and stride; ``seconds``: the recording's length.
+    - coverage: fraction of the truth windows for which a live window ends at the same stamp on a
+      track whose true person is that person; recall: fraction of them that window labels right.
+    - false tracks: tracks whose windows mostly belong to no person (background); per minute.
+    - id switches: a person's live windows, in time, changing track id; per person per minute.
+    Also per person and per distance band."""
+    by_key: dict[tuple[int, int], list[dict]] = {}
+    for r in live:
+        if r["person"] > 0:
+            by_key.setdefault((r["stamp"], r["person"]), []).append(r)
+    bands = {f"{lo:g}-{hi:g} m": [0, 0, 0] for lo, hi in DISTANCE_BANDS}
+    people: dict[int, list[int]] = {}
+    seen = [0, 0, 0]                                      # visible truth windows: total, covered, correct
+    for (stamp, person), (label, dist, *vis) in truth.items():
+        rs = by_key.get((stamp, person), [])
+        hit, ok = bool(rs), any(r["predicted"] == label for r in rs)
+        if not vis or vis[0]:
+            seen[0] += 1
+            seen[1] += hit
+            seen[2] += ok
+        for (lo, hi), key in zip(DISTANCE_BANDS, bands):
+            if lo <= dist < hi:
+                bands[key][0] += 1
+                bands[key][1] += hit
+                bands[key][2] += ok
+        people.setdefault(person, [0, 0, 0])
+        people[person][0] += 1
+        people[person][1] += hit
+        people[person][2] += ok
+    n = len(truth)
+    covered = sum(v[1] for v in people.values())
+    correct = sum(v[2] for v in people.values())
+    # false tracks: most of a track's windows associated with no person
+    per_track: dict[int, list[int]] = {}
+    for r in live:
+        per_track.setdefault(r["track"], [0, 0])
+        per_track[r["track"]][0] += 1
+        per_track[r["track"]][1] += r["person"] == 0
+    false_tracks = sum(1 for total, bg in per_track.values() if 2 * bg >= total)
+    # id switches: per person, the track of each stamp (keeping the previous one where it is among them)
+    switches = 0
+    stamps_of: dict[int, dict[int, set[int]]] = {}
+    for r in live:
+        if r["person"] > 0:
+            stamps_of.setdefault(r["person"], {}).setdefault(r["stamp"], set()).add(r["track"])
+    for person, by_stamp in stamps_of.items():
+        prev = None
+        for stamp in sorted(by_stamp):
+            tracks = by_stamp[stamp]
+            cur = prev if prev in tracks else min(tracks)
+            switches += prev is not None and cur != prev
+            prev = cur
+    minutes = seconds / 60.0
+    persons = len(people) or len(stamps_of)
+    rate = lambda x, per: round(x / per, 4) if per > 0 else None  # noqa: E731
+    frac = lambda a, b: round(a / b, 4) if b else None  # noqa: E731
+    return {
+        "truth_windows": n, "coverage": frac(covered, n), "recall": frac(correct, n),
+        "visible_truth_windows": seen[0], "coverage_visible": frac(seen[1], seen[0]),
+        "recall_visible": frac(seen[2], seen[0]),
+        "false_tracks": false_tracks, "false_tracks_per_minute": rate(false_tracks, minutes),
+        "id_switches": switches, "id_switches_per_person_minute": rate(switches, persons * minutes),
+        "coverage_per_person": {str(p): frac(v[1], v[0]) for p, v in sorted(people.items())},
+        "coverage_per_distance": {k: frac(v[1], v[0]) for k, v in bands.items() if v[0]},
+        "recall_per_distance": {k: frac(v[2], v[0]) for k, v in bands.items() if v[0]},
+        "minutes": round(minutes, 3),
+    }

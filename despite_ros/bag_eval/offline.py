@@ -8,9 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from despite_core.data.rosbag import bag_sha256, iter_messages, open_bag
-from despite_core.data.sampling import normalise_frame
-from despite_core.runtime.buffers import stamp_ns
-from despite_core.runtime.scoring import GroundTruth, person_of
+from despite_core.runtime.buffers import NS, stamp_ns
+from despite_core.runtime.scoring import GroundTruth, live_vs_truth, person_of, truth_window
 from despite_ros.bag_eval.common import GT_TOPIC, BagEvalError, imu_topic_table, prepare
 
 
@@ -74,7 +73,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
                 else:
                     if truth is None:
                         raise BagEvalError(f"{bag}: --segmentation ground-truth needs a gt_person field on {points_topic}")
-                    out = _ground_truth_step(pipe, xyz, truth, s, gt)
+                    out = pipe.process_ground_truth(xyz, s, truth, gt.people_at(s))
                 if not out.results:
                     continue
                 for r in out.results:
@@ -92,13 +91,15 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
         finally:
             bar.close()
         seconds = time.perf_counter() - t0
+        perception = (perception_metrics(reader, points_topic, gt, rt, stride, {}, board.records)
+                      if segmentation == "live" and not interrupted else dict(NOT_MEASURED))
     finally:
         reader.close()
     counts["dropped"] = pipe.buffers.missing_total
     if getattr(reader, "truncated", None):
         counts["truncated"] = reader.truncated
     summary = board.summary()
-    return {**summary, "latency_ms": None, "dropped": counts["dropped"], "invalid": counts["invalid"],
+    return {**summary, **perception, "latency_ms": None, "dropped": counts["dropped"], "invalid": counts["invalid"],
             "model_id": rt.bundle.meta["model_id"], "bag_sha256": bag_sha256(bag), "bag": str(bag),
             "mode": "offline", "segmentation": segmentation, "class_names": list(names),
             "scans": counts["scans"], "imu_messages": counts["imu"], "undecodable": counts.get("undecodable", 0),
@@ -108,20 +109,41 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
             "records": board.records, "latencies": []}
 
 
-def _ground_truth_step(pipe, xyz: np.ndarray, truth: np.ndarray, stamp: int, gt: GroundTruth):
-    """Ground-truth segmentation: every person the ground truth lists at this scan (or, without
-    a ground-truth topic, every id in gt_person) is a track with its gt_person points; a fully
-    occluded person is an empty frame, normalised to zeros exactly as the sequence store does."""
-    from despite_core.runtime.pipeline import ScanOutput
+NOT_MEASURED = {"coverage": None, "recall": None, "false_tracks_per_minute": None, "id_switches_per_person_minute": None}
 
-    status = pipe.select(stamp)
-    if status in ("skipped", "duplicate"):
-        return ScanOutput(status)
-    ids = gt.people_at(stamp) or sorted(int(i) for i in np.unique(truth) if i > 0)
-    people = {}
-    for pid in ids:
-        pts = xyz[truth == pid]
-        pts = pts[np.isfinite(pts).all(1)]
-        centroid = pts.mean(0) if len(pts) else np.zeros(3, np.float32)
-        people[pid] = (normalise_frame(pts, pipe.perception.cfg.points_per_frame), centroid, {pid: max(len(pts), 1)})
-    return pipe.push_people(stamp, people, status)
+
+def truth_windows(reader, points_topic: str, gt: GroundTruth, runtime, stride: int,
+                  counts: dict) -> tuple[dict, float] | None:
+    """The bag's ground-truth person-windows (what ``--segmentation ground-truth`` scores, cut on
+    the same frame grid and stride, without inference) and the scans' time span (s); None when
+    the clouds carry no gt_person field."""
+    from despite_core.data.pointcloud2 import PointCloud2Error, decode_fields
+    from despite_core.runtime.pipeline import HarPipeline
+
+    pipe = HarPipeline(runtime, stride=stride, infer=False)
+    out: dict = {}
+    first = last = None
+    for _, _, msg in iter_messages(reader, {points_topic}, counts):
+        if not any(f.name == "gt_person" for f in msg.fields):
+            return None
+        try:
+            cols = decode_fields(msg, ["x", "y", "z", "gt_person"], remove_nan_xyz=False)
+        except PointCloud2Error:
+            continue
+        s = stamp_ns(msg.header.stamp)
+        first = s if first is None else min(first, s)
+        last = s if last is None else max(last, s)
+        xyz = np.stack([cols["x"], cols["y"], cols["z"]], 1).astype(np.float32, copy=False)
+        for r in pipe.process_ground_truth(xyz, s, cols["gt_person"], gt.people_at(s)).results:
+            w = truth_window(gt, r)
+            if w is not None:
+                out[w[0]] = w[1]
+    return (out, (last - first) / NS if first is not None else 0.0) if first is not None else None
+
+
+def perception_metrics(reader, points_topic: str, gt: GroundTruth, runtime, stride: int, counts: dict,
+                       records: list[dict]) -> dict:
+    """coverage, recall, false tracks and id switches of the live windows ``records`` against the
+    bag's ground-truth person-windows (all None without a gt_person field)."""
+    tw = truth_windows(reader, points_topic, gt, runtime, stride, counts)
+    return dict(NOT_MEASURED) if tw is None else live_vs_truth(tw[0], records, tw[1])

@@ -10,7 +10,9 @@ import numpy as np
 
 from despite_core.data.rosbag import bag_sha256, open_bag
 from despite_core.runtime.buffers import NS, stamp_ns
+from despite_core.runtime.scoring import live_vs_truth
 from despite_ros.bag_eval.common import BagEvalError, imu_topic_table, prepare
+from despite_ros.bag_eval.offline import NOT_MEASURED, truth_windows
 
 
 def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path | None = None,
@@ -41,6 +43,9 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
         gt, wearers = prepare(reader, bag, labels, names, points_topic, counts, wearers)
         topics = {c.topic: c for c in reader.connections}
         imu_topics = [t for t in imu_topic_table(imu_topic, wearers, bundle.imu_layout.sites) if t in topics]
+        from despite_core.runtime.inference import Runtime
+
+        tw = truth_windows(reader, points_topic, gt, Runtime(bundle, providers="cpu"), stride, counts)
         plan = [(conn.topic, t, raw) for conn, t, raw in
                 reader.messages(connections=[topics[points_topic], *(topics[t] for t in imu_topics)])]
     finally:
@@ -129,7 +134,8 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
     if record is not None:
         _record(record, scorer.messages)
     lat = np.asarray(latencies) if latencies else None
-    return {**summary,
+    perception = live_vs_truth(tw[0], scorer.board.records, tw[1]) if tw is not None else dict(NOT_MEASURED)
+    return {**summary, **perception,
             "latency_ms": None if lat is None else {"p50": round(float(np.median(lat)), 2),
                                                     "p95": round(float(np.percentile(lat, 95)), 2),
                                                     "max": round(float(lat.max()), 2)},

@@ -12,7 +12,8 @@ from despite_core.runtime.buffers import NS
 
 
 RESULT_KEYS = ("accuracy", "macro_f1", "windows", "ambiguous", "unassociated", "per_class", "confusion",
-               "matching_accuracy", "latency_ms", "dropped", "invalid", "model_id", "bag_sha256")
+               "matching_accuracy", "latency_ms", "dropped", "invalid", "model_id", "bag_sha256",
+               "coverage", "recall", "false_tracks_per_minute", "id_switches_per_person_minute")
 
 
 def write_results(result: dict, out: Path) -> dict:
@@ -71,7 +72,8 @@ def write_results(result: dict, out: Path) -> dict:
         pngs.append(("latency.png", "Latency histogram"))
     fmt = lambda v: "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     rows = "".join(f"<tr><th>{k}</th><td>{fmt(result.get(k))}</td></tr>" for k in
-                   ("accuracy", "macro_f1", "windows", "ambiguous", "unassociated", "dropped", "invalid", "model_id",
+                   ("accuracy", "macro_f1", "windows", "ambiguous", "unassociated", "coverage", "recall",
+                    "false_tracks_per_minute", "id_switches_per_person_minute", "dropped", "invalid", "model_id",
                     "mode", "segmentation", "scans", "scans_per_second"))
     match = "".join(f"<tr><th>{k}</th><td>{fmt(v)}</td></tr>" for k, v in result["matching_accuracy"].items())
     lat = result.get("latency_ms") or {}
@@ -107,6 +109,9 @@ def _report_png(result: dict, records: list, latencies: list, png: Path) -> None
              f"macro-F1: {fmt(result['macro_f1'])}",
              f"windows: {result['windows']}  ambiguous: {result['ambiguous']}  unassociated: {result['unassociated']}",
              f"wearer matching: {fmt(m, '.2f')}",
+             f"coverage: {fmt(result.get('coverage'))}  recall: {fmt(result.get('recall'))}",
+             f"false tracks/min: {fmt(result.get('false_tracks_per_minute'))}  "
+             f"id switches/person/min: {fmt(result.get('id_switches_per_person_minute'))}",
              f"latency p50/p95: {lat['p50']}/{lat['p95']} ms" if lat else "latency: offline run",
              f"scans: {result['scans']}, dropped periods: {result['dropped']}, invalid: {result['invalid']}"]
     ax.text(0, 1, "despite bag-eval\n\n" + "\n".join(lines), va="top", family="monospace", fontsize=9)

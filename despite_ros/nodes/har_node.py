@@ -47,15 +47,17 @@ class HarParams:
     stride: int = 3
     label_source: str = "head"
     truth_field: str = ""
-    max_range: float = 15.0
-    background: bool = True
-    background_learn_s: float = 1.0
-    background_absorb_s: float = 10.0
+    # perception: the library's defaults (PerceptionConfig), one place
+    max_range: float = PerceptionConfig.max_range
+    background: bool = PerceptionConfig.background
+    background_learn_s: float = PerceptionConfig.background_learn_s
+    background_absorb_s: float = PerceptionConfig.background_absorb_s
     ground_z: float = math.nan
-    cell: float = 0.15
-    min_points: int = 15
-    track_gate: float = 1.0
-    max_missed: int = 5
+    cell: float = PerceptionConfig.cell
+    min_points: int = PerceptionConfig.min_points
+    track_gate: float = PerceptionConfig.track_gate
+    max_missed: int = PerceptionConfig.max_missed
+    person_classifier: str = PerceptionConfig.classifier
     marker_lifetime: float = 0.5
     diagnostics_period: float = 1.0
 
@@ -70,7 +72,7 @@ class HarParams:
                                 background_learn_s=self.background_learn_s, background_absorb_s=self.background_absorb_s,
                                 ground_z=None if math.isnan(self.ground_z) else self.ground_z, cell=self.cell,
                                 min_points=self.min_points, track_gate=self.track_gate, max_missed=self.max_missed,
-                                points_per_frame=points_per_frame)
+                                classifier=self.person_classifier, points_per_frame=points_per_frame)
 
 
 DOCS = {
@@ -81,14 +83,17 @@ DOCS = {
     "label_source": ("head (the bundle's trained classifier) or text (nearest text query, open vocabulary)",),
     "truth_field": ("evaluation only: per-point person-id field (gt_person) to publish ~/output/truth; empty = off",),
     "max_range": ("horizontal range of interest, m", 1.0, 200.0),
-    "background": ("learn a static background (fixed sensor); false on a moving robot (floor removal only)",),
+    "background": ("learn a static background (fixed sensor) that removes walls and furniture; false on a moving "
+                   "robot (people are found by shape either way)",),
     "background_learn_s": ("seconds of scans that learn the background before detection starts", 0.1, 60.0),
     "background_absorb_s": ("seconds a static object outside tracks takes to join the background", 1.0, 3600.0),
-    "ground_z": ("floor height in the sensor frame, m; NaN = estimate from the first scans",),
+    "ground_z": ("level floor at this height in the sensor frame, m; NaN = fit the floor plane (any tilt) every second",),
     "cell": ("clustering grid cell, m", 0.03, 1.0),
     "min_points": ("fewest points of a person candidate", 1, 100000),
     "track_gate": ("largest distance between a track's prediction and its detection, m", 0.1, 10.0),
     "max_missed": ("scans a track survives without a detection", 0, 100),
+    "person_classifier": ("person / not-person cluster classifier (npz from `despite train person`); empty = the "
+                          "installed default (share/despite_ros/models/perception/person_classifier.npz)",),
     "marker_lifetime": ("RViz marker lifetime, s", 0.05, 10.0),
     "diagnostics_period": ("seconds between /diagnostics messages", 0.1, 60.0),
 }

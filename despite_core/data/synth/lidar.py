@@ -98,8 +98,12 @@ class Room:
     boxes: list[tuple[np.ndarray, np.ndarray, float]] = field(default_factory=list)  # (min, max, reflectivity)
 
     @classmethod
-    def random(cls, rng: np.random.Generator, difficulty: float = 1.0) -> "Room":
-        length = float(rng.uniform(8.0, 10.0 + 6.0 * min(difficulty, 1.5)))
+    def random(cls, rng: np.random.Generator, difficulty: float = 1.0, min_length: float = 0.0,
+               tall_objects: int = 0) -> "Room":
+        """A random room. ``tall_objects``: extra free-standing things of a person's size (cabinets,
+        lockers, coat stands, floor lamps, drawn after everything else so a seed's room is otherwise
+        unchanged): the look-alikes a person detector must reject."""
+        length = max(float(rng.uniform(8.0, 10.0 + 6.0 * min(difficulty, 1.5))), min_length)
         width = float(rng.uniform(7.0, 10.0))
         room = cls(length=length, width=width, height=float(rng.uniform(2.6, 3.4)))
         # Furniture along the side walls (cabinets, shelves) and a few free-standing obstacles
@@ -117,6 +121,13 @@ class Room:
             size = rng.uniform([0.3, 0.3, 0.7], [1.4, 0.9, 1.1])
             if rng.random() < 0.3:   # a pillar
                 size = np.array([0.4, 0.4, room.height])
+            room.boxes.append((np.r_[c - size[:2] / 2, 0.0], np.r_[c + size[:2] / 2, size[2]], float(rng.uniform(0.2, 0.6))))
+        for _ in range(tall_objects):
+            c = np.array([rng.uniform(2.0, length - 1.0), rng.uniform(-width / 2 + 0.6, width / 2 - 0.6)])
+            if rng.random() < 0.35:                                   # a pole: coat stand, floor lamp
+                size = np.r_[rng.uniform(0.05, 0.3, 2), rng.uniform(1.4, 2.0)]
+            else:                                                     # a cabinet, locker, shelf end
+                size = np.r_[rng.uniform(0.3, 0.9), rng.uniform(0.3, 0.7), rng.uniform(1.2, 2.1)]
             room.boxes.append((np.r_[c - size[:2] / 2, 0.0], np.r_[c + size[:2] / 2, size[2]], float(rng.uniform(0.2, 0.6))))
         return room
 

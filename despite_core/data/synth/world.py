@@ -41,6 +41,9 @@ class WorldConfig:
     bvh: tuple[str, ...] = ()                 # mocap files that replace procedural motion (person 1, 2, ...)
     height_range: tuple[float, float] | None = None   # override body stature range (m), e.g. out of domain
     mount: tuple[float, float, float] | None = None   # fixed LiDAR (y, height, pitch deg) on the near wall; None = random per scene
+    in_place: bool = False                    # everyone stays where they are from the first scan (no walk / run)
+    distance: tuple[float, float] | None = None   # people's horizontal distance from the LiDAR (m), e.g. (10, 15)
+    tall_objects: int = 0                     # extra free-standing person-sized objects (cabinets, poles)
 
     def __post_init__(self) -> None:
         if self.minutes <= 0 or self.scene_minutes <= 0:
@@ -51,6 +54,8 @@ class WorldConfig:
             raise ValueError(f"difficulty must be within [0, 2], got {self.difficulty}")
         if not 0.0 <= self.untexted <= 1.0:
             raise ValueError(f"untexted must be within [0, 1], got {self.untexted}")
+        if self.distance is not None and not 1.0 <= self.distance[0] < self.distance[1] <= 30.0:
+            raise ValueError(f"distance must be (near, far) metres with 1 <= near < far <= 30, got {self.distance}")
         if abs(self.imu.rate * round(1 / self.lidar.rate, 6) - round(self.imu.rate / self.lidar.rate)) > 1e-6:
             raise ValueError(f"IMU rate {self.imu.rate} Hz must be a multiple of the LiDAR rate {self.lidar.rate} Hz")
 
@@ -117,11 +122,15 @@ class SceneState:
         return np.arange(n) / self.lidar.config.rate
 
 
-def _waypoint(rng: np.random.Generator, room: Room, near: np.ndarray | None, max_dist: float) -> np.ndarray:
+def _waypoint(rng: np.random.Generator, room: Room, near: np.ndarray | None, max_dist: float,
+              band: tuple[np.ndarray, float, float] | None = None) -> np.ndarray:
+    """A free spot; ``band`` = (sensor xy, near, far): only spots at that horizontal distance."""
     lo, hi = room.free_area()
-    for _ in range(200):
+    for _ in range(2000 if band is not None else 200):
         p = rng.uniform(lo, hi)
         if p[0] - 0.3 > max_dist:
+            continue
+        if band is not None and not band[1] <= float(np.linalg.norm(p - band[0])) <= band[2]:
             continue
         if room.is_free(p) and (near is None or np.linalg.norm(p - near) > 1.5):
             return p
@@ -129,7 +138,8 @@ def _waypoint(rng: np.random.Generator, room: Room, near: np.ndarray | None, max
 
 
 def _root_path(speed: np.ndarray, yaw_rate: np.ndarray, moving: np.ndarray, dt: float, room: Room,
-               rng: np.random.Generator, max_dist: float) -> tuple[np.ndarray, np.ndarray]:
+               rng: np.random.Generator, max_dist: float,
+               band: tuple[np.ndarray, float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Integrate forward speed and yaw rate into floor positions (N, 2) and headings (N,).
 
     While moving, the heading steers toward random waypoints in the free area; a step that would
@@ -138,9 +148,9 @@ def _root_path(speed: np.ndarray, yaw_rate: np.ndarray, moving: np.ndarray, dt: 
     n = len(speed)
     xy = np.empty((n, 2))
     heading = np.empty(n)
-    p = _waypoint(rng, room, None, max_dist)
+    p = _waypoint(rng, room, None, max_dist, band)
     h = float(rng.uniform(-np.pi, np.pi))
-    goal = _waypoint(rng, room, p, max_dist)
+    goal = _waypoint(rng, room, p, max_dist, band)
     lo, hi = room.free_area(margin=0.4)
     for i in range(n):
         if moving[i]:
@@ -151,9 +161,9 @@ def _root_path(speed: np.ndarray, yaw_rate: np.ndarray, moving: np.ndarray, dt: 
             if np.all(step > lo) and np.all(step < hi) and room.is_free(step, clearance=0.35):
                 p = step
             else:
-                goal = _waypoint(rng, room, p, max_dist)
+                goal = _waypoint(rng, room, p, max_dist, band)
             if np.linalg.norm(goal - p) < 0.7:
-                goal = _waypoint(rng, room, p, max_dist)
+                goal = _waypoint(rng, room, p, max_dist, band)
         h += yaw_rate[i] * dt
         xy[i], heading[i] = p, h
     return xy, heading
@@ -183,7 +193,7 @@ def _seat_props(person_xy: np.ndarray, heading: np.ndarray, segments: list[Segme
 
 
 def simulate_person(pid: int, subject: str, duration: float, room: Room, config: WorldConfig,
-                    rng: np.random.Generator, lidar_origin_x: float) -> Person:
+                    rng: np.random.Generator, lidar_origin_x: float, lidar_xy: np.ndarray | None = None) -> Person:
     """Draw a body, a style and an activity plan; derive kinematics and IMU readings."""
     d = config.difficulty
     rate = config.imu.rate
@@ -196,6 +206,11 @@ def simulate_person(pid: int, subject: str, duration: float, room: Room, config:
     scale = shape.height / 1.75
     # Far people at higher difficulty: the walkable area reaches the far wall.
     max_dist = lidar_origin_x + 5.0 + 6.0 * d
+    band = None
+    if config.distance is not None:
+        sensor = lidar_xy if lidar_xy is not None else np.array([lidar_origin_x, 0.0])
+        band = (sensor, float(config.distance[0]), float(config.distance[1]))
+        max_dist = float(sensor[0] + config.distance[1])
     bvh_index = pid - 1
     if bvh_index < len(config.bvh):
         from despite_core.data.importers.bvh_format import load_bvh
@@ -206,12 +221,13 @@ def simulate_person(pid: int, subject: str, duration: float, room: Room, config:
         seg_index = np.full(len(times), -1)
         seats: list = []
     else:
-        segments = plan_segments(duration + 0.3, rng)
+        # In place: no activity that translates the body, so everyone stays where the first scan sees them.
+        segments = plan_segments(duration + 0.3, rng, weights={a: 0.0 for a in MOVING} if config.in_place else None)
         for seg in segments:
             seg.text = segment_text(seg.activity, rng, config.untexted)
         pose, speed, yaw, seg_index = synthesize_pose(segments, times, style, scale, rng)
         moving = np.array([segments[k].activity in MOVING for k in seg_index])
-        xy, heading = _root_path(speed, yaw, moving, 1.0 / rate, room, rng, max_dist)
+        xy, heading = _root_path(speed, yaw, moving, 1.0 / rate, room, rng, max_dist, band)
         kin = forward_kinematics(shape, pose, xy, heading, times)
         seats = _seat_props(xy, heading, segments, times, shape)
     imu_cfg = config.imu.scaled(d)
@@ -246,7 +262,8 @@ def build_scene(config: WorldConfig, index: int, duration: float) -> SceneState:
     """Room, LiDAR mounting and people of scene ``index`` (deterministic for config.seed)."""
     rng = np.random.default_rng([config.seed, index])
     d = config.difficulty
-    room = Room.random(rng, d)
+    room = Room.random(rng, d, min_length=config.distance[1] + 1.5 if config.distance is not None else 0.0,
+                       tall_objects=config.tall_objects)
     # Mounting: on the near wall, 1.2-2.5 m high, tilted slightly down at higher mounts.
     h = float(rng.uniform(1.2, 2.5))
     pitch = float(np.deg2rad(rng.uniform(0, 8)) * (h > 1.8))
@@ -256,7 +273,8 @@ def build_scene(config: WorldConfig, index: int, duration: float) -> SceneState:
     lidar_cfg = replace(config.lidar, mount_xyz=(0.2, y, h), mount_rpy=(0.0, pitch, 0.0))
     sim = LidarSimulator(lidar_cfg, room)
     people = [simulate_person(k, f"seed{config.seed}_scene{index:04d}_p{k}", duration, room, config, rng,
-                              lidar_cfg.mount_xyz[0]) for k in range(1, config.people + 1)]
+                              lidar_cfg.mount_xyz[0], np.array(lidar_cfg.mount_xyz[:2]))
+              for k in range(1, config.people + 1)]
     return SceneState(index=index, duration=duration, room=room, lidar=sim, people=people, rng=rng)
 
 
