@@ -166,6 +166,18 @@ def test_two_people_who_meet_and_stand_touching_keep_their_ids():
     assert all(h == history[5] for h in history[5:]), history            # and neither id changes
 
 
+def test_two_people_touching_from_the_first_scan_are_two_tracks():
+    """No track exists yet to split them: the cluster's height profile (two heads, a dip) does."""
+    rng = np.random.default_rng(5)
+    bg = floor_and_walls(rng)
+    per = Perception(PerceptionConfig(background_learn_s=0.3))
+    counts = []
+    for k in range(30):
+        r = per.process(np.concatenate([bg, person_at((5.0, 0.25), k, 0), person_at((5.0, -0.25), k, 1)]), k * 0.1)
+        counts.append(sorted(round(float(p.centroid[1]) > 0) for p in r.people))
+    assert sum(c == [False, True] for c in counts[3:]) >= 0.9 * len(counts[3:]), counts
+
+
 def test_a_start_without_returns_does_not_block_detection_and_the_gate_applies_before_assignment():
     rng = np.random.default_rng(2)
     bg = floor_and_walls(rng)

@@ -404,6 +404,7 @@ class Perception:
             cut = self._cut_off(p[ci])
             clusters = self._gate(hc, level, cut, self._split(level, labels, n_clusters, self.tracker.predict(stamp)))
             scores = self._score(level, hc, cut, clusters, finite[ci])
+            clusters, scores = self._split_side_by_side(level, hc, cut, clusters, scores, finite[ci])
             thr = self.classifier.threshold
             likely = scores >= 0.5 * thr                  # may continue a track; also kept out of the background
             dets = [m for m, ok in zip(clusters, likely) if ok]
@@ -491,6 +492,67 @@ class Perception:
         """(n,) points seen by the lowest beams: a person close to a narrow-FOV LiDAR (a VLP-16 at 2 m
         sees the floor only beyond 7.5 m) shows only their head and shoulders there."""
         return np.arctan2(pts[:, 2], np.hypot(pts[:, 0], pts[:, 1])) < self._el_min + self.CUT_MARGIN
+
+    SPLIT_MIN_SPAN = 0.75      # m along the cluster's long axis before it may hold two people
+    SPLIT_MIN_DIP = 0.2        # m: the dip between two heads (shoulders, the gap between two people)
+    SPLIT_MIN_GAP = 0.4        # m between the two head peaks
+
+    def _split_side_by_side(self, level: np.ndarray, height: np.ndarray, cut: np.ndarray, clusters: list,
+                            scores: np.ndarray, scan_idx: np.ndarray) -> tuple[list, np.ndarray]:
+        """People standing touching with no track to separate them (together from the first scan):
+        a wide cluster whose height profile along its long axis has two peaks (heads) with a dip
+        between is cut at the dip, kept cut only when both parts pass the gates and score as people
+        (a raised arm is not a second person). Repeated, so three in a row become three."""
+        out, out_scores = [], []
+        work = list(zip(clusters, scores))
+        while work:
+            members, score = work.pop()
+            parts = self._cut_at_dip(level[members], height[members])
+            if parts is not None:
+                halves = [members[m] for m in parts]
+                # two people each stand on the floor with a share of the points; an arm has no legs
+                whole = all(len(m) >= 0.1 * len(members) and (height[m].min() < 0.6 or cut[m].any())
+                            for m in halves)
+                gated = self._gate(height, level, cut, halves) if whole else []
+                if len(gated) == 2:
+                    sc = self._score(level, height, cut, gated, scan_idx)
+                    if (sc >= self.classifier.threshold).all():
+                        work.extend(zip(gated, sc))
+                        continue
+            out.append(members)
+            out_scores.append(score)
+        return out, np.asarray(out_scores, np.float32)
+
+    def _cut_at_dip(self, xy: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Masks of the two sides of the deepest dip between two head peaks, or None."""
+        c = xy.astype(np.float64) - xy.mean(0)
+        evals, evecs = np.linalg.eigh(c.T @ c)
+        u = c @ evecs[:, 1]                                         # along the long axis
+        if u.max() - u.min() < self.SPLIT_MIN_SPAN:
+            return None
+        step = 0.1
+        b = np.floor((u - u.min()) / step).astype(np.int64)
+        top = np.full(int(b.max()) + 1, -np.inf)
+        np.maximum.at(top, b, h)
+        valid = np.isfinite(top)
+        win = int(round(self.SPLIT_MIN_GAP / step / 2))
+        peaks = [i for i in np.flatnonzero(valid & (top > 1.0))
+                 if top[i] >= top[max(0, i - win):i + win + 1].max()]
+        if len(peaks) < 2:
+            return None
+        best = None
+        for a, z in zip(peaks[:-1], peaks[1:]):
+            if (z - a) * step < self.SPLIT_MIN_GAP:
+                continue
+            seg = np.where(valid[a:z + 1], top[a:z + 1], -np.inf)      # empty bins: a gap, the deepest dip
+            k = a + int(np.argmin(np.where(np.isfinite(seg), seg, -1.0)))
+            dip = min(top[a], top[z]) - (top[k] if valid[k] else 0.0)
+            if dip >= self.SPLIT_MIN_DIP and (best is None or dip > best[0]):
+                best = (dip, k)
+        if best is None:
+            return None
+        left = b < best[1]
+        return left, ~left
 
     def _gate(self, height: np.ndarray, level: np.ndarray, cut: np.ndarray,
               clusters: list[np.ndarray]) -> list[np.ndarray]:
