@@ -16,6 +16,8 @@ setup(
     python_requires=">=3.10",
     install_requires=["numpy", "scipy", "PyYAML", "tqdm", "matplotlib", "open3d-cpu", "rosbags"],
     # The message definitions: despite_core.data.rosbag reads them to write/read bags without ROS.
-    data_files=[("share/despite_ros/msg", sorted(glob("msg/*.msg")))],
+    # The person classifier: despite_core.runtime.perception loads it (despite eval perception, bag tools).
+    data_files=[("share/despite_ros/msg", sorted(glob("msg/*.msg"))),
+                ("share/despite_ros/models/perception", sorted(glob("models/perception/*.npz")))],
     entry_points={"console_scripts": ["despite = despite_core.cli:main"]},
 )

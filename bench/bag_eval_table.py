@@ -11,9 +11,9 @@ NAMES = {"b64": "64 beams (training LiDAR)", "b32": "32 beams", "b16": "16 beams
 
 
 def main(d: Path) -> None:
-    print("| held-out bag (seed 777) | live: accuracy | macro-F1 | windows | unassociated | ground-truth seg.: accuracy "
-          "| macro-F1 | windows | wearer matching (live) |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| held-out bag (seed 777) | live: accuracy | macro-F1 | windows | unassociated | coverage | recall "
+          "| ground-truth seg.: accuracy | macro-F1 | windows | wearer matching (live) |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for k, name in NAMES.items():
         live = d / f"eval_{k}_live" / "results.json"
         gt = d / f"eval_{k}_ground-truth" / "results.json"
@@ -22,6 +22,7 @@ def main(d: Path) -> None:
         a, b = json.loads(live.read_text()), json.loads(gt.read_text())
         f = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
         print(f"| {name} | {f(a['accuracy'])} | {f(a['macro_f1'])} | {a['windows']} | {a['unassociated']} | "
+              f"{f(a.get('coverage'))} | {f(a.get('recall'))} | "
               f"{f(b['accuracy'])} | {f(b['macro_f1'])} | {b['windows']} | {f(a['matching_accuracy']['overall'])} |")
     b32 = d / "eval_b32_live" / "results.json"
     if b32.is_file():

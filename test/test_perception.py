@@ -252,3 +252,18 @@ def test_the_classifier_file_is_checked(tmp_path):
     np.savez(bad, **arrays, meta=json.dumps({"features": ["x"]}))
     with pytest.raises(ValueError, match="retrain it"):
         PersonClassifier(bad)
+
+
+def test_despite_train_person_learns_to_separate_people_from_the_rest(tmp_path):
+    from despite_core.cli import main
+
+    out = tmp_path / "clf.npz"
+    assert main(["train", "person", "--out", str(out), "--seed", "1000", "--scenes", "3", "--val-scenes", "1",
+                 "--seconds", "3", "--steps", "400", "--quiet", "--data", str(tmp_path / "data.npz")]) == 0
+    clf = PersonClassifier(out)
+    assert clf.meta["train"]["clusters"] > 50 and clf.meta["features"] == list(FEATURES)
+    assert clf.meta["train"]["recall"] > 0.9 and clf.meta["train"]["false_positive_rate"] < 0.1   # it learned
+    assert (tmp_path / "data.npz").is_file()
+    assert main(["train", "person", "--out", str(out), "--seconds", "3", "--scenes", "3", "--val-scenes", "1",
+                 "--quiet", "--data", str(tmp_path / "data.npz")]) == 0                        # from the cache
+    assert PersonClassifier(out).meta["clusters_from_cache"] is True

@@ -138,6 +138,7 @@ class RangeBackground:
         self.learned = False
         self._learn: list[tuple[np.ndarray, np.ndarray]] = []
         self._person_pix: list[np.ndarray] = []
+        self.pending = np.zeros(self.size, bool)           # pixels hidden by a person while learning
 
     def pixels(self, xyz: np.ndarray, horiz: np.ndarray) -> np.ndarray:
         c = self.cfg
@@ -192,6 +193,15 @@ class RangeBackground:
         self._fill_behind_people(img, hidden)
         bg[bg == 0] = np.inf                                                  # never seen near: free space
         self.bg = bg
+        self.pending = hidden.reshape(-1).copy()                             # what people hid: learned when revealed
+
+    def reveal(self, pix: np.ndarray, rng: np.ndarray) -> None:
+        """Returns on pixels a person hid during learning, now seen away from that person: what stood
+        behind them (a table, a cabinet) joins the background at once instead of becoming a track."""
+        sel = self.pending[pix]
+        if sel.any():
+            np.minimum.at(self.bg, pix[sel], rng[sel])
+            self.pending[pix[sel]] = False
 
     MAX_HIDDEN_BINS = 64                  # widest run of azimuth bins hidden by a person that is bridged
 
@@ -343,6 +353,7 @@ class Perception:
                                          if self.cfg.ground_z is not None else None)
         self._floor_stamp = -np.inf
         self._el_min = -math.pi / 2                     # lowest elevation the LiDAR sees (rad), from the scans
+        self._learn_tracks: set[int] = set()
         if hasattr(self, "tracker"):
             lost = self.tracker.reset()                 # the same tracker: new ids continue after the old
         else:
@@ -427,7 +438,18 @@ class Perception:
                 mask = np.zeros(len(p), bool)
                 mask[ci[person_pt]] = True
                 self.background.learn(pix, rng, stamp, mask)
+                if self.background.learned:                 # the people who were there while it learned
+                    self._learn_tracks = {t.tid for t in self.tracker.tracks}
             else:
+                if self._learn_tracks and self.background.pending.any() and len(ci):
+                    # returns on pixels those people hid, farther than 0.6 m from where they are now
+                    away = np.ones(len(ci), bool)
+                    pred = np.array([t.pos + t.vel * max(stamp - t.stamp, 0.0) for t in self.tracker.tracks
+                                     if t.tid in self._learn_tracks]).reshape(-1, 2)
+                    if len(pred):
+                        lv = self.floor.level(p[ci])
+                        away = np.min(np.linalg.norm(lv[:, None, :] - pred[None], axis=2), axis=1) > 0.6
+                    self.background.reveal(pix[ci[away]], rng[ci[away]])
                 out = ci[~person_pt]
                 scans = max(1, int(round(c.background_absorb_s / self.scan_period)))
                 self.background.absorb(pix[out], rng[out], scans)

@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> dict:
     t0 = time.perf_counter()
     train_seeds = range(args.seed, args.seed + args.scenes)
     val_seeds = range(args.seed + args.scenes, args.seed + args.scenes + args.val_scenes)
-    if args.data is not None and args.data.is_file():
+    cached = args.data is not None and args.data.is_file()
+    if cached:
         with np.load(args.data, allow_pickle=False) as z:
             x, y, xv, yv = z["x"], z["y"], z["xv"], z["yv"]
             st, stv = json.loads(str(z["stats"]))
@@ -176,7 +177,7 @@ def run(args: argparse.Namespace) -> dict:
             "command": f"despite train person --out {args.out} --seed {args.seed} --scenes {args.scenes} "
                        f"--val-scenes {args.val_scenes} --seconds {args.seconds} --threshold {args.threshold} "
                        f"--hidden {args.hidden} --steps {args.steps} --weight-decay {args.weight_decay}",
-            "seconds": round(time.perf_counter() - t0, 1)}
+            "seconds": round(time.perf_counter() - t0, 1), "clusters_from_cache": cached}
     _save(args.out, model, meta)
     return {"out": str(args.out), **meta}
 
