@@ -137,10 +137,10 @@ def test_tracks_survive_short_occlusions_and_reset_when_time_goes_backwards():
     bg = floor_and_walls(rng)
     per = Perception(PerceptionConfig(background_learn_s=0.5))
     ids = []
-    for k in range(40):
+    for k in range(45):
         t = k * 0.1
         pts = [bg]
-        occluded = 20 <= k < 23
+        occluded = 20 <= k < 32                                       # 1.2 s: longer than max_missed
         if not occluded:
             pts.append(person_at((3 + 0.05 * k, 1.0), k))             # walking at 0.5 m/s
         pts.append(np.full((5, 3), np.nan))                           # NaN returns are ignored
@@ -148,6 +148,7 @@ def test_tracks_survive_short_occlusions_and_reset_when_time_goes_backwards():
         if not occluded:
             ids.append([p.track_id for p in r.people])
     assert all(i == ids[-1] for i in ids[3:]) and len(ids[-1]) == 1, ids   # found at once; same id after the gap
+    # (the track ended after max_missed scans; the person came back where it was lost: the same id)
     r = per.process(bg, 0.0)                                                # a bag looping
     assert r.learning and r.lost == ids[-1]
 

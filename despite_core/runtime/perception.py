@@ -19,7 +19,9 @@ Pipeline, from the first scan on (detection never waits for, nor depends on, mot
    of it can only continue one (a person half hidden by a table).
 6. Tracking: constant-velocity prediction, Hungarian association on centroid distance within
    ``track_gate``; a track is reported after ``min_hits`` hits and survives ``max_missed`` missed
-   scans (short occlusions); new ids are never reused.
+   scans (short occlusions); a confirmed track lost for up to 3 s is taken up again by a person
+   reappearing within 1 m of where it was lost (longer occlusions keep the id); new ids are never
+   reused.
 7. Each reported person's points normalised as the bundle declares (despite_core's
    ``normalise_frame``: centring, then farthest point sampling to 256 points), in the sensor frame;
    all people of a scan in one batched loop (``normalise_frames``, identical results).
@@ -273,16 +275,36 @@ class _Track:
 class Tracker:
     """Constant-velocity tracks of horizontal centroids, Hungarian association within a gate."""
 
+    REID_S = 3.0               # s a lost confirmed track can be taken up again where it was lost
+    REID_GATE = 1.0            # m from where it was last seen
+
     def __init__(self, cfg: PerceptionConfig) -> None:
         self.cfg = cfg
         self.tracks: list[_Track] = []
+        self.lost: list[_Track] = []                    # confirmed tracks lost in the last REID_S
         self.next_id = 1
 
     def reset(self) -> list[int]:
         """Drop every track (ids are still never reused)."""
         lost = [t.tid for t in self.tracks]
-        self.tracks = []
+        self.tracks, self.lost = [], []
         return lost
+
+    def _revive(self, stamp: float, xy: np.ndarray) -> _Track | None:
+        """A person back after an occlusion longer than ``max_missed``: the nearest confirmed track lost
+        within REID_S seconds and REID_GATE metres of here takes them again (same id)."""
+        self.lost = [t for t in self.lost if stamp - t.stamp <= self.REID_S]
+        if not self.lost:
+            return None
+        d = [float(np.linalg.norm(xy - t.pos)) for t in self.lost]
+        k = int(np.argmin(d))
+        if d[k] > self.REID_GATE:
+            return None
+        t = self.lost.pop(k)
+        t.pos, t.vel, t.stamp, t.missed = xy.copy(), np.zeros(2), stamp, 0
+        t.hits = max(t.hits, self.cfg.min_hits)
+        self.tracks.append(t)
+        return t
 
     def predict(self, stamp: float, min_hits: int = 2) -> np.ndarray:
         """(K, 2) predicted positions at ``stamp`` of the tracks with at least ``min_hits`` hits."""
@@ -319,7 +341,7 @@ class Tracker:
             elif not strong[d]:
                 ids.append(None)
                 continue
-            else:
+            elif (t := self._revive(stamp, xy)) is None:
                 t = _Track(self.next_id, xy.copy(), np.zeros(2), stamp)
                 self.next_id += 1
                 self.tracks.append(t)
@@ -332,6 +354,8 @@ class Tracker:
                 t.missed += 1
             if t.missed > c.max_missed:
                 lost.append(t.tid)
+                if t.hits >= c.min_hits:
+                    self.lost.append(t)
             else:
                 keep.append(t)
         self.tracks = keep
