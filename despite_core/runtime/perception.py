@@ -306,10 +306,11 @@ class Tracker:
         self.tracks.append(t)
         return t
 
-    def predict(self, stamp: float, min_hits: int = 2) -> np.ndarray:
-        """(K, 2) predicted positions at ``stamp`` of the tracks with at least ``min_hits`` hits."""
-        return np.array([t.pos + t.vel * max(stamp - t.stamp, 0.0) for t in self.tracks if t.hits >= min_hits],
-                        np.float64).reshape(-1, 2)
+    def predict(self, stamp: float, min_hits: int = 2, ids: set[int] | None = None) -> np.ndarray:
+        """(K, 2) predicted positions at ``stamp`` of the tracks with at least ``min_hits`` hits
+        (and, given ``ids``, only those tracks)."""
+        return np.array([t.pos + t.vel * max(stamp - t.stamp, 0.0) for t in self.tracks
+                         if t.hits >= min_hits and (ids is None or t.tid in ids)], np.float64).reshape(-1, 2)
 
     def update(self, stamp: float, centroids: np.ndarray,
                strong: np.ndarray | None = None) -> tuple[list[int | None], list[int]]:
@@ -468,11 +469,9 @@ class Perception:
                 if self._learn_tracks and self.background.pending.any() and len(ci):
                     # returns on pixels those people hid, farther than 0.6 m from where they are now
                     away = np.ones(len(ci), bool)
-                    pred = np.array([t.pos + t.vel * max(stamp - t.stamp, 0.0) for t in self.tracker.tracks
-                                     if t.tid in self._learn_tracks]).reshape(-1, 2)
-                    if len(pred):
-                        lv = self.floor.level(p[ci])
-                        away = np.min(np.linalg.norm(lv[:, None, :] - pred[None], axis=2), axis=1) > 0.6
+                    pred = self.tracker.predict(stamp, min_hits=1, ids=self._learn_tracks)
+                    if len(pred):                             # ``level``: the candidates' floor coordinates
+                        away = np.min(np.linalg.norm(level[:, None, :] - pred[None], axis=2), axis=1) > 0.6
                     self.background.reveal(pix[ci[away]], rng[ci[away]])
                 out = ci[~person_pt]
                 scans = max(1, int(round(c.background_absorb_s / self.scan_period)))
@@ -590,8 +589,7 @@ class Perception:
         for a, z in zip(peaks[:-1], peaks[1:]):
             if (z - a) * step < self.SPLIT_MIN_GAP:
                 continue
-            seg = np.where(valid[a:z + 1], top[a:z + 1], -np.inf)      # empty bins: a gap, the deepest dip
-            k = a + int(np.argmin(np.where(np.isfinite(seg), seg, -1.0)))
+            k = a + int(np.argmin(np.where(valid[a:z + 1], top[a:z + 1], -1.0)))   # an empty bin: a gap, the deepest dip
             dip = min(top[a], top[z]) - (top[k] if valid[k] else 0.0)
             if dip >= self.SPLIT_MIN_DIP and (best is None or dip > best[0]):
                 best = (dip, k)
