@@ -24,6 +24,8 @@ NODES: dict[str, dict[str, str]] = {
         "~/input/points": "/lidar/points",
         "~/output/activities": "/despite/activities",
         "~/output/embeddings": "/despite/embeddings",
+        "~/output/events": "/despite/events",
+        "~/output/alerts": "/despite/alerts",
         "~/output/markers": "/despite/markers",
         "~/output/truth": "/despite/truth",
     },

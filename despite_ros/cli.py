@@ -51,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--wearers", default=None, help="comma-separated wearer ids (default: every <wearer> with IMU topics)")
     g.add_argument("--stride", type=int, default=3, help="infer every N selected scans (default: 3)")
     g.add_argument("--record", type=Path, default=None, help="replay: also write the nodes' outputs to this new bag")
+    g.add_argument("--no-fusion", action="store_true",
+                   help="score every window's own label (no temporal fusion, no events, no segment scores)")
+    g.add_argument("--alert-sequence", default=None, metavar="LABEL,LABEL",
+                   help="fused segment labels that raise an alert, scored as fall alerts (default: har_node's "
+                        "alert_sequence in config/har.yaml, fall,lying; e.g. 'sit down,sitting' on today's classes)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_bag_eval)
     e = sub.add_parser("bench", help="perception vs Open3D, end-to-end latency at 10/20 Hz with 1/2/4 people",
@@ -96,24 +101,46 @@ def _bag_eval(args: argparse.Namespace) -> int:
 
     model = args.model or default_bundle_path()
     wearers = [w.strip() for w in args.wearers.split(",") if w.strip()] if args.wearers else None
+    fusion = None if args.no_fusion else _fusion_config(args.alert_sequence)
     if args.mode == "offline":
         if args.record is not None:
             raise ValueError("--record writes what the running nodes publish: use it with --mode replay")
         result = bag_eval.evaluate_offline(args.bag, model, segmentation=args.segmentation, labels=args.labels,
                                            points_topic=args.points_topic, imu_topic=args.imu_topic, wearers=wearers,
-                                           stride=args.stride, progress=not args.quiet)
+                                           stride=args.stride, progress=not args.quiet, fusion=fusion)
     else:
         if args.segmentation != "live":
             raise ValueError("replay drives the live nodes: --segmentation ground-truth is offline only")
         result = bag_eval.evaluate_replay(args.bag, model, rate=args.rate, labels=args.labels,
                                           points_topic=args.points_topic, imu_topic=args.imu_topic, wearers=wearers,
-                                          stride=args.stride, record=args.record, progress=not args.quiet)
+                                          stride=args.stride, record=args.record, progress=not args.quiet,
+                                          fusion=fusion)
     result = bag_eval.write_results(result, args.out)
     acc = result["accuracy"]
     print(f"{args.out}/report.html: accuracy {'n/a' if acc is None else f'{acc:.3f}'} over {result['windows']} windows "
           f"({result['ambiguous']} ambiguous, {result['unassociated']} unassociated), "
           f"matching {result['matching_accuracy']['overall']}")
+    if result.get("fusion"):
+        raw, f1 = result.get("accuracy_raw"), result.get("segment_f1")
+        print(f"  without fusion {'n/a' if raw is None else f'{raw:.3f}'}; segments F1 {'n/a' if f1 is None else f'{f1:.3f}'} "
+              f"({result['matched_segments']} of {result['true_segments']} true, {result['predicted_segments']} "
+              f"predicted), median event delay {result['event_delay_s_median']} s")
     return 0
+
+
+def _fusion_config(alert_sequence: str | None):
+    """har_node's fusion parameters from the installed config/har.yaml (one place), as FusionConfig."""
+    import yaml
+
+    from despite_core.runtime.fusion import FusionConfig
+    from despite_ros.bringup import share_dir
+
+    p = yaml.safe_load((share_dir() / "config" / "har.yaml").read_text())["har_node"]["ros__parameters"]
+    seq = (tuple(x.strip() for x in alert_sequence.split(",") if x.strip()) if alert_sequence is not None
+           else tuple(p.get("alert_sequence", FusionConfig.alert_sequence)))
+    return FusionConfig(switch_rate=float(p.get("fusion_switch_rate", FusionConfig.switch_rate)),
+                        sharpness=float(p.get("fusion_sharpness", FusionConfig.sharpness)), alert_sequence=seq,
+                        alert_within_s=float(p.get("alert_within_s", FusionConfig.alert_within_s)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,8 +1,9 @@
 """`despite-ros demo`: the simulated scene (sim_node) and the live pipeline (har_node,
 matching_node) as separate processes over DDS, scored live against the simulator's ground truth.
 
-Prints a table once per second (track, true label, predicted label, confidence, matched wearer),
-then the matching accuracy and, as the last line on stdout, ``demo accuracy: 0.NN over N windows``
+Prints a table once per second (track, true label, predicted (fused) label, confidence, matched
+wearer) and the activity events as they arrive (a track's fused segment starting or ending, and
+alerts), then the segment scores, the matching accuracy and, as the last line on stdout, ``demo accuracy: 0.NN over N windows``
 (despite_core.runtime.scoring: the fixed rules). Exits 1 when no window could be scored.
 """
 from __future__ import annotations
@@ -14,7 +15,12 @@ from pathlib import Path
 
 from despite_ros.bringup import Bringup, share_dir, use_shipped_dds_profile
 from despite_ros.live_score import LiveScorer
-from despite_core.runtime.scoring import GroundTruth
+from despite_core.runtime.buffers import NS
+from despite_core.runtime.scoring import GroundTruth, fusion_metrics
+
+
+def _f(v, spec: str = ".3f") -> str:
+    return "n/a" if v is None else format(v, spec)
 
 
 def run_demo(seconds: float, params: Path | None, model: Path | None, seed: int, quiet: bool = False) -> int:
@@ -49,8 +55,10 @@ def run_demo(seconds: float, params: Path | None, model: Path | None, seed: int,
                 last = time.monotonic()
                 scorer.score_ready()
                 _print_rows(scorer, last - start)
+                _print_events(scorer)
         scorer.score_ready(settle=0.0)
         _print_rows(scorer, time.monotonic() - start)
+        _print_events(scorer)
     finally:
         for b in (sim, pipe):
             if b is not None:
@@ -58,6 +66,11 @@ def run_demo(seconds: float, params: Path | None, model: Path | None, seed: int,
         node.destroy_node()
         rclpy.try_shutdown()
     s = scorer.board.summary()
+    seg = fusion_metrics(scorer.gt, scorer.board.records, scorer.closed_events(), ())
+    raw = s["accuracy_raw"]
+    print(f"fused segments: F1 {_f(seg['segment_f1'])} ({seg['matched_segments']} of {seg['true_segments']} true "
+          f"segments, {seg['predicted_segments']} predicted), median event delay {_f(seg['event_delay_s_median'], '.2f')} s; "
+          f"window accuracy without fusion {_f(raw, '.2f')}")
     m = s["matching_accuracy"]["overall"]
     print(f"ambiguous windows: {s['ambiguous']}, unassociated: {s['unassociated']}; wearer matching accuracy: "
           f"{'n/a' if m is None else f'{m:.2f}'} over {sum(scorer.board.match_total.values())} assignments")
@@ -78,3 +91,15 @@ def _print_rows(scorer: LiveScorer, t: float) -> None:
         _, true, pred, conf, wearer = latest[tid]
         print(f"{'':9}{tid:>5}  {true:<16} {pred:<16} {conf:5.2f}  {wearer}", flush=True)
     scorer.rows = []
+
+
+def _print_events(scorer: LiveScorer) -> None:
+    """The events that arrived since the last call, in scene time (s since the first window's scan)."""
+    t0 = scorer.first_stamp or 0
+    for e in sorted(scorer.new_events, key=lambda e: e.stamp_ns):
+        t = lambda ns: (ns - t0) / NS  # noqa: E731
+        what = (f"started {e.label!r} at {t(e.start_ns):.1f} s" if e.ongoing
+                else f"ended {e.label!r} ({t(e.start_ns):.1f}-{t(e.end_ns):.1f} s)")
+        print(f"{'':9}event  track {e.track_id}: {what}, confidence {e.confidence:.2f} (known at {t(e.stamp_ns):.1f} s)"
+              f"{'  ** ALERT **' if e.alert else ''}", flush=True)
+    scorer.new_events = []

@@ -50,10 +50,20 @@ def test_ground_truth_segmentation_equals_eval_har_and_sqlite3_equals_mcap(synth
                         capture_output=True, text=True, timeout=300)
     assert ev.returncode == 0, ev.stderr
     ref = json.loads((tmp_path / "ev" / "har.json").read_text())
-    # Same windows (stride 3 from the first scan), same labels, same predictions: the same numbers.
+    # Same windows (stride 3 from the first scan), same labels, same predictions: the same numbers
+    # for the windows' own labels (the fused ones are the track's labels over time).
     assert res["windows"] == ref["windows"] > 50
-    assert res["confusion"] == ref["confusion"] and res["accuracy"] == pytest.approx(ref["accuracy"])
-    assert res["unassociated"] == 0
+    assert res["accuracy_raw"] == pytest.approx(ref["accuracy"]) and res["unassociated"] == 0
+    assert res["fusion"] and res["true_segments"] > 5 and res["predicted_segments"] > 0
+    assert 0 <= res["segment_f1"] <= 1 and res["event_delay_s_median"] > 0
+    events = (tmp_path / "gt" / "events.csv").read_text().splitlines()
+    assert len(events) > res["predicted_segments"]             # a start and an end per segment, and a header
+    out = bag_eval([str(synth / "bag"), "--out", str(tmp_path / "raw"), "--segmentation", "ground-truth",
+                    "--no-fusion"], tmp_path)
+    assert out.returncode == 0, out.stderr
+    raw = json.loads((tmp_path / "raw" / "results.json").read_text())
+    assert raw["confusion"] == ref["confusion"] and raw["accuracy"] == pytest.approx(ref["accuracy"])
+    assert raw["segment_f1"] is None and not raw["fusion"]
     # The same bag stored as sqlite3 gives the same result.
     sq = tmp_path / "bag_sqlite"
     _to_sqlite3(synth / "bag", sq)

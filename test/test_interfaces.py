@@ -59,8 +59,12 @@ def test_messages_cross_processes_over_dds(tmp_path):
 
 
 def test_message_definitions_match_architecture():
-    from despite_ros.msg import ActivityArray, Embedding, MatchArray, MatchScore, PersonActivity
+    from despite_ros.msg import ActivityArray, ActivityEvent, Embedding, MatchArray, MatchScore, PersonActivity
 
+    assert ActivityEvent.get_fields_and_field_types() == {
+        "header": "std_msgs/Header", "track_id": "uint32", "wearer_id": "string", "label": "string",
+        "class_id": "uint16", "confidence": "float", "start": "builtin_interfaces/Time",
+        "end": "builtin_interfaces/Time", "ongoing": "boolean"}
     assert PersonActivity.get_fields_and_field_types() == {
         "track_id": "uint32", "wearer_id": "string", "position": "geometry_msgs/Point", "label": "string",
         "class_id": "uint16", "confidence": "float", "scores": "sequence<float>",

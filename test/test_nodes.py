@@ -59,7 +59,7 @@ def test_har_node_labels_tracks_from_simulated_scans_and_counts_hostile_input(ro
                                                      Parameter("providers", value="cpu")])
     try:
         acts, embs, markers, truth = (capture(p) for p in (node.act_pub, node.emb_pub, node.marker_pub, node.truth_pub))
-        diags = capture(node.diag_pub)
+        diags, events = capture(node.diag_pub), capture(node.event_pub)
         for t, kind, scan in sim_messages(8.0):
             if kind == "scan":
                 node.on_points(cloud(scan_arrays(scan), int(round(t * 1e9))))
@@ -68,8 +68,9 @@ def test_har_node_labels_tracks_from_simulated_scans_and_counts_hostile_input(ro
         for a in acts:
             assert a.source == "lidar" and a.header.frame_id == "lidar" and a.model_id == node.model_id
             for p in a.people:
-                assert p.label == names[p.class_id] and len(p.scores) == len(names)
-                assert math.isclose(sum(p.scores), 1.0, abs_tol=1e-4) and p.confidence == max(p.scores)
+                # the fused label and its posterior; the scores are the window's own
+                assert p.label == names[p.class_id] and len(p.scores) == len(names) and 0 < p.confidence <= 1
+                assert math.isclose(sum(p.scores), 1.0, abs_tol=1e-4)
                 assert p.window_duration == pytest.approx(2.4)
                 assert stamp_ns(a.header.stamp) - stamp_ns(p.window_start) == pytest.approx(2.3e9, abs=2e8)
         assert {e.track_id for e in embs} == {p.track_id for a in acts for p in a.people}
@@ -77,6 +78,21 @@ def test_har_node_labels_tracks_from_simulated_scans_and_counts_hostile_input(ro
         assert len(e.frame_stamps) == 24 and len(e.data) == 512 and abs(np.linalg.norm(e.data) - 1) < 1e-3
         assert stamp_ns(e.frame_stamps[-1]) == stamp_ns(e.header.stamp)
         assert len(markers) == len(acts) and markers[-1].markers[0].type == markers[-1].markers[0].TEXT_VIEW_FACING
+        assert markers[-1].markers[0].text.split(": ")[1].rsplit(" ", 1)[0] == acts[-1].people[0].label
+        # events: every track's segments start (ongoing) before they end, with the fused labels
+        assert events and {e.track_id for e in events} <= {p.track_id for a in acts for p in a.people}
+        first = {}
+        for e in events:
+            assert e.label == names[e.class_id] and e.header.frame_id == "lidar"
+            if e.ongoing:
+                assert stamp_ns(e.end) == 0
+                first.setdefault(e.track_id, e)
+            else:
+                assert e.track_id in first and stamp_ns(e.end) > stamp_ns(e.start)
+        fused = {(stamp_ns(a.header.stamp), p.track_id): p.label for a in acts for p in a.people}
+        for e in events:
+            if e.ongoing:      # the event's window reported the label that started
+                assert fused[(stamp_ns(e.header.stamp), e.track_id)] == e.label
         assert {p.wearer_id for t_ in truth for p in t_.people} <= {"person_1", "person_2", ""}
         assert any(p.wearer_id for t_ in truth for p in t_.people)
         # Hostile input: a cloud whose data is shorter than width x point_step, an empty cloud, an
@@ -91,6 +107,45 @@ def test_har_node_labels_tracks_from_simulated_scans_and_counts_hostile_input(ro
         values = {kv.key: kv.value for kv in diags[-1].status[0].values}
         assert values["invalid"] == "1" and values["backwards"] == "1" and values["provider"] == "CPUExecutionProvider"
         assert diags[-1].status[0].level == diags[-1].status[0].WARN
+    finally:
+        node.destroy_node()
+
+
+def test_har_node_alerts_on_its_sequence_and_turns_off_fusion(ros):
+    """Glue: the pipeline's fused segments completing alert_sequence go out on ~/output/alerts (and
+    ~/output/events) and turn /diagnostics WARN naming the track while they last; fusion off gives
+    the windows' own labels."""
+    from despite_core.runtime.buffers import NS
+
+    node = HarNode(context=ros, parameter_overrides=[Parameter("model", value=BUNDLE), Parameter("providers", value="cpu"),
+                                                     Parameter("alert_sequence", value=["sit down", "sitting"])])
+    try:
+        events, alerts, diags = capture(node.event_pub), capture(node.alert_pub), capture(node.diag_pub)
+        names = node.runtime.bundle.class_names
+        fusion = node.pipeline.fusion
+        assert fusion.alerts_enabled
+        node.received = 1
+        for i, label in enumerate(["stand"] * 6 + ["sit down"] * 6 + ["sitting"] * 6):
+            scores = np.full(len(names), 0.2 / (len(names) - 1))
+            scores[names.index(label)] = 0.8
+            stamps = (np.arange(24) * NS // 10 + i * 3 * NS // 10).astype(np.int64)
+            _, ev = fusion.update(int(stamps[-1]), [(7, stamps, scores)])
+            node.publish_events("lidar", ev)
+        assert [(e.label, e.ongoing) for e in alerts] == [("sitting", True)] and alerts[0].track_id == 7
+        assert [e.label for e in events if e.ongoing] == ["stand", "sit down", "sitting"]
+        node.publish_diagnostics()
+        st = diags[-1].status[0]
+        assert st.level == st.WARN and "ALERT" in st.message and "track 7" in st.message
+        assert {kv.key: kv.value for kv in st.values}["active_alerts"] == "7"
+        node.publish_events("lidar", fusion.end(7))          # the track is gone: the alert ends
+        node.received = 1                                    # (no scans here: not the "no input" warning)
+        node.publish_diagnostics()
+        assert diags[-1].status[0].level == diags[-1].status[0].OK and len(alerts) == 2 and not alerts[1].ongoing
+    finally:
+        node.destroy_node()
+    node = HarNode(context=ros, parameter_overrides=[Parameter("model", value=BUNDLE), Parameter("fusion", value=False)])
+    try:
+        assert node.pipeline.fusion is None
     finally:
         node.destroy_node()
 

@@ -44,6 +44,11 @@ def test_demo_labels_and_matches_the_simulated_people(tmp_path):
     match = re.search(r"wearer matching accuracy: (\d\.\d\d) over (\d+) assignments", out.stdout)
     assert match and int(match.group(2)) >= 20 and float(match.group(1)) > 0.7, out.stdout[-1500:]
     assert "t=" in out.stdout and "predicted" in out.stdout          # the live table was printed
+    # har_node's events crossed DDS to the demo: segments started and ended, and were scored
+    events = re.findall(r"event  track (\d+): (started|ended) '([^']+)'", out.stdout)
+    assert {kind for _, kind, _ in events} == {"started", "ended"} and len({t for t, _, _ in events}) >= 2, out.stdout[-2000:]
+    seg = re.search(r"fused segments: F1 (\d\.\d+) \((\d+) of (\d+) true segments, (\d+) predicted\)", out.stdout)
+    assert seg and int(seg.group(4)) > 0 and int(seg.group(3)) > 0, out.stdout[-1500:]
 
 
 def test_har_node_keeps_running_on_hostile_input(tmp_path, monkeypatch):

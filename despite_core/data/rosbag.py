@@ -25,7 +25,7 @@ class BagError(ValueError):
     """The bag cannot be read as asked; the message says why and what is there."""
 
 
-MESSAGES = ("PersonActivity", "ActivityArray", "Embedding", "MatchScore", "MatchArray")
+MESSAGES = ("PersonActivity", "ActivityArray", "Embedding", "MatchScore", "MatchArray", "ActivityEvent")
 
 
 def msg_dir() -> Path:

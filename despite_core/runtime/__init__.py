@@ -10,6 +10,7 @@ perception) both import it; it imports neither ``despite_ros`` nor rclpy nor tor
 - :mod:`.floor`       the floor plane (RANSAC): heights above it, coordinates along it
 - :mod:`.person`      cluster shape features and the person / not-person classifier
 - :mod:`.buffers`     frame selection by stamp, per-track windows, per-wearer IMU resampling
+- :mod:`.fusion`      temporal fusion of a track's windows, activity events and alerts
 - :mod:`.pipeline`    HarPipeline (scan -> window results) and WearerMatcher
-- :mod:`.scoring`     the fixed scoring rules (ground truth, window scoreboard)
+- :mod:`.scoring`     the fixed scoring rules (ground truth, window scoreboard, segments, alerts)
 """

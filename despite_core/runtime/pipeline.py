@@ -2,7 +2,8 @@
 
 - :class:`HarPipeline`: scan -> perception -> frame selection -> per-track windows -> every
   ``stride`` selected scans, all ready tracks through the streaming encoder in one batch ->
-  labels (trained head, or the bundle's text queries) and embeddings.
+  labels (trained head, or the bundle's text queries) and embeddings; each track's window scores
+  fused over time (runtime.fusion) into a stable label and segment events.
 - :class:`WearerMatcher`: IMU windows of the declared wearers at a batch of track embeddings'
   scan stamps -> IMU embeddings -> cosine similarity, softmax probabilities at the bundle's
   temperature, Hungarian assignment with a minimum-similarity gate; IMU-only labels.
@@ -18,6 +19,7 @@ from scipy.optimize import linear_sum_assignment
 from despite_core.data.sampling import normalise_frame
 from despite_core.runtime.buffers import NS, BufferConfig, FrameSelector, TrackBuffers, Window, WearerImu
 from despite_core.runtime.inference import Runtime, StreamingPointEncoder, TrackWindow, _softmax
+from despite_core.runtime.fusion import NO_CLASS, ActivityEvent, ActivityFusion, Fused, FusionConfig
 from despite_core.runtime.perception import Perception, PerceptionConfig, ScanResult
 
 LABEL_SOURCES = ("head", "text")
@@ -25,17 +27,24 @@ LABEL_SOURCES = ("head", "text")
 
 @dataclass
 class TrackResult:
-    """One track's window, inferred."""
+    """One track's window, inferred: the window's own label and scores, and (with fusion on) the
+    label fused over the track's windows so far."""
 
     track_id: int
     stamps: np.ndarray               # (T,) int64 ns
     centroid: np.ndarray             # (3,) newest frame, sensor frame
-    label: str
+    label: str                       # the window's own label (argmax of scores)
     class_id: int                    # index in the bundle's class_names (65535 for a text label outside them)
     confidence: float
     scores: np.ndarray               # (C,) or (labels,) for text queries
     embedding: np.ndarray            # (D,) unit vector
     extras: list = field(default_factory=list)    # per-frame payloads (e.g. ground-truth point counts)
+    fused: Fused | None = None       # None with fusion off
+
+    @property
+    def decision(self) -> Fused:
+        """What the pipeline reports: the fused label, or the window's own with fusion off."""
+        return self.fused or Fused(self.label, self.class_id, self.confidence)
 
 
 @dataclass
@@ -44,6 +53,7 @@ class ScanOutput:
     perception: ScanResult | None = None
     results: list[TrackResult] = field(default_factory=list)
     inferred: bool = False           # an inference ran at this scan
+    events: list[ActivityEvent] = field(default_factory=list)    # segments started or ended at this scan
 
 
 def label_space(runtime: Runtime, source: str) -> list[str]:
@@ -62,8 +72,9 @@ def label_space(runtime: Runtime, source: str) -> list[str]:
 class HarPipeline:
     def __init__(self, runtime: Runtime, perception: PerceptionConfig | None = None, stride: int = 3,
                  label_source: str = "head", tolerance: float = 0.25, max_gap: int | None = None,
-                 infer: bool = True) -> None:
-        """``max_gap``: missing periods a window bridges by repeating frames (default: as many scans as
+                 infer: bool = True, fusion: FusionConfig | None = FusionConfig()) -> None:
+        """``fusion``: temporal fusion of each track's windows (None: every window's own label).
+        ``max_gap``: missing periods a window bridges by repeating frames (default: as many scans as
         a track survives unseen, perception's ``max_missed``). ``infer=False``: windows are cut
         exactly as for inference but nothing runs (their label is empty): the ground-truth
         person-windows that coverage is measured against."""
@@ -86,38 +97,55 @@ class HarPipeline:
         self.buffers = TrackBuffers(self.buffer_cfg)
         self.encoder = StreamingPointEncoder(runtime)
         self.stride = stride
+        class_names = runtime.bundle.class_names
+        self.class_ids = [class_names.index(x) if x in class_names else NO_CLASS for x in self.labels]
+        self.fusion = ActivityFusion(self.labels, self.class_ids, fusion) if fusion is not None and infer else None
         self.selected = 0
         self.counts = {"selected": 0, "skipped": 0, "duplicate": 0, "backwards": 0, "inferences": 0, "windows": 0}
 
-    def reset(self) -> None:
-        """Time went backwards: forget tracks, windows and cached tubes (track ids are not reused).
-        The frame selector has already restarted its grid at the scan that went back."""
+    def reset(self) -> list[ActivityEvent]:
+        """Time went backwards: forget tracks, windows and cached tubes (track ids are not reused);
+        returns the ended segments. The frame selector has already restarted its grid at the scan
+        that went back."""
+        events = self.fusion.reset() if self.fusion is not None else []
         for tid in (self.perception.reset() if self.perception is not None else []):
             self.encoder.forget(tid)
         for tid in list(self.buffers.tracks):
             self.encoder.forget(tid)
         self.buffers.reset()
         self.selected = 0
+        return events
 
-    def select(self, stamp_ns: int) -> str:
+    def select(self, stamp_ns: int) -> tuple[str, list[ActivityEvent]]:
         """Frame selection by stamp (buffers.FrameSelector), counted; a stamp going backwards
-        resets the pipeline and the scan starts a new run."""
+        resets the pipeline (its segments end) and the scan starts a new run."""
         status = self.selector.offer(stamp_ns)
         self.counts[status] += 1
-        if status == "backwards":
-            self.reset()                          # the scan starts the new run
-        return status
+        events = self.reset() if status == "backwards" else []     # the scan starts the new run
+        return status, events
+
+    def _forget(self, track_ids) -> list[ActivityEvent]:
+        """Tracks gone (lost by perception, or their buffers dropped): no cached tubes, segments ended."""
+        events = []
+        for tid in track_ids:
+            self.encoder.forget(tid)
+            if self.fusion is not None:
+                events += self.fusion.end(tid)
+        return events
+
+    def flush(self) -> list[ActivityEvent]:
+        """End every ongoing segment (the end of a recording)."""
+        return self.fusion.flush() if self.fusion is not None else []
 
     def process_scan(self, xyz: np.ndarray, stamp_ns: int, truth: np.ndarray | None = None) -> ScanOutput:
         """One scan: (N, 3) sensor-frame points (NaN allowed) at ``stamp_ns``. ``truth`` (N,) is an
         optional per-point ground-truth person id (evaluation only): each frame then carries the
         track's point counts per person (for :func:`track_person`)."""
-        status = self.select(stamp_ns)
+        status, events = self.select(stamp_ns)
         if status in ("skipped", "duplicate"):
             return ScanOutput(status)
         res = self.perception.process(xyz, stamp_ns / NS)
-        for tid in res.lost:
-            self.encoder.forget(tid)
+        events += self._forget(res.lost)
         people = {}
         for p in res.people:
             extra = None
@@ -125,14 +153,14 @@ class HarPipeline:
                 ids, counts = np.unique(np.asarray(truth)[p.indices], return_counts=True)
                 extra = dict(zip(ids.tolist(), counts.tolist()))
             people[p.track_id] = (p.normalised, p.centroid, extra)
-        return self.push_people(stamp_ns, people, status, res)
+        return self.push_people(stamp_ns, people, status, res, events)
 
     def process_ground_truth(self, xyz: np.ndarray, stamp_ns: int, truth: np.ndarray,
                              people: list[int] | None = None) -> ScanOutput:
         """Ground-truth segmentation of one scan: every person in ``people`` (default: every id in
         ``truth``, the per-point person ids) is a track with its points (track id = person id); a fully
         occluded person is an empty frame, normalised to zeros exactly as the sequence store does."""
-        status = self.select(stamp_ns)
+        status, events = self.select(stamp_ns)
         if status in ("skipped", "duplicate"):
             return ScanOutput(status)
         truth = np.asarray(truth)
@@ -145,15 +173,16 @@ class HarPipeline:
             frame = (normalise_frame(pts, self.points_per_frame) if self.infer_windows
                      else np.zeros((1, 3), np.float32))            # no inference: the points are never used
             observed[pid] = (frame, centroid, {pid: max(len(pts), 1)})
-        return self.push_people(stamp_ns, observed, status)
+        return self.push_people(stamp_ns, observed, status, events=events)
 
-    def push_people(self, stamp_ns: int, people: dict, status: str = "selected", res: ScanResult | None = None) -> ScanOutput:
+    def push_people(self, stamp_ns: int, people: dict, status: str = "selected", res: ScanResult | None = None,
+                    events: list[ActivityEvent] | None = None) -> ScanOutput:
         """Add one selected scan's segmented people {track id: (normalised (P, 3), centroid, extra)}
         (perception's output, or ground-truth segmentation in bag-eval); infer when due."""
-        for tid in self.buffers.push(stamp_ns, people):
-            self.encoder.forget(tid)
+        events = list(events or [])
+        events += self._forget(self.buffers.push(stamp_ns, people))
         self.selected += 1
-        out = ScanOutput(status, res)
+        out = ScanOutput(status, res, events=events)
         if self.selected % self.stride:
             return out
         windows = self.buffers.ready()
@@ -165,6 +194,11 @@ class HarPipeline:
             return out
         out.inferred = True
         out.results = self.infer(windows)
+        if self.fusion is not None:
+            fused, ev = self.fusion.update(stamp_ns, [(r.track_id, r.stamps, r.scores) for r in out.results])
+            for r, f in zip(out.results, fused):
+                r.fused = f
+            out.events += ev
         return out
 
     def infer(self, windows: list[Window]) -> list[TrackResult]:
@@ -181,7 +215,7 @@ class HarPipeline:
         for w, p, e in zip(windows, probs, emb):
             k = int(np.argmax(p))
             label = self.labels[k]
-            cid = class_names.index(label) if label in class_names else 65535
+            cid = class_names.index(label) if label in class_names else NO_CLASS
             out.append(TrackResult(w.track_id, w.stamps, w.centroids[-1], label, cid, float(p[k]), p, e, w.extras))
         return out
 

@@ -6,6 +6,11 @@ both use this one implementation, with despite_core's window label rule.
 - A track's true person: the one holding the majority of the track's points over the window
   (ground-truth per-point ids), else the window is ``unassociated``.
 - A wearer <-> track assignment is correct when the wearer's person is the track's true person.
+- Segments (temporal fusion): a true segment is a person's run of one label; a predicted segment
+  (a track's fused segment, from its events) belongs to the true person of most of its windows.
+  They match when label and person agree and they overlap by at least half of the shorter one,
+  one to one (largest overlaps first). Delay: from a matched true segment's start to the newest
+  scan of the window whose event started the predicted one.
 """
 from __future__ import annotations
 
@@ -58,14 +63,16 @@ class Scoreboard:
     records: list[dict] = field(default_factory=list)   # every window passed to score_window
     truth: list[int] = field(default_factory=list)
     predicted: list[int] = field(default_factory=list)
+    raw: list[int] = field(default_factory=list)         # the windows' own labels (-1 unknown)
     ambiguous: int = 0
     unassociated: int = 0
     match_total: dict = field(default_factory=dict)
     match_correct: dict = field(default_factory=dict)
 
-    def add_window(self, person: int, frame_labels, predicted: int) -> str:
+    def add_window(self, person: int, frame_labels, predicted: int, raw: int | None = None) -> str:
         """Score one predicted window: ``person`` its true person (0 = unassociated), ``frame_labels``
-        that person's labels at the window's frames (-1 unlabelled). Returns what was counted."""
+        that person's labels at the window's frames (-1 unlabelled), ``predicted`` the reported
+        (fused) label, ``raw`` the window's own (None: the same). Returns what was counted."""
         if person == 0:
             self.unassociated += 1
             return "unassociated"
@@ -75,20 +82,23 @@ class Scoreboard:
             return "ambiguous"
         self.truth.append(truth)
         self.predicted.append(int(predicted))
+        self.raw.append(int(predicted if raw is None else raw))
         return "correct" if truth == predicted else "wrong"
 
     def score_window(self, stamp: int, track: int, person: int, frame_labels, predicted: int,
-                     confidence: float) -> dict:
+                     confidence: float, raw: int | None = None) -> dict:
         """:meth:`add_window`, and a record of the window (for windows.csv and the timeline): its
-        newest stamp, track, true person, majority frame label (-1 none), prediction and outcome."""
-        outcome = self.add_window(person, frame_labels, predicted)
+        newest stamp, track, true person, majority frame label (-1 none), prediction (fused), the
+        window's own label and outcome."""
+        outcome = self.add_window(person, frame_labels, predicted, raw)
         labels = np.asarray(frame_labels, np.int64)
         true = -1
         if labels.size:
             values, counts = np.unique(labels, return_counts=True)
             true = int(values[np.argmax(counts)])
         record = {"stamp": int(stamp), "track": int(track), "person": int(person), "true": true,
-                  "predicted": int(predicted), "confidence": float(confidence), "outcome": outcome}
+                  "predicted": int(predicted), "raw": int(predicted if raw is None else raw),
+                  "confidence": float(confidence), "outcome": outcome}
         self.records.append(record)
         return record
 
@@ -104,6 +114,13 @@ class Scoreboard:
     def accuracy(self) -> float:
         return float(np.mean(np.array(self.truth) == np.array(self.predicted))) if self.truth else float("nan")
 
+    @property
+    def accuracy_raw(self) -> float | None:
+        """Accuracy of the windows' own labels (without fusion); None when some are unknown."""
+        if not self.truth or min(self.raw) < 0:
+            return None
+        return float(np.mean(np.array(self.truth) == np.array(self.raw)))
+
     def summary(self) -> dict:
         from despite_core.evaluate.har import har_metrics
 
@@ -118,6 +135,7 @@ class Scoreboard:
         total = sum(self.match_total.values())
         return {
             "accuracy": m["accuracy"] if m else None, "macro_f1": m["macro_f1"] if m else None,
+            "accuracy_raw": self.accuracy_raw,
             "windows": self.windows, "ambiguous": self.ambiguous, "unassociated": self.unassociated,
             "per_class": m["per_class_recall"] if m else {}, "confusion": m["confusion"] if m else [],
             "matching_accuracy": {
@@ -300,3 +318,165 @@ def live_vs_truth(truth: dict[tuple[int, int], tuple], live: list[dict], seconds
         "recall_per_distance": {k: frac(v[2], v[0]) for k, v in bands.items() if v[0]},
         "minutes": round(minutes, 3),
     }
+
+
+@dataclass(frozen=True)
+class Segment:
+    """A labelled time span [start, end) of one person (true) or one track (predicted), int ns."""
+
+    person: int | None               # None: a label-file segment for whoever is there
+    label: int
+    start: int
+    end: int
+    track: int = 0                   # predicted segments
+    emitted: int = 0                 # predicted: newest scan of the window that started it
+
+    @property
+    def length(self) -> int:
+        return self.end - self.start
+
+
+SEGMENT_BREAK_NS = NS                 # a person unlabelled for longer splits a true segment
+
+
+def true_segments(gt: GroundTruth) -> list[Segment]:
+    """The ground truth as segments: a label file's rows, or each person's runs of one label in the
+    label messages (a run ends one label period after its last message)."""
+    if gt.segments:
+        return [Segment(who, c, a, b) for a, b, c, who in gt.segments]
+    out = []
+    for pid in sorted(gt.by_stamp):
+        keys, vals = gt._table(pid)
+        if not len(keys):
+            continue
+        period = int(np.median(np.diff(keys))) if len(keys) > 1 else NS // 10
+        start = 0
+        for i in range(1, len(keys) + 1):
+            if i < len(keys) and vals[i] == vals[start] and keys[i] - keys[i - 1] <= SEGMENT_BREAK_NS:
+                continue
+            if vals[start] >= 0:
+                out.append(Segment(pid, int(vals[start]), int(keys[start]), int(keys[i - 1]) + period))
+            start = i
+    return out
+
+
+def predicted_segments(events, records: list[dict]) -> list[Segment]:
+    """Fused segments from the pipeline's events (an ended segment each; run the pipeline's flush
+    at the end of a recording) with the true person of most of the track's windows in them, from
+    the scored window ``records``. ``events``: objects with track_id, class_id, start_ns, end_ns,
+    ongoing and stamp_ns (runtime.fusion.ActivityEvent, or the message fields)."""
+    started = {(e.track_id, e.start_ns): e.stamp_ns for e in events if e.ongoing}
+    by_track: dict[int, list[tuple[int, int]]] = {}
+    for r in records:
+        by_track.setdefault(r["track"], []).append((r["stamp"], r["person"]))
+    out = []
+    for e in events:
+        if e.ongoing:
+            continue
+        votes: dict[int, int] = {}
+        for stamp, person in by_track.get(e.track_id, []):
+            if e.start_ns < stamp <= e.end_ns:
+                votes[person] = votes.get(person, 0) + 1
+        person = max(votes.items(), key=lambda kv: (kv[1], kv[0] != 0))[0] if votes else 0
+        out.append(Segment(person, int(e.class_id), int(e.start_ns), int(e.end_ns), int(e.track_id),
+                           started.get((e.track_id, e.start_ns), int(e.stamp_ns))))
+    return out
+
+
+def match_segments(true: list[Segment], predicted: list[Segment]) -> list[tuple[int, int]]:
+    """One-to-one matches (true index, predicted index): same label, same person (a true segment
+    without a person matches any), overlapping by at least half of the shorter; largest overlap first."""
+    cands = []
+    for i, t in enumerate(true):
+        for j, p in enumerate(predicted):
+            if p.label != t.label or (t.person is not None and p.person != t.person):
+                continue
+            overlap = min(t.end, p.end) - max(t.start, p.start)
+            if overlap > 0 and 2 * overlap >= min(t.length, p.length):
+                cands.append((overlap, i, j))
+    used_t, used_p, pairs = set(), set(), []
+    for _, i, j in sorted(cands, reverse=True):
+        if i not in used_t and j not in used_p:
+            used_t.add(i)
+            used_p.add(j)
+            pairs.append((i, j))
+    return sorted(pairs)
+
+
+def segment_metrics(true: list[Segment], predicted: list[Segment], class_names: list[str]) -> dict:
+    """Segment precision, recall, F1 (overall and per class) and the delay from a matched true
+    segment's start to its event (median and p90, s)."""
+    pairs = match_segments(true, predicted)
+    nt, np_, nm = len(true), len(predicted), len(pairs)
+    prec = nm / np_ if np_ else None
+    rec = nm / nt if nt else None
+    f1 = 2 * prec * rec / (prec + rec) if prec and rec else (0.0 if prec is not None and rec is not None else None)
+    delays = np.array([(predicted[j].emitted - true[i].start) / NS for i, j in pairs])
+    per_class = {}
+    for c, name in enumerate(class_names):
+        t = sum(s.label == c for s in true)
+        p = sum(s.label == c for s in predicted)
+        m = sum(true[i].label == c for i, _ in pairs)
+        if t or p:
+            per_class[name] = round(2 * m / (t + p), 4)
+    r = lambda x: None if x is None else round(float(x), 4)  # noqa: E731
+    return {"true_segments": nt, "predicted_segments": np_, "matched_segments": nm,
+            "segment_precision": r(prec), "segment_recall": r(rec), "segment_f1": r(f1),
+            "event_delay_s_median": r(np.median(delays)) if nm else None,
+            "event_delay_s_p90": r(np.percentile(delays, 90)) if nm else None,
+            "segment_f1_per_class": per_class}
+
+
+def alert_metrics(true: list[Segment], alerts: list[tuple[int, int]], sequence: list[int], hours: float,
+                  slack_ns: int = 3 * NS) -> dict:
+    """Alerts (e.g. a fall followed by lying) against the true sequences. A true instance: a
+    person's consecutive true segments with the labels ``sequence``; ``alerts``: (person, stamp ns)
+    of each raised alert (the newest scan of the window that raised it). An alert is a hit when
+    it names an instance's person between the instance's start and ``slack_ns`` after its end
+    (one hit per instance); the others are false alarms. Delay: instance start to its first alert."""
+    by_person: dict[int | None, list[Segment]] = {}
+    for s in sorted(true, key=lambda s: s.start):
+        by_person.setdefault(s.person, []).append(s)
+    instances = []
+    n = len(sequence)
+    for person, segs in by_person.items():
+        for i in range(len(segs) - n + 1):
+            if [s.label for s in segs[i:i + n]] == list(sequence):
+                instances.append((person, segs[i].start, segs[i + n - 1].end))
+    hit_delay: dict[int, int] = {}
+    false = 0
+    for person, stamp in sorted(alerts, key=lambda a: a[1]):
+        k = next((k for k, (p, a, b) in enumerate(instances)
+                  if (p is None or p == person) and a <= stamp <= b + slack_ns), None)
+        if k is None:
+            false += 1
+        elif k not in hit_delay:
+            hit_delay[k] = stamp - instances[k][1]
+    d = np.array(list(hit_delay.values())) / NS
+    return {"instances": len(instances), "alerts": len(alerts), "alert_recall": round(len(hit_delay) / len(instances), 4)
+            if instances else None, "false_alarms": false,
+            "false_alarms_per_hour": round(false / hours, 3) if hours > 0 else None, "hours": round(hours, 4),
+            "alert_delay_s_median": round(float(np.median(d)), 3) if len(d) else None}
+
+
+def fusion_metrics(gt: GroundTruth, records: list[dict], events, alert_sequence: tuple[str, ...]) -> dict:
+    """What temporal fusion is scored by: segment precision / recall / F1 and event delay against
+    the ground truth's segments, and the alerts of ``alert_sequence`` (None when the classes lack
+    one of its labels; false alarms per person-hour of scored windows). ``records``: the scored
+    windows; ``events``: every event, segments closed."""
+    names = gt.class_names
+    true = true_segments(gt)
+    out = segment_metrics(true, predicted_segments(events, records), names)
+    if alert_sequence and all(s in names for s in alert_sequence):
+        persons: dict[tuple[int, int], int] = {(r["track"], r["stamp"]): r["person"] for r in records}
+        spans: dict[int, list[int]] = {}
+        for r in records:
+            if r["person"] > 0:
+                spans.setdefault(r["person"], []).append(r["stamp"])
+        hours = sum(max(v) - min(v) for v in spans.values()) / NS / 3600
+        alerts = [(persons.get((e.track_id, e.stamp_ns), 0), e.stamp_ns) for e in events if e.ongoing and e.alert]
+        out["alerts"] = {"sequence": list(alert_sequence),
+                         **alert_metrics(true, alerts, [names.index(s) for s in alert_sequence], hours)}
+    else:
+        out["alerts"] = None
+    return out

@@ -9,14 +9,20 @@ import numpy as np
 
 from despite_core.data.rosbag import bag_sha256, iter_messages, open_bag
 from despite_core.runtime.buffers import NS, stamp_ns
-from despite_core.runtime.scoring import GroundTruth, live_vs_truth, person_of, truth_window
+from despite_core.runtime.fusion import FusionConfig
+from despite_core.runtime.scoring import GroundTruth, fusion_metrics, live_vs_truth, person_of, truth_window
 from despite_ros.bag_eval.common import GT_TOPIC, BagEvalError, imu_topic_table, prepare
 
 
 def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labels: Path | None = None,
                      points_topic: str = "/lidar/points", imu_topic: str = "/{wearer}/imu/{site}",
-                     wearers: list[str] | None = None, stride: int = 3, progress: bool = True) -> dict:
-    """Run the pipeline over the bag in-process; returns the results dict (see :func:`write_results`)."""
+                     wearers: list[str] | None = None, stride: int = 3, progress: bool = True,
+                     fusion: FusionConfig | None = FusionConfig(), keep_batches: bool = False) -> dict:
+    """Run the pipeline over the bag in-process; returns the results dict (see :func:`write_results`).
+    ``fusion``: the temporal fusion scored (None: windows only, no segments). ``keep_batches``: also
+    return each inference batch's windows (``batches``: [(stamp, [(track, stamps, scores, true
+    person, frame labels)])]) and the ground truth (``ground_truth``), to rescore other fusion
+    settings without running the model again (bench/fusion_sweep.py)."""
     from tqdm import tqdm
 
     from despite_core.data.pointcloud2 import PointCloud2Error, decode_fields
@@ -33,7 +39,8 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
     counts: dict = {"invalid": 0, "scans": 0, "imu": 0, "dropped": 0}
     try:
         gt, wearers = prepare(reader, bag, labels, names, points_topic, counts, wearers)
-        pipe = HarPipeline(rt, stride=stride)
+        pipe = HarPipeline(rt, stride=stride, fusion=fusion)
+        events, batches = [], []
         topics = {c.topic for c in reader.connections}
         imu_topics = {}
         matcher = None
@@ -74,12 +81,19 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
                     if truth is None:
                         raise BagEvalError(f"{bag}: --segmentation ground-truth needs a gt_person field on {points_topic}")
                     out = pipe.process_ground_truth(xyz, s, truth, gt.people_at(s))
+                events += out.events
                 if not out.results:
                     continue
+                batch = []
                 for r in out.results:
                     person = track_person(r.extras)
-                    board.score_window(r.stamps[-1], r.track_id, person, gt.labels(person, r.stamps) if person else [],
-                                       r.class_id, r.confidence)
+                    d = r.decision
+                    frame_labels = gt.labels(person, r.stamps) if person else []
+                    board.score_window(r.stamps[-1], r.track_id, person, frame_labels, d.class_id, d.confidence,
+                                       raw=r.class_id)
+                    batch.append((r.track_id, r.stamps, r.scores, person, frame_labels))
+                if keep_batches:
+                    batches.append((s, batch))
                 if matcher is not None:
                     res = matcher.match(out.results[0].stamps, [r.track_id for r in out.results],
                                         np.stack([r.embedding for r in out.results]))
@@ -90,6 +104,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
             interrupted = True
         finally:
             bar.close()
+        events += pipe.flush()
         seconds = time.perf_counter() - t0
         perception = (perception_metrics(reader, points_topic, gt, rt, stride, {}, board.records)
                       if segmentation == "live" and not interrupted else dict(NOT_MEASURED))
@@ -99,14 +114,17 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
     if getattr(reader, "truncated", None):
         counts["truncated"] = reader.truncated
     summary = board.summary()
-    return {**summary, **perception, "latency_ms": None, "dropped": counts["dropped"], "invalid": counts["invalid"],
+    fused = (fusion_metrics(gt, board.records, events, fusion.alert_sequence) if fusion is not None
+             else {"segment_f1": None, "alerts": None})
+    return {**summary, **perception, **fused, "fusion": fusion is not None, "latency_ms": None, "dropped": counts["dropped"], "invalid": counts["invalid"],
             "model_id": rt.bundle.meta["model_id"], "bag_sha256": bag_sha256(bag), "bag": str(bag),
             "mode": "offline", "segmentation": segmentation, "class_names": list(names),
             "scans": counts["scans"], "imu_messages": counts["imu"], "undecodable": counts.get("undecodable", 0),
             "skipped_topics": skipped,
             "truncated": counts.get("truncated"), "interrupted": interrupted, "seconds": round(seconds, 2),
             "scans_per_second": round(counts["scans"] / seconds, 2) if seconds > 0 else None,
-            "records": board.records, "latencies": []}
+            "records": board.records, "events": events, "latencies": [],
+            **({"batches": batches, "ground_truth": gt} if keep_batches else {})}
 
 
 NOT_MEASURED = {"coverage": None, "recall": None, "false_tracks_per_minute": None, "id_switches_per_person_minute": None}

@@ -10,7 +10,8 @@ import numpy as np
 
 from despite_core.data.rosbag import bag_sha256, open_bag
 from despite_core.runtime.buffers import NS, stamp_ns
-from despite_core.runtime.scoring import live_vs_truth
+from despite_core.runtime.fusion import FusionConfig
+from despite_core.runtime.scoring import fusion_metrics, live_vs_truth
 from despite_ros.bag_eval.common import BagEvalError, imu_topic_table, prepare
 from despite_ros.bag_eval.offline import NOT_MEASURED, truth_windows
 
@@ -18,9 +19,10 @@ from despite_ros.bag_eval.offline import NOT_MEASURED, truth_windows
 def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path | None = None,
                     points_topic: str = "/lidar/points", imu_topic: str = "/{wearer}/imu/{site}",
                     wearers: list[str] | None = None, stride: int = 3, record: Path | None = None,
-                    progress: bool = True, settle: float = 3.0) -> dict:
+                    progress: bool = True, settle: float = 3.0, fusion: FusionConfig | None = FusionConfig()) -> dict:
     """Publish the bag onto DDS with its timing (divided by ``rate``) for har_node and matching_node
-    (started here with bringup), record what they publish, score it; latency from publication."""
+    (started here with bringup), record what they publish, score it; latency from publication.
+    ``fusion``: har_node's fusion settings (None: fusion off)."""
     import os
 
     import rclpy
@@ -51,7 +53,12 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
     finally:
         reader.close()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    pipeline = {"model": str(Path(model).resolve()), "stride": str(stride), "truth_field": "gt_person"}
+    pipeline = {"model": str(Path(model).resolve()), "stride": str(stride), "truth_field": "gt_person",
+                "fusion": "true" if fusion is not None else "false"}
+    if fusion is not None:
+        pipeline.update({"fusion_switch_rate": str(fusion.switch_rate), "fusion_sharpness": str(fusion.sharpness),
+                         "alert_sequence": "[" + ",".join(fusion.alert_sequence) + "]" if fusion.alert_sequence
+                         else "['']", "alert_within_s": str(fusion.alert_within_s)})
     overrides = {"har_node": pipeline, "matching_node": {"model": pipeline["model"],
                                                          "imu_topic": imu_topic,
                                                          "wearers": "[" + ",".join(wearers) + "]"}}
@@ -135,7 +142,10 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
         _record(record, scorer.messages)
     lat = np.asarray(latencies) if latencies else None
     perception = live_vs_truth(tw[0], scorer.board.records, tw[1]) if tw is not None else dict(NOT_MEASURED)
-    return {**summary, **perception,
+    events = scorer.closed_events()
+    fused = (fusion_metrics(gt, scorer.board.records, events, fusion.alert_sequence) if fusion is not None
+             else {"segment_f1": None, "alerts": None})
+    return {**summary, **perception, **fused, "fusion": fusion is not None,
             "latency_ms": None if lat is None else {"p50": round(float(np.median(lat)), 2),
                                                     "p95": round(float(np.percentile(lat, 95)), 2),
                                                     "max": round(float(lat.max()), 2)},
@@ -147,7 +157,7 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
             "bag_sha256": bag_sha256(bag), "bag": str(bag), "mode": "replay", "rate": rate, "segmentation": "live",
             "class_names": list(names), "scans": selected, "scans_per_second": None, "interrupted": interrupted,
             "undecodable": counts.get("undecodable", 0), "truncated": counts.get("truncated"),
-            "records": scorer.board.records, "latencies": latencies}
+            "records": scorer.board.records, "events": events, "latencies": latencies}
 
 
 def _record(path: Path, messages: list) -> None:
@@ -161,7 +171,8 @@ def _record(path: Path, messages: list) -> None:
         raise BagEvalError(f"{path}: exists; --record writes a new bag")
     store = typestore()
     types = {"/despite/activities": "despite_ros/msg/ActivityArray", "/despite/imu_activities": "despite_ros/msg/ActivityArray",
-             "/despite/matches": "despite_ros/msg/MatchArray"}
+             "/despite/matches": "despite_ros/msg/MatchArray", "/despite/events": "despite_ros/msg/ActivityEvent",
+             "/despite/alerts": "despite_ros/msg/ActivityEvent"}
     with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as w:
         conns = {t: w.add_connection(t, m, typestore=store) for t, m in types.items()}
         for topic, _, msg in messages:

@@ -13,7 +13,8 @@ from despite_core.runtime.buffers import NS
 
 RESULT_KEYS = ("accuracy", "macro_f1", "windows", "ambiguous", "unassociated", "per_class", "confusion",
                "matching_accuracy", "latency_ms", "dropped", "invalid", "model_id", "bag_sha256",
-               "coverage", "recall", "false_tracks_per_minute", "id_switches_per_person_minute")
+               "coverage", "recall", "false_tracks_per_minute", "id_switches_per_person_minute",
+               "accuracy_raw", "segment_f1", "segment_precision", "segment_recall", "event_delay_s_median", "alerts")
 
 
 def write_results(result: dict, out: Path) -> dict:
@@ -30,13 +31,21 @@ def write_results(result: dict, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     records = result.pop("records", [])
     latencies = result.pop("latencies", [])
+    events = result.pop("events", [])
     (out / "results.json").write_text(json.dumps(result, indent=1))
     with (out / "windows.csv").open("w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["stamp_s", "track", "person", "true", "predicted", "confidence", "outcome"])
+        w.writerow(["stamp_s", "track", "person", "true", "predicted", "raw", "confidence", "outcome"])
         for r in records:
-            w.writerow([f"{r['stamp'] / NS:.3f}", r["track"], r["person"], r["true"], r["predicted"],
+            w.writerow([f"{r['stamp'] / NS:.3f}", r["track"], r["person"], r["true"], r["predicted"], r.get("raw", -1),
                         f"{r['confidence']:.3f}", r["outcome"]])
+    with (out / "events.csv").open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["stamp_s", "track", "label", "class_id", "confidence", "start_s", "end_s", "ongoing", "alert"])
+        for e in events:
+            w.writerow([f"{e.stamp_ns / NS:.3f}", e.track_id, e.label, e.class_id, f"{e.confidence:.3f}",
+                        f"{e.start_ns / NS:.3f}", f"{e.end_ns / NS:.3f}" if not e.ongoing else "", int(e.ongoing),
+                        int(e.alert)])
     names = result["class_names"]
     pngs = []
     if result["confusion"]:
@@ -72,7 +81,8 @@ def write_results(result: dict, out: Path) -> dict:
         pngs.append(("latency.png", "Latency histogram"))
     fmt = lambda v: "n/a" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))  # noqa: E731
     rows = "".join(f"<tr><th>{k}</th><td>{fmt(result.get(k))}</td></tr>" for k in
-                   ("accuracy", "macro_f1", "windows", "ambiguous", "unassociated", "coverage", "recall",
+                   ("accuracy", "accuracy_raw", "segment_f1", "segment_precision", "segment_recall",
+                    "event_delay_s_median", "macro_f1", "windows", "ambiguous", "unassociated", "coverage", "recall",
                     "false_tracks_per_minute", "id_switches_per_person_minute", "dropped", "invalid", "model_id",
                     "mode", "segmentation", "scans", "scans_per_second"))
     match = "".join(f"<tr><th>{k}</th><td>{fmt(v)}</td></tr>" for k, v in result["matching_accuracy"].items())
@@ -105,7 +115,8 @@ def _report_png(result: dict, records: list, latencies: list, png: Path) -> None
     fmt = lambda v, spec=".3f": "n/a" if v is None else format(v, spec)  # noqa: E731
     lines = [f"mode: {result['mode']}, segmentation: {result['segmentation']}",
              f"model: {result['model_id']}",
-             f"accuracy: {fmt(result['accuracy'])}",
+             f"accuracy: {fmt(result['accuracy'])} (without fusion: {fmt(result.get('accuracy_raw'))})",
+             f"segment F1: {fmt(result.get('segment_f1'))}  median event delay: {fmt(result.get('event_delay_s_median'), '.2f')} s",
              f"macro-F1: {fmt(result['macro_f1'])}",
              f"windows: {result['windows']}  ambiguous: {result['ambiguous']}  unassociated: {result['unassociated']}",
              f"wearer matching: {fmt(m, '.2f')}",

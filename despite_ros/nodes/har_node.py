@@ -3,8 +3,12 @@
 Subscribes ``~/input/points`` (sensor_msgs/PointCloud2, sensor-data QoS). Publishes
 ``~/output/activities`` (ActivityArray, one entry per track with a full window; stamp = the newest
 scan of the window, frame = the cloud's frame), ``~/output/embeddings`` (Embedding per track, with
-the window's scan stamps), ``~/output/markers`` (MarkerArray: a text over each person, coloured by
-class) and ``/diagnostics``. With ``truth_field`` set (evaluation only) and the cloud carrying that
+the window's scan stamps), ``~/output/events`` (ActivityEvent: a track's fused segment starting or
+ending), ``~/output/alerts`` (the events of segments completing ``alert_sequence``, e.g. a fall then
+lying; also a /diagnostics WARN naming the track while it lasts), ``~/output/markers`` (MarkerArray:
+the fused label over each person, coloured by class) and ``/diagnostics``. With ``fusion`` on (the
+default) a PersonActivity's ``label``, ``class_id`` and ``confidence`` are the track's fused label
+and its posterior, and ``scores`` stay the window's own (its own label is their argmax). With ``truth_field`` set (evaluation only) and the cloud carrying that
 per-point person id, also ``~/output/truth``: ActivityArray (source ``ground_truth``) whose entries
 give each inferred track's true person (``wearer_id`` = ``person_<k>``, empty when unassociated).
 
@@ -31,9 +35,10 @@ from visualization_msgs.msg import Marker, MarkerArray
 from despite_core.data.pointcloud2 import PointCloud2Error, decode_fields
 from despite_core.runtime.buffers import stamp_ns
 from despite_core.runtime.inference import PROVIDERS, Runtime, default_bundle_path
-from despite_ros.msg import ActivityArray, Embedding, PersonActivity
+from despite_ros.msg import ActivityArray, ActivityEvent, Embedding, PersonActivity
 from despite_ros.nodes import common
 from despite_ros.nodes.common import declare
+from despite_core.runtime.fusion import FusionConfig
 from despite_core.runtime.perception import PerceptionConfig
 from despite_core.runtime.pipeline import LABEL_SOURCES, HarPipeline
 from despite_core.runtime.scoring import track_person
@@ -47,6 +52,12 @@ class HarParams:
     stride: int = 3
     label_source: str = "head"
     truth_field: str = ""
+    # temporal fusion: the library's defaults (FusionConfig)
+    fusion: bool = True
+    fusion_switch_rate: float = FusionConfig.switch_rate
+    fusion_sharpness: float = FusionConfig.sharpness
+    alert_sequence: tuple[str, ...] = FusionConfig.alert_sequence
+    alert_within_s: float = FusionConfig.alert_within_s
     # perception: the library's defaults (PerceptionConfig), one place
     max_range: float = PerceptionConfig.max_range
     background: bool = PerceptionConfig.background
@@ -67,6 +78,12 @@ class HarParams:
         if self.label_source not in LABEL_SOURCES:
             raise ValueError(f"label_source must be one of {LABEL_SOURCES}, got {self.label_source!r}")
 
+    def fusion_config(self) -> FusionConfig | None:
+        if not self.fusion:
+            return None
+        return FusionConfig(switch_rate=self.fusion_switch_rate, sharpness=self.fusion_sharpness,
+                            alert_sequence=tuple(x for x in self.alert_sequence if x), alert_within_s=self.alert_within_s)
+
     def perception(self, points_per_frame: int) -> PerceptionConfig:
         return PerceptionConfig(max_range=self.max_range, background=self.background,
                                 background_learn_s=self.background_learn_s, background_absorb_s=self.background_absorb_s,
@@ -81,6 +98,15 @@ DOCS = {
     "threads": ("ONNX Runtime intra-op threads", 1, 64),
     "stride": ("infer every N selected scans (all ready tracks in one batch)", 1, 24),
     "label_source": ("head (the bundle's trained classifier) or text (nearest text query, open vocabulary)",),
+    "fusion": ("fuse each track's successive windows (a forward filter): stable labels and ~/output/events; "
+               "false = every window's own label, no events",),
+    "fusion_switch_rate": ("fusion: prior activity changes per second (higher follows changes sooner, flickers more)",
+                           0.01, 10.0),
+    "fusion_sharpness": ("fusion: exponent on the window scores (1 = overlapping windows as independent evidence)",
+                         0.05, 4.0),
+    "alert_sequence": ("fused segment labels that, in order, raise an alert on ~/output/alerts and a /diagnostics "
+                       "WARN (default: fall, lying; off when the bundle lacks one of them)",),
+    "alert_within_s": ("the alert sequence's earlier segments end at most this long before its last starts, s", 0.0, 60.0),
     "truth_field": ("evaluation only: per-point person-id field (gt_person) to publish ~/output/truth; empty = off",),
     "max_range": ("horizontal range of interest, m", 1.0, 200.0),
     "background": ("learn a static background (fixed sensor) that removes walls and furniture; false on a moving "
@@ -117,13 +143,16 @@ class HarNode(Node):
         self.runtime = Runtime(bundle, providers=p.providers, threads=p.threads)
         meta = self.runtime.bundle.meta
         self.pipeline = HarPipeline(self.runtime, p.perception(int(meta["points_per_frame"])), stride=p.stride,
-                                    label_source=p.label_source)
+                                    label_source=p.label_source, fusion=p.fusion_config())
         self.model_id = str(meta["model_id"])
         self.window_s = int(meta["window"]) / float(meta["fps"])
         reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
         self.create_subscription(PointCloud2, "~/input/points", self.on_points, qos_profile_sensor_data)
         self.act_pub = self.create_publisher(ActivityArray, "~/output/activities", reliable)
         self.emb_pub = self.create_publisher(Embedding, "~/output/embeddings", reliable)
+        self.event_pub = self.create_publisher(ActivityEvent, "~/output/events", reliable)
+        self.alert_pub = self.create_publisher(ActivityEvent, "~/output/alerts", reliable)
+        self.events = 0
         self.marker_pub = self.create_publisher(MarkerArray, "~/output/markers", reliable)
         self.truth_pub = self.create_publisher(ActivityArray, "~/output/truth", reliable) if p.truth_field else None
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
@@ -134,7 +163,11 @@ class HarNode(Node):
         self.window_start = time.monotonic()
         self.create_timer(p.diagnostics_period, self.publish_diagnostics)
         self.get_logger().info(f"model {self.model_id} ({bundle}), provider {self.runtime.provider}, "
-                               f"labels from the {p.label_source}, inference every {p.stride} frames")
+                               f"labels from the {p.label_source}, inference every {p.stride} frames, "
+                               f"fusion {'on' if p.fusion else 'off'}")
+        fusion = self.pipeline.fusion
+        if fusion is not None and p.alert_sequence and not fusion.alerts_enabled:
+            self.get_logger().info(f"alerts off: the labels lack one of alert_sequence {list(p.alert_sequence)}")
 
     def on_points(self, msg: PointCloud2) -> None:
         t0 = time.perf_counter()
@@ -160,6 +193,8 @@ class HarNode(Node):
             return
         if out.inferred:
             self.publish(msg.header, out.results, truth_on)
+        if out.events:
+            self.publish_events(msg.header.frame_id, out.events)
         self.times.append(time.perf_counter() - t0)
 
     def publish(self, header: Header, results, truth_on: bool) -> None:
@@ -170,15 +205,16 @@ class HarNode(Node):
         truth = ActivityArray(header=newest, model_id=self.model_id, source="ground_truth")
         for r in results:
             pos = Point(x=float(r.centroid[0]), y=float(r.centroid[1]), z=float(r.centroid[2]))
+            d = r.decision                                  # fused (or the window's own with fusion off)
             acts.people.append(PersonActivity(
-                track_id=r.track_id, position=pos, label=r.label, class_id=r.class_id, confidence=r.confidence,
+                track_id=r.track_id, position=pos, label=d.label, class_id=d.class_id, confidence=d.confidence,
                 scores=[float(x) for x in r.scores], window_start=to_time(int(r.stamps[0])),
                 window_duration=self.window_s))
             self.emb_pub.publish(Embedding(header=newest, modality="pointcloud", track_id=r.track_id,
                                            frame_stamps=[to_time(int(s)) for s in r.stamps],
                                            data=[float(x) for x in r.embedding]))
             m = Marker(header=newest, ns="despite", id=r.track_id, type=Marker.TEXT_VIEW_FACING, action=Marker.ADD,
-                       text=f"{r.track_id}: {r.label} {r.confidence:.2f}", color=class_colour(r.class_id, len(names)),
+                       text=f"{r.track_id}: {d.label} {d.confidence:.2f}", color=class_colour(d.class_id, len(names)),
                        lifetime=Duration(sec=int(self.params.marker_lifetime),
                                          nanosec=int(round(self.params.marker_lifetime % 1 * 1e9)) % 1_000_000_000))
             m.pose.position = Point(x=pos.x, y=pos.y, z=pos.z + 1.1)
@@ -195,6 +231,19 @@ class HarNode(Node):
         if truth_on and self.truth_pub is not None:
             self.truth_pub.publish(truth)
 
+    def publish_events(self, frame_id: str, events) -> None:
+        for e in events:
+            msg = ActivityEvent(header=Header(stamp=to_time(e.stamp_ns), frame_id=frame_id), track_id=e.track_id,
+                                label=e.label, class_id=e.class_id, confidence=float(e.confidence),
+                                start=to_time(e.start_ns), end=to_time(e.end_ns), ongoing=e.ongoing)
+            self.event_pub.publish(msg)
+            self.events += 1
+            if e.alert:
+                self.alert_pub.publish(msg)
+                if e.ongoing:
+                    self.get_logger().warn(f"ALERT track {e.track_id}: {' then '.join(self.params.alert_sequence)} "
+                                           f"({e.label} since {e.start_ns / 1e9:.2f} s, confidence {e.confidence:.2f})")
+
     def publish_diagnostics(self) -> None:
         now = time.monotonic()
         span = max(now - self.window_start, 1e-6)
@@ -207,7 +256,13 @@ class HarNode(Node):
             "windows": c["windows"], "tracks": len(self.pipeline.buffers.tracks),
             "processing_ms_p50": f"{np.median(t):.2f}", "processing_ms_p95": f"{np.percentile(t, 95):.2f}",
             "processing_ms_max": f"{t.max():.2f}", "provider": self.runtime.provider, "model_id": self.model_id,
+            "events": self.events,
         }
+        fusion = self.pipeline.fusion
+        active = fusion.active_alerts() if fusion is not None else []
+        if fusion is not None and fusion.alerts_enabled:
+            values["alerts"] = fusion.alerts
+            values["active_alerts"] = ",".join(map(str, active))
         level = DiagnosticStatus.OK
         message = "ok"
         if self.errors:
@@ -216,6 +271,11 @@ class HarNode(Node):
             level, message = DiagnosticStatus.WARN, "no input scans"
         elif self.invalid:
             level, message = DiagnosticStatus.WARN, f"{self.invalid} invalid messages so far"
+        if active:                                          # an alert is never hidden by another state
+            alert = (f"ALERT: {' then '.join(self.params.alert_sequence)} on track"
+                     f"{'s' if len(active) > 1 else ''} {', '.join(map(str, active))}")
+            level = max(level, DiagnosticStatus.WARN)                   # bytes compare by value
+            message = alert if message == "ok" else f"{alert}; {message}"
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: pipeline", message=message, hardware_id="despite",
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
