@@ -131,11 +131,12 @@ def main(argv: list[str] | None = None) -> int:
                      **rescore(kept, FusionConfig(switch_rate=r, sharpness=s, alert_sequence=seq), names)})
     print(f"bags: {', '.join(str(b) for b in args.bags)}; segmentation: {args.segmentation}\n")
     print("| switch rate /s | sharpness | window acc. raw | fused | segment P | R | F1 (bags min-max) | "
-          "median event delay s | stand-in alerts: recall, false/h |")
+          "median event delay s | stand-in alerts: recall, false / person-hour, median delay s (of bags) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         a = row["alerts"]
-        al = (f"{a['hits'] / a['instances']:.2f}, {a['false'] / a['hours']:.1f}" if a and a["hours"] else "-")
+        al = (f"{a['hits'] / a['instances']:.2f}, {a['false'] / a['hours']:.1f}, "
+              f"{np.median(a['delays']) if a.get('delays') else float('nan'):.2f}" if a and a["hours"] else "-")
         f = lambda v, spec=".3f": "-" if v is None else format(v, spec)  # noqa: E731
         print(f"| {f(row['switch_rate'], 'g')} | {f(row['sharpness'], 'g')} | {f(row['accuracy_raw'])} | "
               f"{f(row['accuracy'])} | {f(row['segment_precision'])} | {f(row['segment_recall'])} | "

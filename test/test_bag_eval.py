@@ -106,6 +106,17 @@ def test_live_offline_replay_and_sidecar_labels(synth, tmp_path):
     same = sum(a[k] == b.get(k) for k in a)
     assert a and same / len(a) >= 0.8, (same, len(a), len(b))
     assert (tmp_path / "rec").is_dir()
+    # har_node's events came back over DDS and were scored like offline's
+    assert rep["fusion"] and rep["true_segments"] == live["true_segments"] > 5 and rep["predicted_segments"] > 0
+    assert rep["segment_f1"] is not None and rep["event_delay_s_median"] > 0
+    from despite_core.data.rosbag import open_bag
+
+    reader = open_bag(tmp_path / "rec")
+    try:
+        recorded = {c.topic: c.msgcount for c in reader.connections}
+    finally:
+        reader.close()
+    assert recorded["/despite/events"] >= rep["predicted_segments"] > 0
     # Sidecar labels (CSV segments per person) built from the store score like the bag's topic.
     from despite_core.data.store import Store
 
