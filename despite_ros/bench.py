@@ -82,7 +82,7 @@ def bench_latency(rate: float, people: int, seconds: float, env: dict | None = N
     from sensor_msgs.msg import PointCloud2, PointField
 
     from despite_core.data.pointcloud2 import fill_message
-    from despite_ros.bringup import Bringup, share_dir, use_shipped_dds_profile
+    from despite_ros.bringup import Bringup, plan, use_shipped_dds_profile
     from despite_ros.msg import ActivityArray
     from despite_ros.nodes.har_node import stamp_ns, to_time
 
@@ -92,7 +92,7 @@ def bench_latency(rate: float, people: int, seconds: float, env: dict | None = N
         m = PointCloud2()
         fill_message(m, s, frame_id="lidar", field_factory=PointField)
         msgs.append(m)
-    b = Bringup(share_dir() / "config" / "har.yaml", ("har_node",), {"har_node": {"providers": "cpu"}}, env=env,
+    b = Bringup(plan(overrides={"har_node": {"providers": "cpu"}}, only=("har_node",)), env=env,
                 stdout=open(os.devnull, "w")).start()
     use_shipped_dds_profile()
     ctx = rclpy.Context()

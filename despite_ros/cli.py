@@ -7,19 +7,24 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from despite_ros.bringup import NODES, PIPELINE, share_dir
+    from despite_ros.bringup import LAUNCH_ARGUMENTS, NODES
 
     parser = argparse.ArgumentParser(prog="despite-ros", description="despite live pipeline (ROS 2) commands.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    b = sub.add_parser("bringup", help="start the nodes with a parameter file, without ros2 launch",
+    b = sub.add_parser("bringup", help="start the nodes without ros2 launch (the launch file's arguments as flags)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-                       description="Start har_node and matching_node (and sim_node with --sim) as processes with the "
-                                   "same executables, parameters and remappings as launch/har.launch.py.")
-    b.add_argument("--params", type=Path, default=share_dir() / "config" / "har.yaml", help="parameter YAML")
-    b.add_argument("--sim", action="store_true", help="also start sim_node (the built-in simulated scene)")
+                       description="Start har_node and matching_node (and sim_node with --use-sim) as processes with the "
+                                   "same executables, parameters and remappings as launch/har.launch.py: each flag is "
+                                   "the launch argument of the same name (--points-topic X = points_topic:=X).")
+    for a in LAUNCH_ARGUMENTS:
+        if a.boolean:
+            b.add_argument(a.flag, dest=a.name, nargs="?", const="true", default=a.default, metavar="true|false",
+                           help=a.description)
+        else:
+            b.add_argument(a.flag, dest=a.name, default=a.default, help=a.description)
     b.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
-                   help=f"override a parameter (NODE one of {list(NODES)}); repeatable")
-    b.set_defaults(func=lambda a: _bringup(a, PIPELINE))
+                   help=f"override a parameter (NODE one of {list(NODES)}; VALUE read as YAML); repeatable")
+    b.set_defaults(func=_bringup)
     d = sub.add_parser("demo", help="simulated scene + live pipeline, scored live against ground truth",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Runs sim_node, har_node and matching_node as processes over DDS (loopback), prints "
@@ -80,11 +85,10 @@ def _yaml_default(node: str, name: str, fallback: str) -> str:
         return fallback
 
 
-def _bringup(args: argparse.Namespace, pipeline: tuple[str, ...]) -> int:
-    from despite_ros.bringup import parse_overrides, run
+def _bringup(args: argparse.Namespace) -> int:
+    from despite_ros.bringup import LAUNCH_ARGUMENTS, parse_overrides, plan, run
 
-    nodes = (("sim_node",) if args.sim else ()) + pipeline
-    return run(args.params, nodes, parse_overrides(args.set))
+    return run(plan({a.name: getattr(args, a.name) for a in LAUNCH_ARGUMENTS}, overrides=parse_overrides(args.set)))
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from despite_ros.bringup import Bringup, share_dir, use_shipped_dds_profile
+from despite_ros.bringup import Bringup, plan, share_dir, use_shipped_dds_profile
 from despite_ros.live_score import LiveScorer
 from despite_core.runtime.buffers import NS
 from despite_core.runtime.scoring import GroundTruth, fusion_metrics
@@ -32,18 +32,18 @@ def run_demo(seconds: float, params: Path | None, model: Path | None, seed: int,
     bundle = Path(model) if model else default_bundle_path()
     names = load_bundle(bundle).class_names
     params = Path(params) if params else share_dir() / "config" / "har.yaml"
-    pipeline = {"model": str(bundle.resolve())}
-    overrides = {"har_node": {**pipeline, "truth_field": "gt_person"}, "matching_node": pipeline,
-                 "sim_node": {"duration": str(float(seconds)), "seed": str(seed)}}
+    args = {"params": str(params), "model": str(bundle)}
+    overrides = {"har_node": {"truth_field": "gt_person"}, "sim_node": {"duration": float(seconds), "seed": int(seed)}}
     use_shipped_dds_profile()
     rclpy.init()
     node = rclpy.create_node("despite_demo")
     scorer = LiveScorer(node, GroundTruth(list(names)))
-    pipe = Bringup(params, ("har_node", "matching_node"), overrides, stdout=None if not quiet else sys.stderr).start()
+    pipe = Bringup(plan(args, overrides=overrides), stdout=None if not quiet else sys.stderr).start()
     sim = None
     try:
         time.sleep(3.0)                                  # let the pipeline load its model and discover peers
-        sim = Bringup(params, ("sim_node",), overrides, stdout=None if not quiet else sys.stderr).start()
+        sim = Bringup(plan({**args, "use_sim": "true"}, overrides=overrides, only=("sim_node",)),
+                      stdout=None if not quiet else sys.stderr).start()
         print(f"demo: {seconds:.0f} s of the simulated scene (seed {seed}), model {bundle}", flush=True)
         start = last = time.monotonic()
         while time.monotonic() - start < seconds + 4:

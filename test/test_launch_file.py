@@ -1,18 +1,23 @@
 """launch/har.launch.py, checked here without ROS 2's launch packages (not installable from PyPI):
 the file is loaded with minimal stand-ins for launch / launch_ros that record what it declares,
-and compared with `despite-ros bringup` (same executables, parameter file and remappings)."""
+its OpaqueFunction is run on argument values, and the nodes it would start are compared with the
+command lines of `despite-ros bringup` for the same values (one table, one resolver)."""
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 import sys
 import types
 from pathlib import Path
 
+import pytest
 import yaml
 
-from despite_ros.bringup import NODES, node_command
+from despite_ros.bringup import LAUNCH_ARGUMENTS, NODES, format_value, node_command, parse_overrides, plan
 
 REPO = Path(__file__).resolve().parents[1]
+SHARE = Path(sys.prefix) / "share" / "despite_ros"
+BIN = Path(sys.prefix) / "bin"
 
 
 class Recorder:
@@ -20,53 +25,140 @@ class Recorder:
         self.args, self.kwargs = args, kwargs
 
 
+class LaunchConfiguration(Recorder):
+    def perform(self, context):
+        return context[self.args[0]]
+
+
 def stand_ins(share: Path) -> dict[str, types.ModuleType]:
     mods = {}
-    for name in ("launch", "launch.actions", "launch.conditions", "launch.substitutions", "launch_ros",
+    for name in ("launch", "launch.actions", "launch.substitutions", "launch_ros",
                  "launch_ros.actions", "ament_index_python", "ament_index_python.packages"):
         mods[name] = types.ModuleType(name)
     mods["launch"].LaunchDescription = lambda actions: list(actions)
-    for cls in ("DeclareLaunchArgument", "SetEnvironmentVariable"):
+    for cls in ("DeclareLaunchArgument", "SetEnvironmentVariable", "OpaqueFunction"):
         setattr(mods["launch.actions"], cls, type(cls, (Recorder,), {}))
-    mods["launch.conditions"].IfCondition = type("IfCondition", (Recorder,), {})
-    mods["launch.substitutions"].LaunchConfiguration = type("LaunchConfiguration", (Recorder,), {})
+    mods["launch.substitutions"].LaunchConfiguration = LaunchConfiguration
     mods["launch_ros.actions"].Node = type("Node", (Recorder,), {})
     mods["ament_index_python.packages"].get_package_share_directory = lambda pkg: str(share)
     return mods
 
 
-def load_launch(monkeypatch, share: Path):
-    for name, mod in stand_ins(share).items():
+def launch(monkeypatch, **given):
+    """(declared arguments, environment actions, Node actions) of the launch file for these values."""
+    for name, mod in stand_ins(SHARE).items():
         monkeypatch.setitem(sys.modules, name, mod)
     spec = importlib.util.spec_from_file_location("har_launch", REPO / "launch" / "har.launch.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.generate_launch_description()
-
-
-def test_launch_file_declares_what_bringup_starts(monkeypatch):
-    share = Path(sys.prefix) / "share" / "despite_ros"
-    actions = load_launch(monkeypatch, share)
-    nodes = {a.kwargs["name"]: a for a in actions if type(a).__name__ == "Node"}
-    assert set(nodes) == set(NODES) == {"sim_node", "har_node", "matching_node"}
-    args = {a.args[0]: a.kwargs for a in actions if type(a).__name__ == "DeclareLaunchArgument"}
-    assert args["params"]["default_value"] == str(share / "config" / "har.yaml")
+    actions = module.generate_launch_description()
+    declared = {a.args[0]: a.kwargs for a in actions if type(a).__name__ == "DeclareLaunchArgument"}
+    context = {name: kw["default_value"] for name, kw in declared.items()} | given
+    nodes = [n for a in actions if type(a).__name__ == "OpaqueFunction" for n in a.kwargs["function"](context)]
     env = [a.args for a in actions if type(a).__name__ == "SetEnvironmentVariable"]
-    assert env == [("FASTRTPS_DEFAULT_PROFILES_FILE", str(share / "config" / "fastdds_profile.xml"))]
-    params = yaml.safe_load((share / "config" / "har.yaml").read_text())
+    return declared, env, {n.kwargs["name"]: n.kwargs for n in nodes}
+
+
+def test_defaults_start_the_pipeline_on_a_real_lidar(monkeypatch):
+    declared, env, nodes = launch(monkeypatch)
+    assert list(declared) == [a.name for a in LAUNCH_ARGUMENTS]
+    assert {"use_sim", "params", "points_topic", "imu_topic", "wearers", "model", "namespace", "use_sim_time",
+            "respawn", "rviz"} <= set(declared)
+    assert declared["use_sim"]["default_value"] == "false"
+    assert set(nodes) == {"har_node", "matching_node"}                 # no simulator by default
+    assert env == [("FASTRTPS_DEFAULT_PROFILES_FILE", str(SHARE / "config" / "fastdds_profile.xml"))]
+    params = yaml.safe_load((SHARE / "config" / "har.yaml").read_text())
     for name, node in nodes.items():
-        assert node.kwargs["package"] == "despite_ros" and node.kwargs["executable"] == name
-        exe = Path(sys.prefix) / "lib" / "despite_ros" / name         # installed by the CMake package
-        assert exe.is_file(), exe
-        assert node.kwargs["parameters"][0].args == ("params",)
+        assert node["package"] == "despite_ros" and node["executable"] == name
+        assert (Path(sys.prefix) / "lib" / "despite_ros" / name).is_file()     # installed by the CMake package
+        assert node["parameters"] == [str(SHARE / "config" / "har.yaml"), {}]
         assert name in params and "ros__parameters" in params[name]
-        # bringup's command line carries exactly the launch file's remappings
-        cmd = node_command(name, share / "config" / "har.yaml")
-        remaps = [cmd[i + 1] for i, x in enumerate(cmd) if x == "-r" and not cmd[i + 1].startswith("__node:=")]
-        assert remaps == [f"{a}:={b}" for a, b in node.kwargs["remappings"]]
-        assert cmd[0] == str(exe) and cmd[cmd.index("--params-file") + 1] == str(share / "config" / "har.yaml")
-    assert nodes["sim_node"].kwargs["condition"].args[0].args == ("use_sim",)
-    assert "condition" not in nodes["har_node"].kwargs
+        assert node["namespace"] is None and node["respawn"] is False
+    assert ("~/input/points", "/lidar/points") in nodes["har_node"]["remappings"]
+    assert ("~/output/activities", "despite/activities") in nodes["har_node"]["remappings"]
+
+
+CASES = [
+    {"use_sim": "true"},
+    {"points_topic": "/ouster/points", "wearers": "alice,bob", "imu_topic": "/{wearer}/imu/{site}/data"},
+    {"points_topic": "velodyne_points", "namespace": "robot1", "respawn": "true", "use_sim_time": "true",
+     "model": str(SHARE / "models" / "default")},
+    {"use_sim": "true", "points_topic": "/livox/lidar", "namespace": "/a/b"},
+]
+
+
+@pytest.mark.parametrize("given", CASES)
+def test_launch_file_and_bringup_start_the_same_processes(monkeypatch, given):
+    _, _, nodes = launch(monkeypatch, **given)
+    p = plan(given, share=SHARE)
+    assert [s.name for s in p.nodes] == list(nodes)
+    for spec in p.nodes:
+        node = nodes[spec.name]
+        cmd = node_command(spec, p.params, p.namespace)
+        remaps = [cmd[i + 1] for i, x in enumerate(cmd) if x == "-r" and not cmd[i + 1].startswith("__")]
+        assert remaps == [f"{a}:={b}" for a, b in node["remappings"]]
+        sets = [cmd[i + 1] for i, x in enumerate(cmd) if x == "-p"]
+        assert sets == [f"{k}:={format_value(v)}" for k, v in node["parameters"][1].items()]
+        assert cmd[cmd.index("--params-file") + 1] == node["parameters"][0]
+        assert (f"__ns:={node['namespace']}" in cmd) == (node["namespace"] is not None)
+        assert node["respawn"] == (given.get("respawn") == "true")
+
+
+def test_arguments_reach_the_nodes(monkeypatch):
+    _, _, nodes = launch(monkeypatch, **CASES[2], wearers="alice")
+    har, match = nodes["har_node"], nodes["matching_node"]
+    assert har["namespace"] == "/robot1"
+    assert ("~/input/points", "velodyne_points") in har["remappings"]       # relative: under the namespace
+    model = str((SHARE / "models" / "default").resolve())
+    assert har["parameters"][1] == {"model": model, "use_sim_time": True}
+    assert match["parameters"][1] == {"model": model, "wearers": ["alice"], "use_sim_time": True}
+    _, _, nodes = launch(monkeypatch, **CASES[3])
+    assert ("/lidar/points", "/livox/lidar") in nodes["sim_node"]["remappings"]   # the simulator follows points_topic
+    assert ("~/input/points", "/livox/lidar") in nodes["har_node"]["remappings"]
+    _, _, nodes = launch(monkeypatch, rviz="true", rviz_frame="os_sensor", points_topic="/ouster/points")
+    rviz = nodes["rviz2"]
+    assert rviz["package"] == "rviz2" and rviz["arguments"] == ["-d", str(SHARE / "rviz" / "despite.rviz"), "-f", "os_sensor"]
+    assert ("lidar/points", "/ouster/points") in rviz["remappings"]
+
+
+@pytest.mark.parametrize("given, message", [
+    ({"use_sim": "maybe"}, "expected true or false"),
+    ({"points_topic": "/bad topic"}, "not a ROS topic"),
+    ({"namespace": "9lives"}, "not a ROS namespace"),
+    ({"imu_topic": "/imu/{site}"}, "needs {wearer} and {site}"),
+    ({"wearers": "alice,alice"}, "distinct ids"),
+    ({"model": "/nonexistent"}, "not a model bundle"),
+    ({"params": "/nonexistent.yaml"}, "parameter file not found"),
+    ({"use_sim": "true", "use_sim_time": "true"}, "needs a /clock publisher"),
+    ({"point_topic": "/x"}, "unknown launch arguments"),
+])
+def test_bad_arguments_are_named(given, message):
+    with pytest.raises((ValueError, FileNotFoundError), match=message.replace("{", r"\{").replace("}", r"\}")):
+        plan(given, share=SHARE)
+
+
+def test_parameter_values_survive_the_command_line():
+    """-p NAME:=TEXT is read as YAML by rcl: each typed value must come back as itself."""
+    for value in (True, False, 3, 0.3, float("nan"), "/{wearer}/imu/{site}", "{wearer}/imu/{site}", "true", "7",
+                  ["alice", "bob"], [""], ["fall", "lying"]):
+        back = yaml.safe_load(format_value(value))
+        assert back == value or (value != value and back != back), (value, back)
+        assert type(back) is type(value)
+    assert parse_overrides(["har_node.stride=2", "har_node.model=/m", "matching_node.wearers=[a, b]",
+                            "har_node.fusion=false"]) == {
+        "har_node": {"stride": 2, "model": "/m", "fusion": False}, "matching_node": {"wearers": ["a", "b"]}}
+    with pytest.raises(ValueError, match="NODE.PARAM=VALUE"):
+        parse_overrides(["ghost.x=1"])
+
+
+def test_bringup_flags_are_the_launch_arguments():
+    out = subprocess.run([str(BIN / "despite-ros"), "bringup", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    for a in LAUNCH_ARGUMENTS:
+        assert a.flag in out.stdout, a.flag
+    bad = subprocess.run([str(BIN / "despite-ros"), "bringup", "--points-topic", "/bad topic"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and "not a ROS topic" in bad.stderr and "Traceback" not in bad.stderr
 
 
 def test_parameter_file_matches_the_nodes_declared_parameters():
@@ -79,3 +171,15 @@ def test_parameter_file_matches_the_nodes_declared_parameters():
     params = yaml.safe_load((REPO / "config" / "har.yaml").read_text())
     for name, cls in (("sim_node", SimParams), ("har_node", HarParams), ("matching_node", MatchingParams)):
         assert set(params[name]["ros__parameters"]) == {f.name for f in fields(cls)}, name
+    assert set(NODES) == {"sim_node", "har_node", "matching_node"}
+
+
+def test_shipped_rviz_config_shows_the_pipeline():
+    cfg = SHARE / "rviz" / "despite.rviz"
+    assert cfg.is_file(), "rviz/despite.rviz is not installed to share/"
+    manager = yaml.safe_load(cfg.read_text())["Visualization Manager"]
+    topics = {d["Class"]: d.get("Topic", {}).get("Value") for d in manager["Displays"]}
+    assert topics["rviz_default_plugins/MarkerArray"] == NODES["har_node"]["~/output/markers"]
+    rviz = next(s for s in plan({"rviz": "true", "points_topic": "/ouster/points"}, share=SHARE).nodes if s.name == "rviz2")
+    assert (topics["rviz_default_plugins/PointCloud2"], "/ouster/points") in rviz.remappings
+    assert manager["Global Options"]["Fixed Frame"] == next(a.default for a in LAUNCH_ARGUMENTS if a.name == "rviz_frame")

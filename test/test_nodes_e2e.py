@@ -58,13 +58,13 @@ def test_har_node_keeps_running_on_hostile_input(tmp_path, monkeypatch):
     from sensor_msgs.msg import PointCloud2, PointField
 
     from despite_core.data.pointcloud2 import fill_message
-    from despite_ros.bringup import Bringup, share_dir
+    from despite_ros.bringup import Bringup, plan
     from despite_ros.nodes.har_node import to_time
 
     env = ros_env(tmp_path)
     for k, v in env.items():
         monkeypatch.setenv(k, v)
-    node_proc = Bringup(share_dir() / "config" / "har.yaml", ("har_node",), {"har_node": {"providers": "cpu"}},
+    node_proc = Bringup(plan(overrides={"har_node": {"providers": "cpu"}}, only=("har_node",)),
                         env=env, stdout=subprocess.PIPE).start()
     ctx = rclpy.Context()
     rclpy.init(context=ctx)

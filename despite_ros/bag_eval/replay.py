@@ -31,7 +31,7 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
     from sensor_msgs.msg import Imu, PointCloud2
     from tqdm import tqdm
 
-    from despite_ros.bringup import Bringup, share_dir, use_shipped_dds_profile
+    from despite_ros.bringup import Bringup, plan as launch_plan, use_shipped_dds_profile
     from despite_core.runtime.inference import load_bundle
     from despite_ros.live_score import LiveScorer
 
@@ -53,19 +53,17 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
     finally:
         reader.close()
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
-    pipeline = {"model": str(Path(model).resolve()), "stride": str(stride), "truth_field": "gt_person",
-                "fusion": "true" if fusion is not None else "false"}
+    pipeline = {"stride": int(stride), "truth_field": "gt_person", "fusion": fusion is not None}
     if fusion is not None:
-        pipeline.update({"fusion_switch_rate": str(fusion.switch_rate), "fusion_sharpness": str(fusion.sharpness),
-                         "alert_sequence": "[" + ",".join(fusion.alert_sequence) + "]" if fusion.alert_sequence
-                         else "['']", "alert_within_s": str(fusion.alert_within_s)})
-    overrides = {"har_node": pipeline, "matching_node": {"model": pipeline["model"],
-                                                         "imu_topic": imu_topic,
-                                                         "wearers": "[" + ",".join(wearers) + "]"}}
+        pipeline.update({"fusion_switch_rate": float(fusion.switch_rate), "fusion_sharpness": float(fusion.sharpness),
+                         "alert_sequence": list(fusion.alert_sequence) or [""],
+                         "alert_within_s": float(fusion.alert_within_s)})
+    args = {"model": str(model), "points_topic": points_topic, "imu_topic": imu_topic,
+            **({"wearers": ",".join(wearers)} if wearers else {})}
     nodes = ("har_node", "matching_node") if wearers else ("har_node",)
     use_shipped_dds_profile()
     devnull = open(os.devnull, "w")
-    b = Bringup(share_dir() / "config" / "har.yaml", nodes, overrides, stdout=devnull)
+    b = Bringup(launch_plan(args, overrides={"har_node": pipeline}, only=nodes), stdout=devnull)
     ctx = rclpy.Context()
     rclpy.init(context=ctx)
     node = rclpy.create_node("despite_bag_replay", context=ctx)
