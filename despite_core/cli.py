@@ -56,7 +56,8 @@ def add_synth_parser(sub: argparse._SubParsersAction) -> None:
             "docs/data-format.md) and/or a rosbag2 MCAP bag with full scans, Imu topics and ground truth. "
             "Deterministic for a seed. See docs/synthetic-world.md for what --difficulty scales."))
     p.add_argument("--out", type=Path, help="sequence store directory to write")
-    p.add_argument("--bag", type=Path, help="also write a rosbag2 MCAP bag to this directory "
+    p.add_argument("--bag", type=Path, help="also write a bag: NAME -> rosbag2's layout NAME/NAME_0.mcap + "
+                   "metadata.yaml (as `ros2 bag record -o NAME`); NAME.mcap -> that one MCAP file "
                    "(64-beam scans are ~0.9 GB per minute before compression: keep bags short)")
     p.add_argument("--minutes", type=_positive_float, default=1.0, help="total simulated time")
     p.add_argument("--people", type=int, default=2, help="people per scene (1-8)")

@@ -55,7 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Imu topic pattern (default: matching_node's imu_topic in config/har.yaml, %(default)s)")
     g.add_argument("--wearers", default=None, help="comma-separated wearer ids (default: every <wearer> with IMU topics)")
     g.add_argument("--stride", type=int, default=3, help="infer every N selected scans (default: 3)")
-    g.add_argument("--record", type=Path, default=None, help="replay: also write the nodes' outputs to this new bag")
+    g.add_argument("--record", type=Path, default=None,
+                   help="replay: also write the nodes' outputs to this new bag (NAME: NAME/NAME_0.mcap + metadata.yaml "
+                        "as `ros2 bag record -o NAME`; NAME.mcap: one MCAP file)")
     g.add_argument("--no-fusion", action="store_true",
                    help="score every window's own label (no temporal fusion, no events, no segment scores)")
     g.add_argument("--alert-sequence", default=None, metavar="LABEL,LABEL",

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from helpers.bags import mcap_messages
 from helpers.ros_env import ros_env
 
 BIN = Path(sys.prefix) / "bin"
@@ -105,7 +106,11 @@ def test_live_offline_replay_and_sidecar_labels(synth, tmp_path):
     b = {key(r): r["predicted"] for r in csv.DictReader((tmp_path / "replay" / "windows.csv").open())}
     same = sum(a[k] == b.get(k) for k in a)
     assert a and same / len(a) >= 0.8, (same, len(a), len(b))
-    assert (tmp_path / "rec").is_dir()
+    # the recording is in rosbag2's layout and opens with the MCAP project's own reader and decoder
+    assert sorted(p.name for p in (tmp_path / "rec").iterdir()) == ["metadata.yaml", "rec_0.mcap"]
+    decoded = mcap_messages(tmp_path / "rec" / "rec_0.mcap")
+    assert len(decoded["/despite/events"]) >= rep["predicted_segments"] > 0
+    assert {e.label for e in decoded["/despite/events"]} <= set(rep["class_names"])
     # har_node's events came back over DDS and were scored like offline's
     assert rep["fusion"] and rep["true_segments"] == live["true_segments"] > 5 and rep["predicted_segments"] > 0
     assert rep["segment_f1"] is not None and rep["event_delay_s_median"] > 0
@@ -148,15 +153,15 @@ def test_broken_bags_and_missing_topics_are_clear_errors(synth, tmp_path):
     broken = tmp_path / "broken"
     broken.mkdir()
     (broken / "metadata.yaml").write_text((synth / "bag" / "metadata.yaml").read_text())
-    (broken / "bag.mcap").write_bytes(b"\x89MCAP0\r\n" + np.random.default_rng(0).bytes(4096))
+    (broken / "bag_0.mcap").write_bytes(b"\x89MCAP0\r\n" + np.random.default_rng(0).bytes(4096))
     out = bag_eval([str(broken), "--out", str(tmp_path / "y")], tmp_path)
     assert out.returncode == 2 and "cannot read the bag" in out.stderr, out.stderr
     # A recording cut off (its MCAP end missing): everything before the cut is scored, and said so.
     cut = tmp_path / "cut"
     cut.mkdir()
     (cut / "metadata.yaml").write_text((synth / "bag" / "metadata.yaml").read_text())
-    data = (synth / "bag" / "bag.mcap").read_bytes()
-    (cut / "bag.mcap").write_bytes(data[: int(len(data) * 0.7)])
+    data = (synth / "bag" / "bag_0.mcap").read_bytes()
+    (cut / "bag_0.mcap").write_bytes(data[: int(len(data) * 0.7)])
     out = bag_eval([str(cut), "--out", str(tmp_path / "cut_out")], tmp_path)
     assert out.returncode == 0, out.stderr
     res = json.loads((tmp_path / "cut_out" / "results.json").read_text())

@@ -1,7 +1,7 @@
 """rosbag2 support without a ROS install: the `rosbags` typestore with despite_ros's messages, and
 reading any rosbag2 bag (MCAP or sqlite3, a directory or a single file) message by message,
-including an MCAP file whose end was cut off. Used by `despite synth --bag` (writing), bag-eval and
-importers (reading); no rclpy.
+including an MCAP file whose end was cut off; writing in rosbag2's layouts (:class:`BagWriter`).
+Used by `despite synth --bag` and `bag-eval --record` (writing), bag-eval and importers (reading); no rclpy.
 
 The message definitions are read from the package's ``msg/*.msg`` files (the single source of
 truth), found in the install prefix (``share/despite_ros/msg``, where CMake and setup.py put
@@ -126,6 +126,88 @@ class McapStream:
 
     def close(self) -> None:
         pass
+
+
+class BagWriter:
+    """A new MCAP bag in rosbag2's own layouts (rosbags' writer underneath, no ROS install):
+
+    - ``NAME`` (a directory): ``NAME/NAME_0.mcap`` and ``metadata.yaml``, as ``ros2 bag record -o NAME``
+      writes it (``ros2 bag info NAME`` / ``ros2 bag play NAME``);
+    - ``NAME.mcap``: that single MCAP file, no metadata (``ros2 bag play NAME.mcap`` on Jazzy, or any
+      MCAP tool).
+
+    ``compress``: zstd chunk compression (MCAP's own, readable by every MCAP reader). Use as a context
+    manager; on an error the partial bag is removed."""
+
+    def __init__(self, path: str | Path, *, compress: bool = True, overwrite: bool = False) -> None:
+        from rosbags.rosbag2 import StoragePlugin, Writer
+        from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
+
+        self.path = Path(path)
+        self.single = self.path.suffix == ".mcap"
+        if self.path.exists() or self.path.is_symlink():
+            if not overwrite:
+                raise FileExistsError(f"{self.path}: exists already (a new bag is written here; remove it or overwrite)")
+            _remove(self.path)
+        if not self.path.parent.is_dir():
+            raise FileNotFoundError(f"{self.path.parent}: no such directory for the bag")
+        self.dir = self.path.with_name(f".{self.path.name}.partial") if self.single else self.path
+        if self.single and self.dir.exists():
+            _remove(self.dir)
+        self.writer = Writer(self.dir, version=9, storage_plugin=StoragePlugin.MCAP)
+        if compress:
+            self.writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
+        self.writer.open()
+
+    def add_connection(self, topic: str, msgtype: str):
+        return self.writer.add_connection(topic, msgtype, typestore=typestore())
+
+    def write(self, connection, timestamp_ns: int, raw: bytes) -> None:
+        self.writer.write(connection, int(timestamp_ns), raw)
+
+    def close(self) -> None:
+        import yaml
+
+        self.writer.close()
+        written = self.dir / f"{self.dir.name}.mcap"
+        if self.single:
+            written.replace(self.path)
+            _remove(self.dir)
+            return
+        final = self.dir / f"{self.dir.name}_0.mcap"
+        written.replace(final)
+        meta_path = self.dir / "metadata.yaml"
+        meta = yaml.safe_load(meta_path.read_text())
+        info = meta["rosbag2_bagfile_information"]
+        info["relative_file_paths"] = [final.name]
+        for f in info.get("files") or []:
+            f["path"] = final.name
+        meta_path.write_text(yaml.safe_dump(meta, sort_keys=False))
+
+    def abort(self) -> None:
+        try:
+            self.writer.close()
+        except Exception:  # already broken: the partial bag goes anyway
+            pass
+        _remove(self.dir)
+
+    def __enter__(self) -> "BagWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def open_bag(path: Path):

@@ -37,6 +37,9 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
 
     if rate <= 0:
         raise BagEvalError(f"--rate must be > 0, got {rate}")
+    if record is not None and (record.exists() or not record.parent.is_dir()):
+        raise BagEvalError(f"--record {record}: " + ("exists; --record writes a new bag" if record.exists()
+                                                      else "its parent directory does not exist"))
     bundle = load_bundle(model)
     names = bundle.class_names
     reader = open_bag(bag)
@@ -159,20 +162,16 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
 
 
 def _record(path: Path, messages: list) -> None:
-    """The nodes' outputs, as received, into a new MCAP bag (rosbags writer, raw CDR from rclpy)."""
+    """The nodes' outputs, as received, into a new bag in rosbag2's layout (BagWriter: a directory
+    NAME/NAME_0.mcap + metadata.yaml, or one NAME.mcap file; raw CDR from rclpy)."""
     from rclpy.serialization import serialize_message
-    from rosbags.rosbag2 import StoragePlugin, Writer
 
-    from despite_core.data.rosbag import typestore
+    from despite_core.data.rosbag import BagWriter
 
-    if path.exists():
-        raise BagEvalError(f"{path}: exists; --record writes a new bag")
-    store = typestore()
     types = {"/despite/activities": "despite_ros/msg/ActivityArray", "/despite/imu_activities": "despite_ros/msg/ActivityArray",
              "/despite/matches": "despite_ros/msg/MatchArray", "/despite/events": "despite_ros/msg/ActivityEvent",
              "/despite/alerts": "despite_ros/msg/ActivityEvent"}
-    with Writer(path, version=8, storage_plugin=StoragePlugin.MCAP) as w:
-        conns = {t: w.add_connection(t, m, typestore=store) for t, m in types.items()}
+    with BagWriter(path) as w:
+        conns = {t: w.add_connection(t, m) for t, m in types.items()}
         for topic, _, msg in messages:
-            s = stamp_ns(msg.header.stamp)
-            w.write(conns[topic], s, serialize_message(msg))
+            w.write(conns[topic], stamp_ns(msg.header.stamp), serialize_message(msg))

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from despite_core.data.pointcloud2 import encode
-from despite_core.data.rosbag import to_nanoseconds, to_time, typestore
+from despite_core.data.rosbag import BagWriter, to_nanoseconds, to_time, typestore
 from despite_core.data.rotations import matrix_to_quat
 from despite_core.data.synth.lidar import Scan
 from despite_core.data.synth.motion import CLASS_NAMES
@@ -46,30 +46,19 @@ def imu_covariances(config: "WorldConfig") -> tuple[np.ndarray, np.ndarray, np.n
 
 
 class SynthBagWriter:
-    """Streams scenes into one MCAP bag (zstd chunk compression unless ``compress=False``)."""
+    """Streams scenes into one MCAP bag in rosbag2's layout (:class:`BagWriter`: ``NAME/NAME_0.mcap`` +
+    metadata.yaml, or one ``NAME.mcap`` file; zstd chunk compression unless ``compress=False``)."""
 
     def __init__(self, path: str | Path, config: "WorldConfig", *, overwrite: bool = False,
                  compress: bool = True) -> None:
-        from rosbags.rosbag2 import StoragePlugin, Writer
-        from rosbags.rosbag2.enums import CompressionFormat, CompressionMode
-
         self.path = Path(path)
-        if self.path.exists():
-            if not overwrite:
-                raise FileExistsError(f"{self.path}: a bag exists here already (use --overwrite)")
-            import shutil
-
-            shutil.rmtree(self.path)
         self.store = typestore()
         self.config = config
-        self.writer = Writer(self.path, version=9, storage_plugin=StoragePlugin.MCAP)
-        if compress:
-            self.writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
-        self.writer.open()
+        self.writer = BagWriter(self.path, compress=compress, overwrite=overwrite)
         t = self.store.types
         self._T = t
-        self.lidar_conn = self.writer.add_connection(LIDAR_TOPIC, "sensor_msgs/msg/PointCloud2", typestore=self.store)
-        self.gt_conn = self.writer.add_connection(GT_TOPIC, "despite_ros/msg/ActivityArray", typestore=self.store)
+        self.lidar_conn = self.writer.add_connection(LIDAR_TOPIC, "sensor_msgs/msg/PointCloud2")
+        self.gt_conn = self.writer.add_connection(GT_TOPIC, "despite_ros/msg/ActivityArray")
         self.imu_conns: dict[str, object] = {}
         self.messages = 0
         self._cov = imu_covariances(config)
@@ -86,7 +75,7 @@ class SynthBagWriter:
             for site in p.imu.sites:
                 topic = imu_topic(f"person_{p.pid}", site)
                 if topic not in self.imu_conns:
-                    self.imu_conns[topic] = self.writer.add_connection(topic, "sensor_msgs/msg/Imu", typestore=self.store)
+                    self.imu_conns[topic] = self.writer.add_connection(topic, "sensor_msgs/msg/Imu")
 
     def write(self, scene: "SceneState", stamp: float, kind: str, payload) -> None:
         """Write one event of :func:`despite_core.data.synth.world.iter_timeline` at bag time ``stamp``."""
@@ -136,3 +125,6 @@ class SynthBagWriter:
 
     def close(self) -> None:
         self.writer.close()
+
+    def abort(self) -> None:
+        self.writer.abort()

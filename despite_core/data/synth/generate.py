@@ -79,10 +79,14 @@ def generate(config: WorldConfig, out: str | Path | None, *, bag: str | Path | N
         if writer is not None:
             _add_subject_splits(writer, config.seed)
             writer.close()
-    finally:
-        bar.close()
         if bag_writer is not None:
             bag_writer.close()
+    except BaseException:
+        if bag_writer is not None:
+            bag_writer.abort()                      # no half-written bag left behind
+        raise
+    finally:
+        bar.close()
     labels = np.concatenate(frame_labels) if frame_labels else np.zeros(0, int)
     ppf = np.asarray(points_per_frame)
     return {
@@ -95,7 +99,8 @@ def generate(config: WorldConfig, out: str | Path | None, *, bag: str | Path | N
         "class_frames": {name: int((labels == i).sum()) for i, name in enumerate(CLASS_NAMES)},
         "unlabelled_frames": int((labels < 0).sum()),
         "seconds": round(time.perf_counter() - t_start, 2),
-        "bag_mb": (sum(f.stat().st_size for f in Path(bag).iterdir()) / 1e6) if bag is not None else None,
+        "bag_mb": (sum(f.stat().st_size for f in [Path(bag), *Path(bag).rglob("*")] if f.is_file()) / 1e6
+                   if bag is not None else None),
     }
 
 

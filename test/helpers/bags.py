@@ -1,0 +1,17 @@
+"""Reading bags with the MCAP project's own Python reader and ROS 2 decoder (packages `mcap` and
+`mcap-ros2-support`): an independent check of what rosbags writes and reads."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def mcap_messages(path: Path) -> dict[str, list]:
+    """topic -> decoded messages (in file order) of one .mcap file."""
+    from mcap.reader import make_reader
+    from mcap_ros2.decoder import DecoderFactory
+
+    out: dict[str, list] = {}
+    with Path(path).open("rb") as f:
+        for _, channel, _, msg in make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
+            out.setdefault(channel.topic, []).append(msg)
+    return out
