@@ -12,16 +12,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="despite-ros", description="despite live pipeline (ROS 2) commands.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     b = sub.add_parser("bringup", help="start the nodes without ros2 launch (the launch file's arguments as flags)",
-                       formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Start har_node and matching_node (and sim_node with --use-sim) as processes with the "
                                    "same executables, parameters and remappings as launch/har.launch.py: each flag is "
                                    "the launch argument of the same name (--points-topic X = points_topic:=X).")
     for a in LAUNCH_ARGUMENTS:
+        text = a.description + (f" (default: {a.default})" if a.default else "")
         if a.boolean:
             b.add_argument(a.flag, dest=a.name, nargs="?", const="true", default=a.default, metavar="true|false",
-                           help=a.description)
+                           help=text + "; the flag alone means true")
         else:
-            b.add_argument(a.flag, dest=a.name, default=a.default, help=a.description)
+            b.add_argument(a.flag, dest=a.name, default=a.default, help=text)
     b.add_argument("--set", action="append", default=[], metavar="NODE.PARAM=VALUE",
                    help=f"override a parameter (NODE one of {list(NODES)}; VALUE read as YAML); repeatable")
     b.set_defaults(func=_bringup)

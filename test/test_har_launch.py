@@ -1,5 +1,5 @@
 """launch_testing form of the end-to-end check, for `colcon test` on a stock ROS 2 Jazzy install:
-launches har.launch.py (sim_node, har_node, matching_node) and waits for ActivityArray and
+launches har.launch.py use_sim:=true (sim_node, har_node, matching_node) and waits for ActivityArray and
 MatchArray messages. launch_testing is not installable from PyPI, so here this module is reported
 as skipped; test/test_nodes_e2e.py runs the same processes over DDS without launch."""
 import pytest
@@ -22,7 +22,9 @@ from launch_testing.actions import ReadyToTest  # noqa: E402
 @pytest.mark.launch_test
 def generate_test_description():
     share = get_package_share_directory("despite_ros")
-    har = IncludeLaunchDescription(PythonLaunchDescriptionSource(os.path.join(share, "launch", "har.launch.py")))
+    # use_sim:=true: the simulated scene feeds the pipeline (the default is a real LiDAR on points_topic)
+    har = IncludeLaunchDescription(PythonLaunchDescriptionSource(os.path.join(share, "launch", "har.launch.py")),
+                                   launch_arguments={"use_sim": "true"}.items())
     return LaunchDescription([har, ReadyToTest()])
 
 

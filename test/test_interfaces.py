@@ -130,7 +130,8 @@ def test_colcon_build_provides_messages_executables_and_data(tmp_path):
     assert (site / "despite_ros" / "__init__.py").read_text().startswith('"""despite_ros: the online half')
     assert (site / "despite_core" / "data" / "store.py").is_file()
     assert os.access(prefix / "lib" / "despite_ros" / "sim_node", os.X_OK)
-    for d in ("launch/har.launch.py", "config/fastdds_profile.xml", "config/har.yaml", "models/README.md", "msg/ActivityArray.msg"):
+    for d in ("launch/har.launch.py", "config/fastdds_profile.xml", "config/har.yaml", "models/README.md", "msg/ActivityArray.msg",
+              "rviz/despite.rviz"):
         assert (prefix / "share" / "despite_ros" / d).is_file(), d
     # The installed messages import from the colcon install space (PYTHONPATH as `source install/setup.bash` sets).
     check = subprocess.run(
