@@ -325,7 +325,13 @@ class Bringup:
 
 def run(launch: LaunchPlan) -> int:
     """Run until Ctrl-C (or, without respawn, until a node exits); returns the first failing exit
-    code (0 on Ctrl-C)."""
+    code (0 on Ctrl-C). SIGINT and SIGTERM (systemd, docker stop) both stop the nodes cleanly, even
+    when this process was started with SIGINT ignored (a background job)."""
+    def stop_request(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop_request)
+    signal.signal(signal.SIGTERM, stop_request)
     b = Bringup(launch).start()
     print(f"started {', '.join(f'{n} (pid {p.pid})' for n, p in b.procs.items())}"
           f"{' in ' + launch.namespace if launch.namespace else ''}; Ctrl-C stops them", flush=True)

@@ -81,11 +81,15 @@ def test_bringup_arguments_clock_and_respawn(tmp_path, monkeypatch):
         names = node.get_node_names_and_namespaces()
         return ("har_node", "/robot1") in names and ("matching_node", "/robot1") in names
 
+    expected = {f"/alice/imu_{s}" for s in sites} | {"/robot1/despite/embeddings"}
+    kids: list[int] = []
     try:
         wait(lambda: nodes_up() and pub.get_subscription_count() > 0, 60, "the nodes did not come up in /robot1")
+        kids = children(proc.pid, "har_node") + children(proc.pid, "matching_node")
+        # discovery reports a node before all of its subscriptions: wait for them, then compare exactly
+        wait(lambda: expected <= graph()["match"], 30, f"matching_node's subscriptions: {graph()['match']}")
         g = graph()
         assert "/ouster/points" in g["har"], g
-        assert {f"/alice/imu_{s}" for s in sites} <= g["match"] and "/robot1/despite/embeddings" in g["match"], g
         assert not any("person_" in t for t in g["match"]), g            # --wearers replaced the file's wearers
         assert node.count_publishers("/robot1/despite/events") == 1 and node.count_publishers("/despite/activities") == 0
 
@@ -114,16 +118,25 @@ def test_bringup_arguments_clock_and_respawn(tmp_path, monkeypatch):
         (old,) = children(proc.pid, "har_node")
         os.kill(old, signal.SIGKILL)
         wait(lambda: (new := children(proc.pid, "har_node")) and new != [old], 30, "har_node was not restarted")
+        kids += children(proc.pid, "har_node")
         wait(lambda: nodes_up() and pub.get_subscription_count() > 0, 60, "the restarted har_node did not come up")
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
         if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)
+            os.killpg(proc.pid, signal.SIGTERM)          # as systemd or docker stop would
         try:
             _, err = proc.communicate(timeout=30)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
-            _, err = proc.communicate(timeout=10)
+            proc.wait(timeout=10)
+            err = "bringup did not stop within 30 s of SIGTERM"
+        for pid in kids:                                 # no node may outlive the test
+            try:
+                os.kill(pid, signal.SIGKILL)
+                err += f"\nnode pid {pid} was still running after bringup ended"
+            except ProcessLookupError:
+                pass
     assert "har_node exited with code -9; restarted (restart 1)" in err, err[-2000:]
+    assert "still running" not in err and "did not stop" not in err, err[-2000:]
     assert proc.returncode == 0, err[-2000:]

@@ -81,9 +81,9 @@ def _train(args: argparse.Namespace, info: DistInfo) -> dict:
         raise ValueError(f"{len(train_ds)} training windows is fewer than one batch of {args.batch_size}")
     sampler = DistributedSampler(train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True,
                                  seed=args.seed, drop_last=True) if info.enabled else None
+    order = torch.Generator()            # reseeded every epoch: a resumed run sees the same batches
     loader = DataLoader(train_ds, batch_size=local_bs, shuffle=sampler is None, sampler=sampler, drop_last=True,
-                        collate_fn=collate, num_workers=args.workers,
-                        generator=torch.Generator().manual_seed(args.seed))
+                        collate_fn=collate, num_workers=args.workers, generator=order)
     model = DeSPITEModel(cfg).to(info.device)
     loss_fn = DeSPITELoss(LossConfig(temperature=args.temperature, learnable_temperature=args.learnable_temperature)).to(info.device)
     params = list(model.parameters()) + list(loss_fn.parameters())
@@ -110,6 +110,11 @@ def _train(args: argparse.Namespace, info: DistInfo) -> dict:
         train_ds.set_epoch(epoch)
         if sampler is not None:
             sampler.set_epoch(epoch)
+        # Every random draw of an epoch (batch order, dropout) follows (seed, epoch): resuming from
+        # epoch k's checkpoint takes the same steps as the uninterrupted run.
+        order.manual_seed(args.seed * 100_003 + epoch)
+        torch.manual_seed(args.seed * 100_003 + epoch + 1)
+        before = torch.cat([p.detach().flatten() for p in params]).clone()
         net.train()
         t0 = time.perf_counter()
         sums: dict[str, float] = {}
@@ -127,12 +132,19 @@ def _train(args: argparse.Namespace, info: DistInfo) -> dict:
                 sums[k] = sums.get(k, 0.0) + v.item()
             bar.set_postfix(loss=f"{total.item():.3f}")
         seconds = time.perf_counter() - t0
+        # how far the epoch moved the weights (L2 over every parameter): 0 means nothing was learned
+        update = float((torch.cat([p.detach().flatten() for p in params]) - before).norm())
         record = {"epoch": epoch + 1, "seconds": round(seconds, 2),
                   "windows_per_s": round(steps * args.batch_size / max(seconds, 1e-9), 1),
-                  **{k: round(all_reduce_mean(v / max(steps, 1), info), 5) for k, v in sums.items()}}
+                  **{k: round(all_reduce_mean(v / max(steps, 1), info), 5) for k, v in sums.items()},
+                  "update_norm": round(update, 6)}
         if info.enabled:
             record["world_size"] = info.world_size
             record["ranks_in_sync"] = ranks_in_sync(model, info)
+            # identical steps on every rank: each rank's own update norm, gathered
+            norms = [torch.zeros(1, device=info.device) for _ in range(info.world_size)]
+            torch.distributed.all_gather(norms, torch.tensor([update], device=info.device))
+            record["rank_update_norms"] = [round(float(n), 6) for n in norms]
         if val_ds is not None:
             record["val_loss"] = round(all_reduce_mean(validation_loss(model, loss_fn, val_ds, local_bs, info), info), 5)
         history.append(record)
