@@ -193,7 +193,40 @@ def plan(values: Mapping[str, str] | None = None, *, share: Path | None = None,
             raise ValueError(f"rviz_frame:={frame!r}: not a frame id")
         specs.append(NodeSpec("rviz2", {}, (("lidar/points", points),), package="rviz2",
                               arguments=("-d", str(share / RVIZ_CONFIG), "-f", frame)))
-    return LaunchPlan(params, ns, flags["respawn"], tuple(specs))
+    return LaunchPlan(namespaced_params(params, ns), ns, flags["respawn"], tuple(specs))
+
+
+def namespaced_params(params: Path, namespace: str) -> Path:
+    """The parameter file for nodes in ``namespace``. rcl matches a parameter file's node keys against
+    the node's fully qualified name, so a file keyed ``har_node:`` (config/har.yaml, and the usual
+    way to write one) is silently ignored by ``/robot1/har_node``; under a namespace the bare keys are
+    rewritten as ``/robot1/har_node`` into a derived file (cached by content, beside the temp files).
+    Keys that already start with ``/`` (``/**``, fully qualified names) are kept as they are."""
+    if not namespace:
+        return params
+    import hashlib
+
+    import yaml
+
+    text = params.read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ValueError(f"params:={params}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"params:={params}: expected node names at the top level, got {type(data).__name__}")
+    out = {(k if str(k).startswith("/") else f"{namespace}/{k}"): v for k, v in data.items()}
+    digest = hashlib.sha256((namespace + "\0" + text).encode()).hexdigest()[:16]
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / "despite_ros" / f"{params.stem}-{digest}.yaml"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(f"# {params} for namespace {namespace} (written by despite_ros.bringup)\n"
+                       + yaml.safe_dump(out, sort_keys=False))
+        tmp.replace(path)
+    return path
 
 
 def executable(node: str) -> list[str]:

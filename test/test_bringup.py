@@ -49,7 +49,17 @@ def test_bringup_arguments_clock_and_respawn(tmp_path, monkeypatch):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     sites = load_bundle(default_bundle_path()).imu_layout.sites
-    proc = subprocess.Popen([str(BIN), "bringup", "--points-topic", "/ouster/points", "--namespace", "robot1",
+    import yaml
+
+    from despite_ros.bringup import share_dir
+
+    params = yaml.safe_load((share_dir() / "config" / "har.yaml").read_text())
+    params["matching_node"]["ros__parameters"]["min_similarity"] = 0.25       # --params: a file of one's own
+    params["har_node"]["ros__parameters"]["max_range"] = 12.5
+    mine = tmp_path / "mine.yaml"
+    mine.write_text(yaml.safe_dump(params))
+    proc = subprocess.Popen([str(BIN), "bringup", "--params", str(mine), "--points-topic", "/ouster/points",
+                             "--namespace", "robot1",
                              "--wearers", "alice", "--imu-topic", "/{wearer}/imu_{site}", "--use-sim-time",
                              "--respawn", "--set", "har_node.providers=cpu", "--set", "matching_node.providers=cpu",
                              "--set", "har_node.diagnostics_period=0.5"],
@@ -77,6 +87,18 @@ def test_bringup_arguments_clock_and_respawn(tmp_path, monkeypatch):
         return {"har": {t for t, _ in node.get_subscriber_names_and_types_by_node("har_node", "/robot1")},
                 "match": {t for t, _ in node.get_subscriber_names_and_types_by_node("matching_node", "/robot1")}}
 
+    def get_params(node_name: str, names: list[str]) -> list:
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+
+        cli = node.create_client(GetParameters, f"{node_name}/get_parameters")
+        wait(lambda: cli.service_is_ready(), 20, f"{node_name}/get_parameters not available")
+        fut = cli.call_async(GetParameters.Request(names=names))
+        wait(fut.done, 20, f"{node_name}/get_parameters did not answer")
+        node.destroy_client(cli)
+        return [(list(v) if isinstance(v, (list, tuple)) or type(v).__name__ == "array" else v)
+                for v in map(parameter_value_to_python, fut.result().values)]
+
     def nodes_up() -> bool:
         names = node.get_node_names_and_namespaces()
         return ("har_node", "/robot1") in names and ("matching_node", "/robot1") in names
@@ -92,6 +114,11 @@ def test_bringup_arguments_clock_and_respawn(tmp_path, monkeypatch):
         assert "/ouster/points" in g["har"], g
         assert not any("person_" in t for t in g["match"]), g            # --wearers replaced the file's wearers
         assert node.count_publishers("/robot1/despite/events") == 1 and node.count_publishers("/despite/activities") == 0
+        # the values the nodes run with: from --params, --set and the launch arguments
+        assert get_params("/robot1/har_node", ["max_range", "providers", "diagnostics_period", "use_sim_time"]) == \
+            [12.5, "cpu", 0.5, True]
+        assert get_params("/robot1/matching_node", ["min_similarity", "wearers", "imu_topic"]) == \
+            [0.25, ["alice"], "/{wearer}/imu_{site}"]
 
         # /clock and scans stamped in sim time, 10 Hz; har_node's windows follow the message stamps
         scans = sim_scans(4.0, 1, 10.0, beams=32, columns=512)

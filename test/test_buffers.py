@@ -62,11 +62,13 @@ def test_track_windows_fill_short_gaps_and_reset_on_long_ones():
 LAYOUT = ImuLayout(channels=("rotmat", "acc", "gyro"))
 
 
-def spinning(t: np.ndarray, rate: float = 0.8):
-    """A sensor at rest turning about world z at ``rate`` rad/s: (N, 10) Imu values."""
-    rot = rot_z(rate * t)                                                    # (N, 3, 3) sensor -> world
+def spinning(t: np.ndarray, rate: float = 0.8, tilt: float = 0.0):
+    """A sensor at rest, tilted by ``tilt`` rad about its x axis, turning about world z at ``rate``
+    rad/s: (N, 10) Imu values."""
+    c, s = np.cos(tilt), np.sin(tilt)
+    rot = rot_z(rate * t) @ np.array([[1, 0, 0], [0, c, -s], [0, s, c]])   # (N, 3, 3) sensor -> world
     acc = np.einsum("nji,j->ni", rot, [0.0, 0.0, 9.81])                     # specific force, sensor frame
-    gyro = np.tile([0.0, 0.0, rate], (len(t), 1))
+    gyro = np.einsum("nji,j->ni", rot, [0.0, 0.0, rate])                    # world z rate, sensor frame
     return np.concatenate([matrix_to_quat(rot), gyro, acc], 1), rot
 
 
@@ -77,8 +79,13 @@ def test_imu_conversion_follows_the_declared_layout():
     assert np.allclose(np.einsum("nij,nj->ni", rot, out[:, 9:12]), [0, 0, 9.81], atol=1e-5)   # +g up
     removed = to_layout(v, ImuLayout(channels=("acc",), gravity="removed"))
     assert np.allclose(removed, 0, atol=1e-5)
-    world = to_layout(v, ImuLayout(channels=("quat", "acc"), acc_frame="world"))
+    # tilted by 60 deg the sensor-frame specific force is not (0, 0, g): the world frame must be
+    tilted, _ = spinning(np.array([0.0, 0.5]), tilt=np.deg2rad(60))
+    assert not np.allclose(tilted[:, 7:], [0, 0, 9.81], atol=1.0)
+    world = to_layout(tilted, ImuLayout(channels=("quat", "acc"), acc_frame="world"))
     assert np.allclose(world[:, 4:], [0, 0, 9.81], atol=1e-5)
+    assert np.allclose(to_layout(tilted, ImuLayout(channels=("acc",), gravity="removed", acc_frame="world")), 0,
+                       atol=1e-5)
     assert imu_message_values((1, 0, 0, 0), (0, 0, np.nan), (0, 0, 9.8)) is None
     assert imu_message_values((0, 0, 0, 0), (0, 0, 0), (0, 0, 9.8)) is None
     with pytest.raises(ImuLayoutError, match="cannot be produced"):

@@ -10,28 +10,21 @@ import time
 from pathlib import Path
 
 import numpy as np
-import yaml
 
 from helpers.ros_env import ros_env
 
 BIN = Path(sys.prefix) / "bin" / "despite-ros"
 
 
-def bundle_metrics() -> dict:
-    from despite_core.runtime.inference import default_bundle_path
-
-    return yaml.safe_load((default_bundle_path() / "model.yaml").read_text())["metrics"]
-
-
 def test_demo_labels_and_matches_the_simulated_people(tmp_path):
     """`despite-ros demo`: sim_node + har_node + matching_node as processes over DDS, scored live.
 
-    Threshold tied to the bundle's own test accuracy (model.yaml): at least that minus 0.2. Why 0.2
-    and not less: 45 s of two people is about 90 windows but only ~15 activity segments (windows
-    overlap and share their segment's label), so the sampling spread alone is about +-0.12; live
-    segmentation costs ~0.1 more (bag-eval: 0.605 live vs 0.718 with ground-truth segmentation);
-    and scheduling on a loaded 2-core CI machine moves a run by ~0.05 (measured 0.42-0.48 here).
-    A broken pipeline scores near chance (1/15). Wearers: most assignments right."""
+    A fixed floor of 0.30 (not the bundle's own metric, which would lower the bar with a weaker
+    model): chance is 1/15 = 0.07 and a broken pipeline scores near it; the shipped model scores
+    0.42-0.52 on this scene (seed 7, 45 s; measured over repeated runs on the 2-core CI machine).
+    45 s of two people is about 90 windows but only ~15 activity segments (windows overlap and share
+    their segment's label), so the sampling spread alone is about +-0.12: 0.30 sits below the
+    lowest measured run by that spread. Wearers: most assignments right."""
     out = subprocess.run([str(BIN), "demo", "--seconds", "45", "--seed", "7"], env=ros_env(tmp_path), cwd=tmp_path,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -39,7 +32,7 @@ def test_demo_labels_and_matches_the_simulated_people(tmp_path):
     m = re.fullmatch(r"demo accuracy: (\d\.\d\d) over (\d+) windows", last)
     assert m, last
     acc, n = float(m.group(1)), int(m.group(2))
-    floor = bundle_metrics()["pointcloud_har_onnx"]["accuracy"] - 0.2
+    floor = 0.30
     assert n >= 40 and acc >= floor, (acc, n, floor, out.stdout[-2000:])
     match = re.search(r"wearer matching accuracy: (\d\.\d\d) over (\d+) assignments", out.stdout)
     assert match and int(match.group(2)) >= 20 and float(match.group(1)) > 0.7, out.stdout[-1500:]
@@ -107,8 +100,86 @@ def test_har_node_keeps_running_on_hostile_input(tmp_path, monkeypatch):
                                 seen[kv.key] = max(seen.get(kv.key, 0), int(kv.value))
         assert seen.get("invalid", 0) >= 1 and seen.get("backwards", 0) >= 1, (seen, len(diags), [(s.name, [(kv.key, kv.value) for kv in s.values]) for d in diags[-1:] for s in d.status])
         assert node_proc.poll() is None, "har_node died on hostile input"
+        # Alive is not enough: good scans afterwards must still produce activities (a stuck node fails).
+        from despite_ros.bench import sim_scans
+        from despite_ros.msg import ActivityArray
+        from rclpy.qos import QoSProfile, ReliabilityPolicy
+
+        acts = []
+        node.create_subscription(ActivityArray, "/despite/activities", acts.append,
+                                 QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+        for k, s in enumerate(sim_scans(5.0, 1, 10.0, beams=32, columns=512)):
+            msg = PointCloud2()
+            fill_message(msg, s, frame_id="lidar", field_factory=PointField)
+            msg.header.stamp = to_time(100 * 10**9 + k * 10**8)
+            pub.publish(msg)
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.02)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(a.people for a in acts):
+            executor.spin_once(timeout_sec=0.1)
+        assert any(a.people for a in acts), "har_node produced no activities from good scans after hostile ones"
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)
         codes = node_proc.stop()
+    assert codes["har_node"] in (0, -2), codes
+
+
+def test_har_node_open_vocabulary_labels_over_dds(tmp_path, monkeypatch):
+    """har_node with ``label_source: text``: each person's label is the text-query label with the
+    highest summed phrase probability (the window's scores are over the query vocabulary)."""
+    import rclpy
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    from despite_core.data.pointcloud2 import fill_message
+    from despite_core.runtime.inference import default_bundle_path, load_bundle
+    from despite_ros.bench import sim_scans
+    from despite_ros.bringup import Bringup, plan
+    from despite_ros.msg import ActivityArray
+    from despite_ros.nodes.har_node import to_time
+
+    labels, _ = load_bundle(default_bundle_path()).text_queries
+    vocab = list(dict.fromkeys(labels))
+    env = ros_env(tmp_path)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    proc = Bringup(plan(overrides={"har_node": {"providers": "cpu", "label_source": "text", "fusion": False}},
+                        only=("har_node",)), env=env, stdout=subprocess.DEVNULL).start()
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("text_label_probe", context=ctx)
+    acts = []
+    node.create_subscription(ActivityArray, "/despite/activities", acts.append,
+                             QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    pub = node.create_publisher(PointCloud2, "/lidar/points", qos_profile_sensor_data)
+    ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    try:
+        deadline = time.monotonic() + 30
+        while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+            ex.spin_once(timeout_sec=0.1)
+        assert pub.get_subscription_count() > 0, "har_node did not subscribe within 30 s"
+        for k, s in enumerate(sim_scans(5.0, 2, 10.0, beams=32, columns=512)):
+            m = PointCloud2()
+            fill_message(m, s, frame_id="lidar", field_factory=PointField)
+            m.header.stamp = to_time(10**9 + k * 10**8)
+            pub.publish(m)
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                ex.spin_once(timeout_sec=0.02)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and sum(len(a.people) for a in acts) < 3:
+            ex.spin_once(timeout_sec=0.1)
+        people = [p for a in acts for p in a.people]
+        assert len(people) >= 3, len(people)
+        for p in people:
+            assert len(p.scores) == len(vocab) and abs(sum(p.scores) - 1) < 1e-3
+            assert p.label == vocab[int(np.argmax(p.scores))] and abs(p.confidence - max(p.scores)) < 1e-5
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        codes = proc.stop()
     assert codes["har_node"] in (0, -2), codes

@@ -268,3 +268,47 @@ def test_despite_train_person_learns_to_separate_people_from_the_rest(tmp_path):
     assert main(["train", "person", "--out", str(out), "--seconds", "3", "--scenes", "3", "--val-scenes", "1",
                  "--quiet", "--data", str(tmp_path / "data.npz")]) == 0                        # from the cache
     assert PersonClassifier(out).meta["clusters_from_cache"] is True
+
+
+def _box(rng, x0, y0, w=0.6, d=0.5, h=1.0, n=600):
+    """The faces of a box standing on the floor (z = -1.5) that a LiDAR at the origin sees."""
+    front = np.c_[np.full(n, x0), rng.uniform(y0, y0 + w, n), rng.uniform(-1.5, -1.5 + h, n)]
+    side = np.c_[rng.uniform(x0, x0 + d, n // 2), np.full(n // 2, y0), rng.uniform(-1.5, -1.5 + h, n // 2)]
+    return np.concatenate([front, side]) + rng.normal(0, 0.005, (n + n // 2, 3))
+
+
+def test_a_static_object_that_appears_is_absorbed_into_the_background():
+    """A box put down after learning is foreground at first, then absorbed after
+    background_absorb_s; it never becomes a person."""
+    rng = np.random.default_rng(5)
+    bg = floor_and_walls(rng)
+    box = _box(rng, 4.0, 1.0)
+    per = Perception(PerceptionConfig(background_learn_s=0.5, background_absorb_s=1.0))
+    fg = []
+    for k in range(40):
+        r = per.process(np.concatenate([bg, box]) if k >= 10 else bg, k * 0.1)
+        assert not r.people
+        fg.append(r.foreground)
+    assert min(fg[10:13]) > 0.8 * len(box)          # the box is foreground when it appears
+    assert max(fg[-10:]) < 0.05 * len(box), fg      # ... and background 1 s later
+
+
+def test_farther_returns_replace_what_was_moved_away():
+    """A partition (2.4 m wide, 2.6 m high: no person's shape, so it is learned) present while
+    learning is taken away: its pixels now see the wall behind it, and after a few scans of only
+    farther returns the background takes the farther range, so a person who then stands where it
+    hid the room (behind its old range, in front of the wall) is found."""
+    rng = np.random.default_rng(6)
+    bg = floor_and_walls(rng)
+    yy, zz = np.meshgrid(np.arange(-1.2, 1.2, 0.012), np.arange(-1.5, 1.1, 0.012))   # dense: every pixel
+    box = np.c_[np.full(yy.size, 3.0), yy.ravel(), zz.ravel()]
+    per = Perception(PerceptionConfig(background_learn_s=0.5))
+    for k in range(8):                                  # learning with the box in place
+        per.process(np.concatenate([bg, box]), k * 0.1)
+    for k in range(8, 14):                              # box gone: only the wall behind it
+        per.process(bg, k * 0.1)
+    found = []
+    for k in range(14, 30):                             # a person 4 m away, behind where the box stood
+        r = per.process(np.concatenate([bg, person_at((4.0, 0.0), k)]), k * 0.1)
+        found.append(len(r.people))
+    assert sum(found[-10:]) == 10, found

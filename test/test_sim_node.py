@@ -14,7 +14,10 @@ NODE = Path(sys.prefix) / "lib" / "despite_ros" / "sim_node"
 def test_sim_node_publishes_the_world(tmp_path):
     assert NODE.is_file() and os.access(NODE, os.X_OK), f"{NODE} missing: run `make install`"
     env = ros_env(tmp_path)
-    probe = subprocess.Popen([sys.executable, "-m", "helpers.topic_probe", "14"], env=env, cwd=tmp_path,
+    from despite_core.data.synth.imu import ImuConfig
+
+    topics = [f"/person_{p}/imu/{s}" for p in (1, 2) for s in ImuConfig().sites]     # sim_node: 2 people
+    probe = subprocess.Popen([sys.executable, "-m", "helpers.topic_probe", "14", *topics], env=env, cwd=tmp_path,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     node = subprocess.Popen(
         [str(NODE), "--ros-args", "-p", "lidar_beams:=16", "-p", "lidar_columns:=512", "-p", "scene_seconds:=20.0",
@@ -40,7 +43,23 @@ def test_sim_node_publishes_the_world(tmp_path):
     span = r["imu_stamps"][-1] - r["imu_stamps"][0]
     assert abs((len(r["imu_stamps"]) - 1) / span - 100.0) < 5.0
     assert all(b > a for a, b in zip(r["imu_stamps"], r["imu_stamps"][1:]))
-    assert 5.0 < sum(r["acc_norm"]) / len(r["acc_norm"]) < 20.0   # specific force around 9.81 m/s^2
+    # every wearer's every site is published
+    assert all(r["imu_count"][t] >= 200 for t in topics), r["imu_count"]
+    # The mean specific force in the world frame over the run is gravity plus (v_end - v_start) / T.
+    # Bound from the configuration: a limb moves at most twice the fastest run (3.5 m/s x 1.2 speed
+    # factor), so |dv| <= 2 * 8.4 m/s; plus 3 sigma of the orientation offset (0.5 deg) times g and
+    # of the accelerometer bias (3 mg). Publishing the acceleration without gravity, in the sensor
+    # frame or with the orientation inverted breaks it.
+    import numpy as np
+
+    from despite_core.data.synth.imu import GRAVITY
+
+    c = ImuConfig()
+    for t in topics:
+        span_t = r["imu_count"][t] / c.rate
+        bound = 2 * 2 * 3.5 * 1.2 / span_t + 3 * c.orientation_offset * GRAVITY + 3 * c.acc_bias
+        mean = np.array(r["imu_world_mean"][t])
+        assert np.abs(mean - [0.0, 0.0, GRAVITY]).max() < bound, (t, mean, bound)
 
 
 def test_sim_node_rejects_bad_parameters(tmp_path):

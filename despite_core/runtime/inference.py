@@ -27,6 +27,24 @@ class BundleError(ValueError):
     """The bundle cannot be used as it is; the message names the file and what is wrong."""
 
 
+def choose_providers(providers: str, available) -> list[str]:
+    """The ONNX Runtime execution providers for a ``providers`` setting, in priority order, among
+    ``available``: ``auto`` takes the best there is (TensorRT, then CUDA, then CPU); ``cuda`` and
+    ``tensorrt`` demand their own (CPU stays as ONNX Runtime's fallback for unsupported operators)
+    and are an error when it is missing, never a silent fallback to something slower."""
+    if providers not in PROVIDERS:
+        raise ValueError(f"providers must be one of {sorted(PROVIDERS)}, got {providers!r}")
+    available = set(available)
+    chosen = [p for p in PROVIDERS[providers] if p in available]
+    if providers != "auto" and (not chosen or chosen[0] != PROVIDERS[providers][0]):
+        hint = (" (install onnxruntime-gpu instead of onnxruntime)" if providers in ("cuda", "tensorrt") else "")
+        raise RuntimeError(f"providers={providers!r} asks for {PROVIDERS[providers][0]}, but this onnxruntime offers "
+                           f"only {sorted(available)}{hint}")
+    if not chosen:
+        raise RuntimeError(f"this onnxruntime offers none of {list(PROVIDER_ORDER)}: {sorted(available)}")
+    return chosen
+
+
 @dataclass(frozen=True)
 class Bundle:
     root: Path
@@ -116,13 +134,7 @@ class Runtime:
         import onnxruntime as ort
 
         self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
-        if providers not in PROVIDERS:
-            raise ValueError(f"providers must be one of {sorted(PROVIDERS)}, got {providers!r}")
-        available = set(ort.get_available_providers())
-        chosen = [p for p in PROVIDERS[providers] if p in available]
-        if providers in ("cuda", "tensorrt") and chosen[0] == "CPUExecutionProvider":
-            raise RuntimeError(f"providers={providers!r} asked, but this onnxruntime offers only {sorted(available)} "
-                               "(install onnxruntime-gpu instead of onnxruntime)")
+        chosen = choose_providers(providers, ort.get_available_providers())
         opts = ort.SessionOptions()
         # The parts run alternately (tube, window, head): a session's idle workers must not spin
         # and steal the cores from the next one (measured: 2-3x slower streaming at batch 8).
@@ -140,13 +152,10 @@ class Runtime:
             self._check_io(path, part, sess)
             self.sessions[name] = sess
         self.provider = next(iter(self.sessions.values())).get_providers()[0] if self.sessions else "none"
-        self._text = None                     # (vocabulary, phrase embeddings (Q, D), phrase -> label (Q, L))
+        self._text = None                     # (vocabulary, phrase -> label (Q, L), phrase embeddings (Q, D))
         if self.bundle.text_queries is not None:
             labels, emb = self.bundle.text_queries
-            vocab = list(dict.fromkeys(labels))
-            member = np.zeros((len(labels), len(vocab)), np.float32)
-            member[np.arange(len(labels)), [vocab.index(lb) for lb in labels]] = 1
-            self._text = (vocab, emb, member)
+            self._text = (*phrase_labels(labels), emb)
 
     @staticmethod
     def _check_io(path: Path, part: dict, sess) -> None:
@@ -206,9 +215,17 @@ class Runtime:
         the probabilities of phrases sharing a label summed."""
         if self._text is None:
             raise KeyError(f"bundle {self.bundle.meta['model_id']} holds no text queries (export with --text-queries)")
-        vocab, emb, member = self._text
+        vocab, member, emb = self._text
         per_phrase = _softmax(embedding @ emb.T / float(self.bundle.meta["temperature"]))   # (B, Q)
         return list(vocab), per_phrase @ member
+
+
+def phrase_labels(labels: list[str]) -> tuple[list[str], np.ndarray]:
+    """(the distinct labels in first-seen order, the (Q, L) 0/1 matrix mapping each phrase to its label)."""
+    vocab = list(dict.fromkeys(labels))
+    member = np.zeros((len(labels), len(vocab)), np.float32)
+    member[np.arange(len(labels)), [vocab.index(lb) for lb in labels]] = 1
+    return vocab, member
 
 
 @dataclass(frozen=True)

@@ -27,11 +27,21 @@ def main() -> int:
         report["person_points"].append(int((f["gt_person"] > 0).sum()))
         report["cloud_stamps"].append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
 
-    def on_imu(msg):
-        report["imu"] += 1
-        report["imu_stamps"].append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
-        a = msg.linear_acceleration
-        report.setdefault("acc_norm", []).append(float(np.sqrt(a.x**2 + a.y**2 + a.z**2)))
+    imu_topics = sys.argv[2:] or ["/person_1/imu/left_forearm"]
+    world_sum = {t: np.zeros(3) for t in imu_topics}
+    report["imu_count"] = {t: 0 for t in imu_topics}
+
+    def on_imu(topic, msg):
+        report["imu_count"][topic] += 1
+        if topic == imu_topics[0]:
+            report["imu"] += 1
+            report["imu_stamps"].append(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
+        q, a = msg.orientation, msg.linear_acceleration
+        w, x, y, z = q.w, q.x, q.y, q.z                        # sensor -> world rotation of the orientation
+        rot = np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                        [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                        [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+        world_sum[topic] += rot @ np.array([a.x, a.y, a.z])
 
     def on_gt(msg):
         report["gt"] += 1
@@ -39,7 +49,8 @@ def main() -> int:
 
     # Sensor-data QoS (best effort) on inputs, as the real nodes subscribe.
     node.create_subscription(PointCloud2, "/lidar/points", on_cloud, qos_profile_sensor_data)
-    node.create_subscription(Imu, "/person_1/imu/left_forearm", on_imu, qos_profile_sensor_data)
+    for t in imu_topics:
+        node.create_subscription(Imu, t, lambda m, t=t: on_imu(t, m), qos_profile_sensor_data)
     node.create_subscription(ActivityArray, "/ground_truth/activities", on_gt, 10)
     end = time.monotonic() + seconds
     try:
@@ -48,6 +59,7 @@ def main() -> int:
     finally:
         node.destroy_node()
         rclpy.try_shutdown()
+    report["imu_world_mean"] = {t: (world_sum[t] / max(report["imu_count"][t], 1)).tolist() for t in imu_topics}
     print(json.dumps(report))
     return 0
 
