@@ -68,11 +68,33 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("bench", help="perception vs Open3D, end-to-end latency at 10/20 Hz with 1/2/4 people",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description=__import__("despite_ros.bench", fromlist=["x"]).__doc__)
-    e.add_argument("kind", nargs="?", default="all", choices=("all", "perception", "latency"))
+    e.add_argument("kind", nargs="?", default="all", choices=("all", "perception", "latency", "soak"),
+                   help="soak: har_node and matching_node driven for --minutes (memory, latency, drops per minute; "
+                        "not part of 'all')")
     e.add_argument("--seconds", type=float, default=12.0, help="simulated seconds per latency run")
+    e.add_argument("--minutes", type=float, default=10.0, help="soak: minutes to run")
+    e.add_argument("--rate", type=float, default=20.0, help="soak: LiDAR scans per second")
+    e.add_argument("--beams", type=int, default=128, help="soak: LiDAR beams (1024 columns)")
+    e.add_argument("--people", type=int, default=4, help="soak: people in the scene")
+    e.add_argument("--wearers", type=int, default=4, help="soak: wearers, 4 IMUs each at 100 Hz")
     e.add_argument("--out", type=Path, default=None, help="also write the result as JSON here")
-    e.set_defaults(func=lambda a: __import__("despite_ros.bench", fromlist=["run"]).run(a.kind, a.seconds, a.out))
+    e.set_defaults(func=_bench)
     return parser
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.kind != "soak":
+        return __import__("despite_ros.bench", fromlist=["run"]).run(args.kind, args.seconds, args.out)
+    import json
+
+    from despite_ros.soak import soak, table
+
+    result = soak(args.minutes, args.rate, args.beams, args.people, args.wearers)
+    print(table(result))
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(result, indent=1))
+    return 0 if result["nodes_alive"] else 1
 
 
 def _yaml_default(node: str, name: str, fallback: str) -> str:
@@ -106,7 +128,15 @@ def _bag_eval(args: argparse.Namespace) -> int:
     from despite_core.runtime.inference import default_bundle_path
 
     model = args.model or default_bundle_path()
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out}: exists and is not a directory (results.json, plots and report.html "
+                         "go into a directory)")
+    if not args.out.parent.exists():
+        raise ValueError(f"--out {args.out}: its parent directory does not exist")
+    bag_eval.imu_pattern(args.imu_topic)               # a bad pattern is named before the run
     wearers = [w.strip() for w in args.wearers.split(",") if w.strip()] if args.wearers else None
+    if args.wearers is not None and not wearers:
+        raise ValueError("--wearers: no wearer ids given")
     fusion = None if args.no_fusion else _fusion_config(args.alert_sequence)
     if args.mode == "offline":
         if args.record is not None:
@@ -153,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, KeyError) as e:      # BagEvalError, BundleError are ValueErrors
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:   # BagEvalError, BundleError: ValueErrors
         print(f"error: {type(e).__name__}: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

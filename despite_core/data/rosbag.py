@@ -77,17 +77,69 @@ class _Connection:
     msgcount: int
 
 
+_MCAP_CHUNK = 0x06
+
+
+def _decompress(compression: str, data: bytes, size: int) -> bytes:
+    if compression == "":
+        return bytes(data)
+    if compression == "zstd":
+        import zstandard
+
+        return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
+    if compression == "lz4":
+        import lz4.frame
+
+        return lz4.frame.decompress(data)
+    raise BagError(f"unsupported MCAP chunk compression {compression!r}")
+
+
+def add_chunk_crcs(path: Path) -> int:
+    """Fill in the CRC-32 of every chunk's uncompressed records of an MCAP file (rosbags writes 0,
+    "not computed"), in place: the 4 bytes are patched where they are, no offset moves, so the
+    file's indexes stay valid. Returns the number of chunks."""
+    import struct
+    import zlib
+
+    n = 0
+    with open(path, "r+b") as f:
+        if f.read(8) != b"\x89MCAP0\r\n":
+            raise BagError(f"{path}: not an MCAP file")
+        while True:
+            head = f.read(9)
+            if len(head) < 9:
+                break
+            op, length = head[0], struct.unpack("<Q", head[1:])[0]
+            start = f.tell()
+            if op == _MCAP_CHUNK:
+                body = f.read(length)
+                size = struct.unpack_from("<Q", body, 16)[0]
+                clen = struct.unpack_from("<I", body, 28)[0]
+                compression = body[32:32 + clen].decode()
+                rlen = struct.unpack_from("<Q", body, 32 + clen)[0]
+                records = body[40 + clen:40 + clen + rlen]
+                crc = zlib.crc32(_decompress(compression, records, size)) & 0xFFFFFFFF
+                f.seek(start + 24)
+                f.write(struct.pack("<I", crc))
+                n += 1
+            f.seek(start + length)
+            if op == 0x02:                                   # footer: the end
+                break
+    return n
+
+
 class McapStream:
-    """An MCAP file read record by record (the `mcap` package), for files rosbags cannot open
-    because their end is missing (a recording cut off): everything before the cut is used and
-    :attr:`truncated` says where it stopped. The same interface as the part of rosbags' AnyReader
-    that the bag tools use."""
+    """An MCAP file read record by record (the `mcap` package): every chunk's CRC-32 is checked and a
+    corrupt chunk is counted (:attr:`corrupt_chunks`) and skipped, never decoded as data; a file whose
+    end is missing (a recording cut off) is read up to the cut and :attr:`truncated` says where it
+    stopped. The same interface as the part of rosbags' AnyReader that the bag tools use."""
 
     def __init__(self, path: Path) -> None:
         from mcap.records import Channel, Message, Schema
 
         self.path = path
         self.truncated: str | None = None
+        self.corrupt_chunks = 0
         schemas, channels, counts = {}, {}, {}
         self.start_time, self.end_time = None, None
         for r in self._records():
@@ -105,13 +157,34 @@ class McapStream:
                             for cid, (topic, sid) in channels.items()]
 
     def _records(self):
+        import zlib
+
+        from mcap.reader import breakup_chunk
+        from mcap.records import Chunk
         from mcap.stream_reader import StreamReader
 
+        bad = 0
         with self.path.open("rb") as f:
             try:
-                yield from StreamReader(f).records
+                for r in StreamReader(f, emit_chunks=True).records:
+                    if not isinstance(r, Chunk):
+                        yield r
+                        continue
+                    try:
+                        raw = _decompress(r.compression, r.data, r.uncompressed_size)
+                    except Exception:  # a damaged compressed stream is a corrupt chunk too
+                        raw = None
+                    if raw is None or len(raw) != r.uncompressed_size or (
+                            r.uncompressed_crc and zlib.crc32(raw) & 0xFFFFFFFF != r.uncompressed_crc):
+                        bad += 1
+                        continue
+                    plain = Chunk(compression="", data=raw, message_start_time=r.message_start_time,
+                                  message_end_time=r.message_end_time, uncompressed_crc=0,
+                                  uncompressed_size=len(raw))
+                    yield from breakup_chunk(plain)
             except Exception as e:  # the cut: EndOfFile or a damaged last record
                 self.truncated = f"{type(e).__name__} after the last complete record"
+        self.corrupt_chunks = max(self.corrupt_chunks, bad)
 
     def messages(self, connections=None):
         from mcap.records import Message
@@ -170,6 +243,7 @@ class BagWriter:
 
         self.writer.close()
         written = self.dir / f"{self.dir.name}.mcap"
+        add_chunk_crcs(written)
         if self.single:
             written.replace(self.path)
             _remove(self.dir)
@@ -217,21 +291,22 @@ def open_bag(path: Path):
 
     if not path.exists():
         raise BagError(f"{path}: bag not found")
-    try:
-        reader = AnyReader([path], default_typestore=typestore())
-        reader.open()
-        return reader
-    except Exception as e:  # rosbags raises several reader errors for broken bags
-        first = f"{type(e).__name__}: {e}"
     files = sorted(path.glob("*.mcap")) if path.is_dir() else [path] if path.suffix == ".mcap" else []
     if len(files) == 1:
+        # one MCAP file (our layouts, ros2 bag record without splitting): read record by record so
+        # that every chunk's CRC is checked and a corrupt chunk is skipped, not decoded as data
         try:
             return McapStream(files[0])
         except BagError:
             raise
         except Exception as e:  # not even a readable start
-            first += f"; record by record: {type(e).__name__}: {e}"
-    raise BagError(f"{path}: cannot read the bag ({first})")
+            raise BagError(f"{path}: cannot read the bag ({type(e).__name__}: {e})") from None
+    try:
+        reader = AnyReader([path], default_typestore=typestore())
+        reader.open()
+        return reader
+    except Exception as e:  # rosbags raises several reader errors for broken bags
+        raise BagError(f"{path}: cannot read the bag ({type(e).__name__}: {e})") from None
 
 
 def iter_messages(reader, topics: set[str], counts: dict):
@@ -247,6 +322,10 @@ def iter_messages(reader, topics: set[str], counts: dict):
             yield conn.topic, t, msg
     except Exception as e:  # a truncated final chunk: keep what was read
         counts["truncated"] = f"{type(e).__name__}: {e}"
+    if getattr(reader, "truncated", None):
+        counts["truncated"] = reader.truncated
+    if getattr(reader, "corrupt_chunks", 0):                 # chunks whose CRC failed: skipped, counted
+        counts["corrupt_chunks"] = max(counts.get("corrupt_chunks", 0), reader.corrupt_chunks)
 
 
 def bag_sha256(path: Path) -> str:

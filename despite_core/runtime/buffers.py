@@ -44,12 +44,17 @@ class BufferConfig:
     max_gap: int = 2                  # missing periods filled by repetition
     max_stale: float = 0.15           # s, newest IMU sample vs newest scan
     imu_horizon: float = 6.0          # s of IMU kept per site
+    max_jump: float = 5.0             # s: a scan this far ahead of the last is held until confirmed
+    imu_max_samples: int = 4096       # per site, whatever the stamps say (6 s at 680 Hz)
+    imu_reorder: float = 0.5          # s: an IMU sample this much older than the newest is put in order
 
     def __post_init__(self) -> None:
         if self.fps <= 0 or self.window < 2:
             raise ValueError(f"fps must be > 0 and window >= 2, got {self.fps}, {self.window}")
         if not 0 <= self.tolerance < 1 or self.max_gap < 0 or self.max_stale < 0:
             raise ValueError("need 0 <= tolerance < 1, max_gap >= 0, max_stale >= 0")
+        if self.max_jump <= (self.max_gap + 1) / self.fps or self.imu_max_samples < 16 or self.imu_reorder < 0:
+            raise ValueError("need max_jump longer than max_gap periods, imu_max_samples >= 16, imu_reorder >= 0")
         if self.imu_horizon < self.window / self.fps + self.max_stale:
             raise ValueError(f"imu_horizon {self.imu_horizon} s is shorter than a window ({self.window / self.fps} s)")
 
@@ -69,11 +74,17 @@ class FrameSelector:
         self.last: int | None = None
         self.origin = 0
         self.next_k = 0
+        self.pending: int | None = None          # a scan far ahead of the stream, not yet confirmed
 
     def offer(self, stamp_ns: int) -> str:
-        """``selected``, ``skipped`` (before the next grid point), ``duplicate`` or ``backwards`` (the
-        caller resets; the scan is then selected as the first of a new run)."""
+        """``selected``, ``skipped`` (before the next grid point), ``duplicate``, ``backwards`` (the
+        caller resets; the scan is then selected as the first of a new run), ``bad_stamp`` (negative:
+        dropped), ``held`` (more than ``max_jump`` ahead of the last scan: dropped unless the next
+        scan confirms the new time, an outlier stamp otherwise) or ``jump`` (the next scan confirmed
+        it: the caller resets, like ``backwards``, and this scan starts the new run)."""
         period, early = self.cfg.period_ns, self.cfg.tolerance * self.cfg.period_ns
+        if stamp_ns < 0:
+            return "bad_stamp"
         if self.last is None:
             self.last, self.origin, self.next_k = stamp_ns, stamp_ns, 1
             return "selected"
@@ -83,6 +94,15 @@ class FrameSelector:
             self.reset()
             self.offer(stamp_ns)
             return "backwards"
+        jump = int(self.cfg.max_jump * NS)
+        if stamp_ns - self.last > jump:
+            if self.pending is not None and 0 < stamp_ns - self.pending <= jump:
+                self.reset()                          # two scans agree on the new time: a real jump
+                self.offer(stamp_ns)
+                return "jump"
+            self.pending = stamp_ns
+            return "held"
+        self.pending = None                           # the stream went on: the held scan was an outlier
         if stamp_ns < self.origin + self.next_k * period - early:
             return "skipped"
         self.last = stamp_ns
@@ -91,6 +111,7 @@ class FrameSelector:
 
     def reset(self) -> None:
         self.last = None
+        self.pending = None
 
 
 @dataclass
@@ -191,16 +212,25 @@ class TrackBuffers:
         return out
 
 
+MAX_GYRO = 2000.0       # rad/s accepted from sensor_msgs/Imu
+MAX_ACC = 10_000.0      # m/s^2 (about 1,000 g)
+
+
 def imu_message_values(orientation_wxyz, angular_velocity, linear_acceleration) -> np.ndarray | None:
     """(10,) float64 [qw, qx, qy, qz, gx, gy, gz, ax, ay, az] of one sensor_msgs/Imu reading, or None
-    when a value is not finite or the quaternion has (near) zero norm."""
+    when a value is not finite, beyond MAX_GYRO / MAX_ACC, or the quaternion has (near) zero norm."""
     v = np.array([*orientation_wxyz, *angular_velocity, *linear_acceleration], np.float64)
     if v.shape != (10,) or not np.all(np.isfinite(v)):
         return None
-    n = np.linalg.norm(v[:4])
-    if n < 1e-6:
+    # beyond any MEMS IMU's full scale (+-16 g, +-2000 deg/s are common; these bounds are 60x that):
+    # a corrupt message, not a motion
+    if np.abs(v[4:7]).max() > MAX_GYRO or np.abs(v[7:10]).max() > MAX_ACC:
         return None
-    v[:4] /= n
+    scale = np.abs(v[:4]).max()                      # normalise without overflow for huge components
+    if not 1e-6 < scale < 1e6:
+        return None
+    q = v[:4] / scale
+    v[:4] = q / np.linalg.norm(q)
     return v
 
 
@@ -245,21 +275,37 @@ class WearerImu:
         self.samples: dict[str, deque[tuple[int, np.ndarray]]] = {s: deque() for s in layout.sites}
 
     def push(self, site: str, stamp_ns: int, values: np.ndarray | None) -> str:
-        """``ok``, ``invalid``, ``duplicate`` or ``backwards`` (the site's history is cleared first)."""
+        """``ok``; ``late`` (older than the newest sample by at most ``imu_reorder``: put in stamp
+        order, as a sample delayed on the network is); ``invalid``; ``duplicate``; ``backwards``
+        (older by more than that: time went back, the site's history is cleared first). The history
+        is bounded by time (``imu_horizon`` before the newest sample) and by count
+        (``imu_max_samples``), whatever the stamps say."""
         if site not in self.samples:
             raise KeyError(f"site {site!r} is not in the bundle's IMU layout {list(self.layout.sites)}")
-        if values is None:
+        if values is None or stamp_ns < 0:
             return "invalid"
         dq = self.samples[site]
         status = "ok"
         if dq and stamp_ns == dq[-1][0]:
             return "duplicate"
         if dq and stamp_ns < dq[-1][0]:
-            dq.clear()
-            status = "backwards"
-        dq.append((stamp_ns, values))
-        horizon = int(self.cfg.imu_horizon * NS)
-        while dq and dq[0][0] < stamp_ns - horizon:
+            if dq[-1][0] - stamp_ns <= int(self.cfg.imu_reorder * NS):
+                i = len(dq)
+                while i > 0 and dq[i - 1][0] > stamp_ns:
+                    i -= 1
+                if i > 0 and dq[i - 1][0] == stamp_ns:
+                    return "duplicate"
+                dq.insert(i, (stamp_ns, values))
+                status = "late"
+            else:
+                dq.clear()
+                status = "backwards"
+        if status != "late":
+            dq.append((stamp_ns, values))
+        newest, horizon = dq[-1][0], int(self.cfg.imu_horizon * NS)
+        while dq and dq[0][0] < newest - horizon:
+            dq.popleft()
+        while len(dq) > self.cfg.imu_max_samples:
             dq.popleft()
         return status
 

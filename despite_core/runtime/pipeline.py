@@ -25,6 +25,10 @@ from despite_core.runtime.perception import Perception, PerceptionConfig, ScanRe
 LABEL_SOURCES = ("head", "text")
 
 
+# frame-selection outcomes whose scan goes no further (buffers.FrameSelector.offer)
+DROPPED = ("skipped", "duplicate", "bad_stamp", "held")
+
+
 @dataclass
 class TrackResult:
     """One track's window, inferred: the window's own label and scores, and (with fusion on) the
@@ -49,7 +53,7 @@ class TrackResult:
 
 @dataclass
 class ScanOutput:
-    status: str                      # selected | skipped | duplicate | backwards
+    status: str                      # FrameSelector.offer's outcome: selected | skipped | duplicate | backwards | ...
     perception: ScanResult | None = None
     results: list[TrackResult] = field(default_factory=list)
     inferred: bool = False           # an inference ran at this scan
@@ -101,7 +105,8 @@ class HarPipeline:
         self.class_ids = [class_names.index(x) if x in class_names else NO_CLASS for x in self.labels]
         self.fusion = ActivityFusion(self.labels, self.class_ids, fusion) if fusion is not None and infer else None
         self.selected = 0
-        self.counts = {"selected": 0, "skipped": 0, "duplicate": 0, "backwards": 0, "inferences": 0, "windows": 0}
+        self.counts = {"selected": 0, "skipped": 0, "duplicate": 0, "backwards": 0, "bad_stamp": 0, "held": 0,
+                       "jump": 0, "inferences": 0, "windows": 0}
 
     def reset(self) -> list[ActivityEvent]:
         """Time went backwards: forget tracks, windows and cached tubes (track ids are not reused);
@@ -121,7 +126,7 @@ class HarPipeline:
         resets the pipeline (its segments end) and the scan starts a new run."""
         status = self.selector.offer(stamp_ns)
         self.counts[status] += 1
-        events = self.reset() if status == "backwards" else []     # the scan starts the new run
+        events = self.reset() if status in ("backwards", "jump") else []     # the scan starts the new run
         return status, events
 
     def _forget(self, track_ids) -> list[ActivityEvent]:
@@ -142,7 +147,7 @@ class HarPipeline:
         optional per-point ground-truth person id (evaluation only): each frame then carries the
         track's point counts per person (for :func:`track_person`)."""
         status, events = self.select(stamp_ns)
-        if status in ("skipped", "duplicate"):
+        if status in DROPPED:
             return ScanOutput(status)
         res = self.perception.process(xyz, stamp_ns / NS)
         events += self._forget(res.lost)
@@ -161,7 +166,7 @@ class HarPipeline:
         ``truth``, the per-point person ids) is a track with its points (track id = person id); a fully
         occluded person is an empty frame, normalised to zeros exactly as the sequence store does."""
         status, events = self.select(stamp_ns)
-        if status in ("skipped", "duplicate"):
+        if status in DROPPED:
             return ScanOutput(status)
         truth = np.asarray(truth)
         ids = people or sorted(int(i) for i in np.unique(truth) if i > 0)

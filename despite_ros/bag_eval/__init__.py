@@ -22,7 +22,7 @@ The package's parts: :mod:`.common` (what both modes check and prepare), :mod:`.
 :mod:`.replay` (needs rclpy) and :mod:`.report` (results.json, windows.csv, plots, HTML). Reading
 the bag is :mod:`despite_core.data.rosbag`.
 """
-from despite_ros.bag_eval.common import GT_TOPIC, BagEvalError
+from despite_ros.bag_eval.common import GT_TOPIC, BagEvalError, imu_pattern
 from despite_ros.bag_eval.offline import evaluate_offline
 from despite_ros.bag_eval.report import RESULT_KEYS, write_results
 
@@ -34,4 +34,5 @@ def evaluate_replay(*args, **kwargs) -> dict:
     return replay(*args, **kwargs)
 
 
-__all__ = ["GT_TOPIC", "BagEvalError", "RESULT_KEYS", "evaluate_offline", "evaluate_replay", "write_results"]
+__all__ = ["GT_TOPIC", "BagEvalError", "RESULT_KEYS", "evaluate_offline", "evaluate_replay", "imu_pattern",
+           "write_results"]

@@ -24,21 +24,44 @@ def _ground_truth(labels: Path | None, names: list[str]) -> GroundTruth:
 
 
 def prepare(reader, bag: Path, labels: Path | None, names: list[str], points_topic: str, counts: dict,
-             wearers: list[str] | None) -> tuple[GroundTruth, list[str]]:
+             wearers: list[str] | None, imu_topic: str = "/{wearer}/imu/{site}") -> tuple[GroundTruth, list[str]]:
     """What both modes need before the scans: the topics checked, the ground truth (the label
     file, or the bag's label topic read in a first pass: a scan is written before its label
     message, and ground-truth segmentation needs the people listed at each scan), and the wearers
-    (given, else every <wearer> of a /<wearer>/imu/<site> topic)."""
+    (given: each must have Imu topics in the bag; else every wearer of a topic matching ``imu_topic``)."""
     check_topics(reader, points_topic, labels is None, bag)
+    found = wearers_in(reader, imu_topic)
+    if wearers is not None:
+        ghosts = [w for w in wearers if w not in found]
+        if ghosts:
+            raise BagEvalError(f"{bag}: no Imu topic matching {imu_topic!r} for wearers {ghosts}; wearers with "
+                               f"such topics: {sorted(found) or 'none'}")
     gt = _ground_truth(labels, names)
     check_overlap(gt, reader, bag)
     topics = {c.topic for c in reader.connections}
     if GT_TOPIC in topics:
         for _, _, msg in iter_messages(reader, {GT_TOPIC}, counts):
             gt.add_message(msg)
-    if wearers is None:
-        wearers = sorted({t.split("/")[1] for t in topics if "/imu/" in t})
-    return gt, wearers
+    return gt, (list(wearers) if wearers is not None else sorted(found))
+
+
+def imu_pattern(pattern: str):
+    """The regular expression of an Imu topic pattern with ``{wearer}`` and ``{site}``."""
+    import re
+
+    if pattern.count("{wearer}") != 1 or pattern.count("{site}") != 1:
+        raise BagEvalError(f"--imu-topic {pattern!r}: the pattern needs {{wearer}} and {{site}} once each, e.g. "
+                           "/{wearer}/imu/{site}")
+    rx = re.escape(pattern).replace(re.escape("{wearer}"), "(?P<wearer>[^/]+)").replace(re.escape("{site}"),
+                                                                                       "(?P<site>[^/]+)")
+    return re.compile(f"^{rx}$")
+
+
+def wearers_in(reader, pattern: str) -> set[str]:
+    """Wearers that have at least one sensor_msgs/Imu topic matching the pattern in the bag."""
+    rx = imu_pattern(pattern)
+    return {m.group("wearer") for c in reader.connections
+            if c.msgtype == "sensor_msgs/msg/Imu" and (m := rx.match(c.topic))}
 
 
 def imu_topic_table(pattern: str, wearers: list[str], sites) -> dict[str, tuple[str, str]]:

@@ -25,7 +25,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
     settings without running the model again (bench/fusion_sweep.py)."""
     from tqdm import tqdm
 
-    from despite_core.data.pointcloud2 import PointCloud2Error, decode_fields
+    from despite_core.data.pointcloud2 import PointCloud2Error, decode_points
     from despite_core.runtime.buffers import imu_values_of
     from despite_core.runtime.inference import Runtime
     from despite_core.runtime.pipeline import HarPipeline, WearerMatcher
@@ -38,7 +38,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
     reader = open_bag(bag)
     counts: dict = {"invalid": 0, "scans": 0, "imu": 0, "dropped": 0}
     try:
-        gt, wearers = prepare(reader, bag, labels, names, points_topic, counts, wearers)
+        gt, wearers = prepare(reader, bag, labels, names, points_topic, counts, wearers, imu_topic)
         pipe = HarPipeline(rt, stride=stride, fusion=fusion)
         events, batches = [], []
         topics = {c.topic for c in reader.connections}
@@ -66,13 +66,11 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
                 bar.update(1)
                 counts["scans"] += 1
                 try:
-                    names_in = [f.name for f in msg.fields]
-                    fields = ["x", "y", "z"] + (["gt_person"] if "gt_person" in names_in else [])
-                    cols = decode_fields(msg, fields, remove_nan_xyz=False)
+                    names_in = [str(f.name) for f in msg.fields]
+                    xyz, cols = decode_points(msg, ["gt_person"] if "gt_person" in names_in else [])
                 except PointCloud2Error:
                     counts["invalid"] += 1
                     continue
-                xyz = np.stack([cols["x"], cols["y"], cols["z"]], 1).astype(np.float32, copy=False)
                 truth = cols.get("gt_person")
                 s = stamp_ns(msg.header.stamp)
                 if segmentation == "live":
@@ -120,6 +118,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
             "model_id": rt.bundle.meta["model_id"], "bag_sha256": bag_sha256(bag), "bag": str(bag),
             "mode": "offline", "segmentation": segmentation, "class_names": list(names),
             "scans": counts["scans"], "imu_messages": counts["imu"], "undecodable": counts.get("undecodable", 0),
+            "corrupt_chunks": counts.get("corrupt_chunks", 0),
             "skipped_topics": skipped,
             "truncated": counts.get("truncated"), "interrupted": interrupted, "seconds": round(seconds, 2),
             "scans_per_second": round(counts["scans"] / seconds, 2) if seconds > 0 else None,
@@ -135,28 +134,31 @@ def truth_windows(reader, points_topic: str, gt: GroundTruth, runtime, stride: i
     """The bag's ground-truth person-windows (what ``--segmentation ground-truth`` scores, cut on
     the same frame grid and stride, without inference) and the scans' time span (s); None when
     the clouds carry no gt_person field."""
-    from despite_core.data.pointcloud2 import PointCloud2Error, decode_fields
+    from despite_core.data.pointcloud2 import PointCloud2Error, decode_points
     from despite_core.runtime.pipeline import HarPipeline
 
     pipe = HarPipeline(runtime, stride=stride, infer=False)
     out: dict = {}
-    first = last = None
+    prev, seconds, seen = None, 0.0, False
+    jump = pipe.buffer_cfg.max_jump * NS
     for _, _, msg in iter_messages(reader, {points_topic}, counts):
         if not any(f.name == "gt_person" for f in msg.fields):
             return None
         try:
-            cols = decode_fields(msg, ["x", "y", "z", "gt_person"], remove_nan_xyz=False)
+            xyz, cols = decode_points(msg, ["gt_person"])
         except PointCloud2Error:
             continue
         s = stamp_ns(msg.header.stamp)
-        first = s if first is None else min(first, s)
-        last = s if last is None else max(last, s)
-        xyz = np.stack([cols["x"], cols["y"], cols["z"]], 1).astype(np.float32, copy=False)
+        # the scored time: steps between consecutive scans, without jumps (an outlier stamp must not
+        # turn one minute into years)
+        if prev is not None and 0 < s - prev <= jump:
+            seconds += (s - prev) / NS
+        prev, seen = s, True
         for r in pipe.process_ground_truth(xyz, s, cols["gt_person"], gt.people_at(s)).results:
             w = truth_window(gt, r)
             if w is not None:
                 out[w[0]] = w[1]
-    return (out, (last - first) / NS if first is not None else 0.0) if first is not None else None
+    return (out, seconds) if seen else None
 
 
 def perception_metrics(reader, points_topic: str, gt: GroundTruth, runtime, stride: int, counts: dict,

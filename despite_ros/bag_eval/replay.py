@@ -45,7 +45,7 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
     reader = open_bag(bag)
     counts: dict = {"invalid": 0}
     try:
-        gt, wearers = prepare(reader, bag, labels, names, points_topic, counts, wearers)
+        gt, wearers = prepare(reader, bag, labels, names, points_topic, counts, wearers, imu_topic)
         topics = {c.topic: c for c in reader.connections}
         imu_topics = [t for t in imu_topic_table(imu_topic, wearers, bundle.imu_layout.sites) if t in topics]
         from despite_core.runtime.inference import Runtime
@@ -110,7 +110,10 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
         t_wall0 = time.perf_counter()
         bar = tqdm(total=len(plan), unit="msg", desc="replay", disable=not progress)
         try:
-            for topic, t, raw in plan:
+            for i, (topic, t, raw) in enumerate(plan):
+                if i % 50 == 0 and (done := b.poll()) is not None:     # a dead node makes every score wrong
+                    raise BagEvalError(f"{done[0]} exited with code {done[1]} during the replay (message {i} of "
+                                       f"{len(plan)}): no score is written; run the node alone to see why")
                 due = t_wall0 + (t - t_bag0) / NS / rate
                 while (wait := due - time.perf_counter()) > 0:
                     ex.spin_once(timeout_sec=min(wait, 0.005))
@@ -130,6 +133,8 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
         end = time.monotonic() + settle
         while time.monotonic() < end:
             ex.spin_once(timeout_sec=0.05)
+        if (done := b.poll()) is not None:
+            raise BagEvalError(f"{done[0]} exited with code {done[1]} during the replay: no score is written")
         scorer.score_ready(settle=0.0)
     finally:
         node.destroy_node()
@@ -158,6 +163,7 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
             "bag_sha256": bag_sha256(bag), "bag": str(bag), "mode": "replay", "rate": rate, "segmentation": "live",
             "class_names": list(names), "scans": selected, "scans_per_second": None, "interrupted": interrupted,
             "undecodable": counts.get("undecodable", 0), "truncated": counts.get("truncated"),
+            "corrupt_chunks": counts.get("corrupt_chunks", 0),
             "records": scorer.board.records, "events": events, "latencies": latencies}
 
 

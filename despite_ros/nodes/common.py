@@ -63,3 +63,16 @@ def main(name: str, make: Callable, run: Callable | None = None, args: list[str]
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+class SinceLast:
+    """Counters' increase since the previous diagnostics: a node's level follows what happened in the
+    last period (one bad message warns once, then the node is OK again), the values stay totals."""
+
+    def __init__(self) -> None:
+        self.prev: dict[str, int] = {}
+
+    def __call__(self, totals: dict[str, int]) -> dict[str, int]:
+        delta = {k: int(v) - self.prev.get(k, 0) for k, v in totals.items()}
+        self.prev = {k: int(v) for k, v in totals.items()}
+        return delta

@@ -32,12 +32,12 @@ from sensor_msgs.msg import PointCloud2
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from despite_core.data.pointcloud2 import PointCloud2Error, decode_fields
+from despite_core.data.pointcloud2 import PointCloud2Error, decode_points
 from despite_core.runtime.buffers import stamp_ns
 from despite_core.runtime.inference import PROVIDERS, Runtime, default_bundle_path
 from despite_ros.msg import ActivityArray, ActivityEvent, Embedding, PersonActivity
 from despite_ros.nodes import common
-from despite_ros.nodes.common import declare
+from despite_ros.nodes.common import SinceLast, declare
 from despite_core.runtime.fusion import FusionConfig
 from despite_core.runtime.perception import PerceptionConfig
 from despite_core.runtime.pipeline import LABEL_SOURCES, HarPipeline
@@ -158,6 +158,8 @@ class HarNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
         self.invalid = 0
         self.errors = 0
+        self.decode_errors = 0
+        self.since = SinceLast()
         self.received = 0
         self.times: list[float] = []
         self.window_start = time.monotonic()
@@ -173,16 +175,18 @@ class HarNode(Node):
         t0 = time.perf_counter()
         self.received += 1
         try:
-            names = ["x", "y", "z"]
-            truth_on = bool(self.params.truth_field) and self.params.truth_field in [f.name for f in msg.fields]
-            if truth_on:
-                names.append(self.params.truth_field)
-            cols = decode_fields(msg, names, remove_nan_xyz=False)
-            xyz = np.stack([cols["x"], cols["y"], cols["z"]], 1).astype(np.float32, copy=False)
+            truth_on = bool(self.params.truth_field) and self.params.truth_field in [str(f.name) for f in msg.fields]
+            xyz, cols = decode_points(msg, [self.params.truth_field] if truth_on else [])
             truth = cols[self.params.truth_field] if truth_on else None
         except PointCloud2Error as e:
             self.invalid += 1
             self.get_logger().warn(f"invalid PointCloud2 dropped: {e}", throttle_duration_sec=5.0)
+            return
+        except Exception as e:  # noqa: BLE001 - a decoder bug must not stop the node: counted, logged
+            self.invalid += 1
+            self.decode_errors += 1
+            self.get_logger().error(f"PointCloud2 could not be decoded ({type(e).__name__}: {e}); dropped",
+                                    throttle_duration_sec=5.0)
             return
         try:
             out = self.pipeline.process_scan(xyz, stamp_ns(msg.header.stamp), truth)
@@ -252,6 +256,8 @@ class HarNode(Node):
         values = {
             "input_rate_hz": f"{self.received / span:.2f}", "scans_selected": c["selected"], "scans_skipped": c["skipped"],
             "duplicates": c["duplicate"], "backwards": c["backwards"], "invalid": self.invalid, "errors": self.errors,
+            "decode_errors": self.decode_errors, "bad_stamps": c["bad_stamp"], "stamps_held": c["held"],
+            "clock_jumps": c["jump"],
             "missing_periods": self.pipeline.buffers.missing_total, "inferences": c["inferences"],
             "windows": c["windows"], "tracks": len(self.pipeline.buffers.tracks),
             "processing_ms_p50": f"{np.median(t):.2f}", "processing_ms_p95": f"{np.percentile(t, 95):.2f}",
@@ -265,12 +271,17 @@ class HarNode(Node):
             values["active_alerts"] = ",".join(map(str, active))
         level = DiagnosticStatus.OK
         message = "ok"
-        if self.errors:
-            level, message = DiagnosticStatus.ERROR, f"{self.errors} scans failed in processing (see the log)"
+        # the level follows the last period (totals are in the values): OK again once inputs are good
+        recent = self.since({"errors": self.errors, "invalid": self.invalid,
+                             "stamps": c["bad_stamp"] + c["held"] + c["backwards"] + c["jump"]})
+        if recent["errors"]:
+            level, message = DiagnosticStatus.ERROR, f"{recent['errors']} scans failed in processing (see the log)"
         elif self.received == 0:
             level, message = DiagnosticStatus.WARN, "no input scans"
-        elif self.invalid:
-            level, message = DiagnosticStatus.WARN, f"{self.invalid} invalid messages so far"
+        elif recent["invalid"]:
+            level, message = DiagnosticStatus.WARN, f"{recent['invalid']} invalid messages dropped in the last period"
+        elif recent["stamps"]:
+            level, message = DiagnosticStatus.WARN, f"{recent['stamps']} scans with bad or jumping stamps in the last period"
         if active:                                          # an alert is never hidden by another state
             alert = (f"ALERT: {' then '.join(self.params.alert_sequence)} on track"
                      f"{'s' if len(active) > 1 else ''} {', '.join(map(str, active))}")

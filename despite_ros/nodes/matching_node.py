@@ -28,7 +28,7 @@ from despite_core.runtime.inference import PROVIDERS, Runtime, default_bundle_pa
 from despite_ros.msg import ActivityArray, Embedding, MatchArray, MatchScore, PersonActivity
 from despite_ros.nodes.har_node import to_time
 from despite_ros.nodes import common
-from despite_ros.nodes.common import declare
+from despite_ros.nodes.common import SinceLast, declare
 from despite_core.runtime.pipeline import WearerMatcher
 
 
@@ -85,8 +85,9 @@ class MatchingNode(Node):
         self.imu_act_pub = self.create_publisher(ActivityArray, "~/output/imu_activities", reliable)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
         self.pending: dict[int, dict] = {}
-        self.counts = {"imu": 0, "invalid": 0, "duplicate": 0, "backwards": 0, "batches": 0, "embeddings": 0,
-                       "bad_embeddings": 0, "errors": 0}
+        self.counts = {"imu": 0, "late": 0, "invalid": 0, "duplicate": 0, "backwards": 0, "batches": 0,
+                       "embeddings": 0, "bad_embeddings": 0, "errors": 0}
+        self.since = SinceLast()
         self.missing: dict[str, str] = {}
         self.times: list[float] = []
         self.create_timer(0.02, self.flush)
@@ -96,7 +97,10 @@ class MatchingNode(Node):
 
     def on_imu(self, wearer: str, site: str, msg: Imu) -> None:
         status = self.matcher.wearers[wearer].push(site, stamp_ns(msg.header.stamp), imu_values_of(msg))
-        self.counts["imu" if status == "ok" else status] += 1
+        if status in ("ok", "late"):
+            self.counts["imu"] += 1                  # accepted (a late sample is put in order)
+        if status != "ok":
+            self.counts[status] += 1
 
     def on_embedding(self, msg: Embedding) -> None:
         if (msg.modality != "pointcloud" or len(msg.frame_stamps) != self.matcher.cfg.window
@@ -157,12 +161,13 @@ class MatchingNode(Node):
                   "provider": self.runtime.provider, "model_id": self.model_id,
                   **{f"waiting_{w}": why for w, why in self.missing.items()}}
         level, message = DiagnosticStatus.OK, "ok"
-        if self.counts["errors"]:
-            level, message = DiagnosticStatus.ERROR, f"{self.counts['errors']} batches failed (see the log)"
-        elif self.counts["imu"] == 0:
-            level, message = DiagnosticStatus.WARN, "no IMU data"
-        elif self.counts["invalid"] or self.counts["bad_embeddings"]:
-            level, message = DiagnosticStatus.WARN, "invalid inputs dropped"
+        recent = self.since(self.counts)              # the level follows the last period; values are totals
+        if recent["errors"]:
+            level, message = DiagnosticStatus.ERROR, f"{recent['errors']} batches failed (see the log)"
+        elif recent["imu"] == 0:
+            level, message = DiagnosticStatus.WARN, "no IMU data in the last period"
+        elif recent["invalid"] or recent["bad_embeddings"] or recent["backwards"]:
+            level, message = DiagnosticStatus.WARN, "invalid or out-of-order inputs dropped in the last period"
         status = DiagnosticStatus(level=level, name=f"{self.get_name()}: matching", message=message, hardware_id="despite",
                                   values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
         self.diag_pub.publish(DiagnosticArray(header=Header(stamp=self.get_clock().now().to_msg()), status=[status]))
