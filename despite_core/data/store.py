@@ -11,10 +11,11 @@ numpy + json only: no pickle anywhere (``allow_pickle=False``), so a store is sa
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Iterable, Iterator
 
 import numpy as np
@@ -75,6 +76,178 @@ def _fail(where: str, msg: str) -> StoreError:
     return StoreError(f"{where}: {msg}")
 
 
+def _kind(v: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _short(v: Any) -> str:
+    """A bounded description of a value read from a store, for error messages."""
+    if isinstance(v, str):
+        return repr(v[:60]) + ("..." if len(v) > 60 else "")
+    if isinstance(v, (bool, float, type(None), np.floating)) or (isinstance(v, (int, np.integer)) and abs(v) < 10 ** 30):
+        return repr(v)
+    return _kind(v)
+
+
+def _is_real(v: Any) -> bool:
+    """A real number (Python's or numpy's int or float), not a bool."""
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
+def _positive_finite(v: Any) -> bool:
+    if not _is_real(v):
+        return False
+    try:
+        x = float(v)
+    except OverflowError:                              # an integer beyond the float range
+        return False
+    return math.isfinite(x) and x > 0
+
+
+def checked_imu_layout(d: Any) -> ImuLayout:
+    """:meth:`ImuLayout.from_dict` of a layout read from JSON or YAML (a store's meta.json, a bundle's
+    model.yaml), its types checked first: a mapping with string keys, ``sites`` and ``channels``
+    lists of non-empty strings, ``acc_frame``, ``gravity``, ``world`` strings, ``extra`` a mapping.
+    Raises :class:`ImuLayoutError`."""
+    if not isinstance(d, dict) or not all(isinstance(k, str) for k in d):
+        raise ImuLayoutError(f"expected a mapping of IMU layout keys, got {_short(d)}")
+    for key in ("sites", "channels"):
+        if key in d and not (isinstance(d[key], list) and all(isinstance(x, str) and x for x in d[key])):
+            raise ImuLayoutError(f"{key!r} must be a list of names, got {_short(d[key])}")
+    for key in ("acc_frame", "gravity", "world"):
+        if key in d and not isinstance(d[key], str):
+            raise ImuLayoutError(f"{key!r} must be a string, got {_short(d[key])}")
+    if "extra" in d and not isinstance(d["extra"], dict):
+        raise ImuLayoutError(f"'extra' must be a mapping, got {_short(d['extra'])}")
+    return ImuLayout.from_dict(d)
+
+
+def _names_ok(v: Any) -> bool:
+    return isinstance(v, list) and all(isinstance(x, str) and x for x in v)
+
+
+def _safe_file_name(v: Any) -> bool:
+    """A relative path inside the store (no absolute path, no '..', no backslash)."""
+    if not isinstance(v, str) or not v or "\\" in v or "\0" in v:
+        return False
+    p = PurePosixPath(v)
+    return not p.is_absolute() and ".." not in p.parts and p.name not in ("", ".")
+
+
+_ENTRY_REQUIRED = {"shard": "a shard file name inside the store", "index": "an integer >= 0",
+                   "subject": "a string", "fps": "a finite number > 0", "frames": "an integer >= 1",
+                   "modalities": f"a non-empty list of distinct names among {list(MODALITIES)}"}
+
+
+def _entry_problem(key: str, v: Any) -> bool:
+    """Whether a sequence entry's value for ``key`` is not of its type (see _ENTRY_REQUIRED)."""
+    integer = isinstance(v, int) and not isinstance(v, bool)
+    return not {
+        "shard": lambda: _safe_file_name(v),
+        "index": lambda: integer and v >= 0,
+        "subject": lambda: isinstance(v, str),
+        "fps": lambda: _positive_finite(v),
+        "frames": lambda: integer and v >= 1,
+        "modalities": lambda: (isinstance(v, list) and bool(v) and all(isinstance(m, str) and m in MODALITIES for m in v)
+                               and len(set(v)) == len(v)),
+        "has_text": lambda: isinstance(v, bool),
+        "scene": lambda: isinstance(v, str),
+        "person": lambda: integer,
+        "attrs": lambda: isinstance(v, dict),
+    }[key]()
+
+
+def check_store_meta(meta: Any, meta_path: Path | str = "meta.json") -> None:
+    """Raise :class:`StoreError` naming ``meta_path`` and the field unless a parsed meta.json has
+    the format's fields with their types (docs/data-format.md): format, format_version,
+    class_names (non-empty list of strings), source / description strings, imu_layout null or an
+    object, joint_names null or a list of names, shards a list of {file, sequences}, sequences an
+    object of id -> {shard, index, subject, fps, frames, modalities[, has_text, scene, person, attrs]}.
+    Fills the optional entry fields' defaults (scene "", person 0, attrs {})."""
+    if not isinstance(meta, dict):
+        raise StoreError(f"{meta_path}: expected a JSON object of store fields, got {_kind(meta)}")
+    if meta.get("format") != FORMAT:
+        raise StoreError(f"{meta_path}: 'format' is {_short(meta.get('format'))}, expected {FORMAT!r}")
+    version = meta.get("format_version")
+    if isinstance(version, bool) or version != FORMAT_VERSION:
+        raise StoreError(f"{meta_path}: format_version {_short(version)} is not supported "
+                         f"(this version reads {FORMAT_VERSION})")
+    for key in ("class_names", "shards", "sequences"):
+        if key not in meta:
+            raise StoreError(f"{meta_path}: missing key {key!r}")
+
+    def bad(key: str, want: str, got: Any) -> StoreError:
+        return StoreError(f"{meta_path}: field {key!r} must be {want}, got {_short(got)}")
+
+    if not (_names_ok(meta["class_names"]) and meta["class_names"]):
+        raise bad("class_names", "a non-empty list of class names", meta["class_names"])
+    for key in ("source", "description"):
+        if not isinstance(meta.get(key, ""), str):
+            raise bad(key, "a string", meta[key])
+    if meta.get("imu_layout") is not None and not isinstance(meta["imu_layout"], dict):
+        raise bad("imu_layout", "null or an object (the IMU layout)", meta["imu_layout"])
+    if meta.get("joint_names") is not None and not _names_ok(meta["joint_names"]):
+        raise bad("joint_names", "null or a list of joint names", meta["joint_names"])
+    shards = meta["shards"]
+    if not isinstance(shards, list):
+        raise bad("shards", "a list of {file, sequences}", shards)
+    for i, sh in enumerate(shards):
+        if not (isinstance(sh, dict) and _safe_file_name(sh.get("file")) and _names_ok(sh.get("sequences"))):
+            raise bad(f"shards[{i}]", "{file: a shard file name, sequences: [sequence ids]}", sh)
+    seqs = meta["sequences"]
+    if not isinstance(seqs, dict):
+        raise bad("sequences", "an object of sequence id -> {shard, index, subject, fps, frames, modalities, ...}", seqs)
+    for sid, e in seqs.items():
+        where = f"{meta_path}: sequence {_short(sid)}"
+        if not sid:
+            raise StoreError(f"{where}: a sequence id must be a non-empty string")
+        if not isinstance(e, dict):
+            raise StoreError(f"{where}: expected an object {{shard, index, subject, fps, frames, modalities, ...}}, "
+                             f"got {_short(e)}")
+        for key, want in _ENTRY_REQUIRED.items():
+            if key not in e:
+                raise StoreError(f"{where}: missing field {key!r} ({want})")
+            if _entry_problem(key, e[key]):
+                raise StoreError(f"{where}: field {key!r} must be {want}, got {_short(e[key])}")
+        for key, want in (("has_text", "true or false"), ("scene", "a string"), ("person", "an integer"),
+                          ("attrs", "an object")):
+            if key in e and _entry_problem(key, e[key]):
+                raise StoreError(f"{where}: field {key!r} must be {want}, got {_short(e[key])}")
+        e.setdefault("scene", "")
+        e.setdefault("person", 0)
+        e.setdefault("attrs", {})
+
+
+def _read_json(path: Path) -> Any:
+    """A JSON file of the store, or a StoreError naming it."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except OSError as e:
+        raise StoreError(f"{path}: cannot read it ({e.strerror or e})") from None
+    except UnicodeDecodeError as e:
+        raise StoreError(f"{path}: not UTF-8 text (byte {e.start})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise StoreError(f"{path}: invalid JSON ({e})") from None
+    except (ValueError, RecursionError) as e:          # a number of over 4300 digits; nesting too deep
+        raise StoreError(f"{path}: invalid JSON ({type(e).__name__}: {str(e)[:200]})") from None
+
+
+def _as_array(value, where: str, name: str) -> np.ndarray:
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError) as e:              # ragged nested lists, ...
+        raise _fail(where, f"field {name!r} is not an array ({str(e)[:120]})") from None
+
+
+def _check_real(arr: np.ndarray, where: str, name: str) -> None:
+    """Numbers of a real kind: floating point or integer (not complex, bool, text or objects)."""
+    if arr.dtype.kind not in "fiu":
+        raise _fail(where, f"field {name!r} must hold real numbers (float or int), got dtype {arr.dtype}")
+
+
 def _check_finite(arr: np.ndarray, where: str, name: str) -> None:
     bad = ~np.isfinite(arr)
     if bad.any():
@@ -88,11 +261,12 @@ def validate_sequence(seq: Sequence, *, num_classes: int, imu_layout: ImuLayout 
     where = f"{where + ', ' if where else ''}sequence {seq.sequence_id!r}"
     if not seq.sequence_id or not isinstance(seq.sequence_id, str):
         raise _fail(where, "sequence_id must be a non-empty string")
-    if not (np.isfinite(seq.fps) and seq.fps > 0):
-        raise _fail(where, f"field 'fps' must be a positive number, got {seq.fps!r}")
-    ts = np.asarray(seq.timestamps)
+    if not _positive_finite(seq.fps):
+        raise _fail(where, f"field 'fps' must be a positive number, got {_short(seq.fps)}")
+    ts = _as_array(seq.timestamps, where, "timestamps")
     if ts.ndim != 1 or ts.size == 0:
         raise _fail(where, f"field 'timestamps' must have shape (T,) with T >= 1, got {ts.shape}")
+    _check_real(ts, where, "timestamps")
     _check_finite(ts, where, "timestamps")
     bad = np.nonzero(np.diff(ts) <= 0)[0]
     if bad.size:
@@ -100,7 +274,7 @@ def validate_sequence(seq: Sequence, *, num_classes: int, imu_layout: ImuLayout 
         raise _fail(where, f"field 'timestamps' is not strictly increasing at frame {i + 1} "
                            f"({ts[i]:.6f} s then {ts[i + 1]:.6f} s)")
     t = ts.size
-    labels = np.asarray(seq.labels)
+    labels = _as_array(seq.labels, where, "labels")
     if labels.shape != (t,):
         raise _fail(where, f"field 'labels' has shape {labels.shape}, expected ({t},) like 'timestamps'")
     if not np.issubdtype(labels.dtype, np.integer):
@@ -109,7 +283,7 @@ def validate_sequence(seq: Sequence, *, num_classes: int, imu_layout: ImuLayout 
         raise _fail(where, f"field 'labels' holds values in [{labels.min()}, {labels.max()}]; "
                            f"allowed: -1 (unlabelled) or 0..{num_classes - 1}")
     if seq.text is not None:
-        text = np.asarray(seq.text)
+        text = _as_array(seq.text, where, "text")
         if text.shape != (t,) or text.dtype.kind != "U":
             raise _fail(where, f"field 'text' must be ({t},) strings, got shape {text.shape} dtype {text.dtype}")
     if not seq.modalities:
@@ -118,25 +292,28 @@ def validate_sequence(seq: Sequence, *, num_classes: int, imu_layout: ImuLayout 
         if len(seq.points) != t:
             raise _fail(where, f"field 'points' has {len(seq.points)} frames, 'timestamps' has {t}")
         for i, p in enumerate(seq.points):
-            p = np.asarray(p)
+            p = _as_array(p, where, f"points[{i}]")
             if p.ndim != 2 or p.shape[1] != 3:
                 raise _fail(where, f"field 'points' frame {i} has shape {p.shape}, expected (N, 3)")
+            _check_real(p, where, f"points[{i}]")
             _check_finite(p, where, f"points[{i}]")
     if seq.imu is not None:
         if imu_layout is None:
             raise _fail(where, "field 'imu' present but the store declares no IMU layout")
-        imu = np.asarray(seq.imu)
+        imu = _as_array(seq.imu, where, "imu")
         want = (t, len(imu_layout.sites), imu_layout.width)
         if imu.shape != want:
             raise _fail(where, f"field 'imu' has shape {imu.shape}, expected {want} "
                                f"(T, sites {list(imu_layout.sites)}, channels {list(imu_layout.channels)})")
+        _check_real(imu, where, "imu")
         _check_finite(imu, where, "imu")
     if seq.joints is not None:
         if joint_names is None:
             raise _fail(where, "field 'joints' present but the store declares no joint names")
-        j = np.asarray(seq.joints)
+        j = _as_array(seq.joints, where, "joints")
         if j.shape != (t, len(joint_names), 3):
             raise _fail(where, f"field 'joints' has shape {j.shape}, expected ({t}, {len(joint_names)}, 3)")
+        _check_real(j, where, "joints")
         _check_finite(j, where, "joints")
 
 
@@ -261,22 +438,12 @@ class Store:
         meta_path = self.root / "meta.json"
         if not meta_path.is_file():
             raise StoreError(f"{self.root}: not a sequence store (no meta.json)")
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as e:
-            raise StoreError(f"{meta_path}: invalid JSON ({e})") from None
-        if meta.get("format") != FORMAT:
-            raise StoreError(f"{meta_path}: 'format' is {meta.get('format')!r}, expected {FORMAT!r}")
-        if meta.get("format_version") != FORMAT_VERSION:
-            raise StoreError(f"{meta_path}: format_version {meta.get('format_version')!r} is not supported "
-                             f"(this version reads {FORMAT_VERSION})")
-        for key in ("class_names", "shards", "sequences"):
-            if key not in meta:
-                raise StoreError(f"{meta_path}: missing key {key!r}")
+        meta = _read_json(meta_path)
+        check_store_meta(meta, meta_path)
         self.meta = meta
         self.class_names: tuple[str, ...] = tuple(meta["class_names"])
         try:
-            self.imu_layout = ImuLayout.from_dict(meta["imu_layout"]) if meta.get("imu_layout") else None
+            self.imu_layout = checked_imu_layout(meta["imu_layout"]) if meta.get("imu_layout") else None
         except (ImuLayoutError, TypeError) as e:
             raise StoreError(f"{meta_path}: field 'imu_layout': {e}") from None
         jn = meta.get("joint_names")
@@ -307,9 +474,14 @@ class Store:
             if not path.is_file():
                 raise StoreError(f"{path}: shard listed in meta.json is missing")
             try:
-                self._cache = (name, np.load(path, allow_pickle=False))
-            except (OSError, ValueError) as e:
-                raise StoreError(f"{path}: cannot read shard ({e})") from None
+                shard = np.load(path, allow_pickle=False)
+            except Exception as e:  # noqa: BLE001 - zipfile and numpy raise many types on a corrupt file
+                raise StoreError(f"{path}: cannot read shard ({type(e).__name__}: {str(e)[:200]})") from None
+            if not isinstance(shard, np.lib.npyio.NpzFile):
+                raise StoreError(f"{path}: cannot read shard (a .npy array, not an .npz archive)")
+            if self._cache is not None:
+                self._cache[1].close()
+            self._cache = (name, shard)
         return self._cache[1]
 
     def read(self, sequence_id: str, modalities: Iterable[str] | None = None) -> Sequence:
@@ -318,36 +490,46 @@ class Store:
         shard = self._shard(e["shard"])
         k = e["index"]
         where = f"{self.root / e['shard']}"
+        here = f"{where}, sequence {sequence_id!r}"
         wanted = set(e["modalities"] if modalities is None else modalities)
 
-        def get(name: str) -> np.ndarray | None:
+        def get(name: str, listed: bool = False) -> np.ndarray | None:
             key = f"{k}/{name}"
             if key not in shard.files:
+                if listed:
+                    raise _fail(here, f"field {name!r} missing (meta.json lists it)")
                 return None
             try:
                 return shard[key]
-            except (OSError, ValueError) as err:
-                raise _fail(f"{where}, sequence {sequence_id!r}", f"field {name!r} unreadable ({err})") from None
+            except Exception as err:  # noqa: BLE001 - zipfile, zlib and numpy's reader raise many types on corrupt data
+                raise _fail(here, f"field {name!r} unreadable ({type(err).__name__}: {str(err)[:200]})") from None
 
         ts, labels = get("timestamps"), get("labels")
         if ts is None or labels is None:
-            raise _fail(f"{where}, sequence {sequence_id!r}", "missing field 'timestamps' or 'labels'")
+            raise _fail(here, "missing field 'timestamps' or 'labels'")
+        if ts.shape != (e["frames"],):
+            raise _fail(here, f"field 'timestamps' has shape {ts.shape}, meta.json says {e['frames']} frames")
         points = None
         if "points" in wanted and "points" in e["modalities"]:
             flat, off = get("points"), get("points_offsets")
             if flat is None or off is None:
-                raise _fail(f"{where}, sequence {sequence_id!r}", "field 'points' or 'points_offsets' missing")
+                raise _fail(here, "field 'points' or 'points_offsets' missing")
+            if flat.ndim != 2 or flat.shape[1] != 3:
+                raise _fail(here, f"field 'points' has shape {flat.shape}, expected (P, 3)")
+            _check_real(flat, here, "points")
+            if off.dtype.kind not in "iu":
+                raise _fail(here, f"field 'points_offsets' must be integers, got dtype {off.dtype}")
+            off = off.astype(np.int64)                 # unsigned offsets: a decrease shows as one
             if off.shape != (len(ts) + 1,) or off[0] != 0 or off[-1] != len(flat) or np.any(np.diff(off) < 0):
-                raise _fail(f"{where}, sequence {sequence_id!r}",
-                            f"field 'points_offsets' (shape {off.shape}) does not partition {len(flat)} points "
-                            f"into {len(ts)} frames")
+                raise _fail(here, f"field 'points_offsets' (shape {off.shape}) does not partition {len(flat)} points "
+                                  f"into {len(ts)} frames")
             points = np.split(flat, off[1:-1])
         seq = Sequence(
             sequence_id=sequence_id, subject=e["subject"], fps=e["fps"], timestamps=ts, labels=labels,
-            text=get("text"), points=points,
-            imu=get("imu") if "imu" in wanted else None,
-            joints=get("joints") if "joints" in wanted else None,
-            scene=e.get("scene", ""), person=e.get("person", 0), attrs=e.get("attrs", {}),
+            text=get("text", listed=bool(e.get("has_text"))), points=points,
+            imu=get("imu", "imu" in e["modalities"]) if "imu" in wanted else None,
+            joints=get("joints", "joints" in e["modalities"]) if "joints" in wanted else None,
+            scene=e["scene"], person=e["person"], attrs=e["attrs"],
         )
         validate_sequence(seq, num_classes=len(self.class_names), imu_layout=self.imu_layout,
                           joint_names=self.joint_names, where=where)
@@ -360,9 +542,11 @@ class Store:
     def split(self, scheme: str, name: str) -> list[str]:
         """Sequence ids of split ``name`` (e.g. "train") in scheme ``scheme`` (e.g. "by_subject")."""
         path = self.root / "splits" / f"{scheme}.json"
-        if not path.is_file():
+        if not (isinstance(scheme, str) and _SPLIT_NAME.match(scheme)) or not path.is_file():
             raise StoreError(f"{self.root}: no split scheme {scheme!r}; available: {self.split_schemes()}")
-        splits = json.loads(path.read_text())
+        splits = _read_json(path)
+        if not (isinstance(splits, dict) and all(_names_ok(v) for v in splits.values())):
+            raise StoreError(f"{path}: expected a JSON object of split name -> list of sequence ids")
         if name not in splits:
             raise StoreError(f"{path}: no split {name!r}; available: {sorted(splits)}")
         unknown = [s for s in splits[name] if s not in self._entries]

@@ -7,14 +7,17 @@ this onnxruntime build); the provider actually used is reported by :attr:`Runtim
 """
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
 
 from despite_core.runtime.bundle import FORMAT_VERSION, REQUIRED_KEYS, sha256_file
 from despite_core.data.imu_layout import ImuLayout, ImuLayoutError
+from despite_core.data.store import checked_imu_layout
 from despite_core.install import SOURCE_ROOT, install_prefixes, installed
 
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -82,37 +85,217 @@ def default_bundle_path() -> Path:
 
 
 def load_bundle(path: str | Path) -> Bundle:
-    """Read and verify a bundle: keys, version, every part's file and sha256, the IMU layout."""
-    import yaml
-
+    """Read and verify a bundle: model.yaml's schema (:func:`check_bundle_meta`), every part's file
+    and sha256, the IMU layout. Anything wrong is a :class:`BundleError` naming the file and key."""
     root = Path(path)
     meta_path = root / "model.yaml"
     if not meta_path.is_file():
         raise BundleError(f"{meta_path}: model bundle metadata not found")
+    meta = _read_meta(meta_path)
+    check_bundle_meta(meta, meta_path)
+    for name, part in meta["parts"].items():
+        f = root / part["file"]
+        if not f.is_file():
+            raise BundleError(f"{f}: part {name!r} listed in model.yaml is missing")
+        digest = sha256_file(f)
+        if digest != part["sha256"].lower():
+            raise BundleError(f"{f}: sha256 {digest[:16]}... does not match model.yaml ({part['sha256'][:16]}...): "
+                              "the file is corrupt or from another export")
     try:
-        meta = yaml.safe_load(meta_path.read_text())
+        layout = checked_imu_layout(meta["imu_layout"])
+    except (ImuLayoutError, TypeError) as e:
+        raise BundleError(f"{meta_path}: imu_layout: {e}") from None
+    return Bundle(root, meta, layout)
+
+
+META_MAX_BYTES = 64 * 1024 * 1024       # a model.yaml larger than this is refused, unread
+MAX_SIZE = 1 << 24                      # bound of window, points_per_frame, embedding_dim and a declared dimension
+MAX_FPS = 1e6
+MAX_QUERY_NUMBERS = 1 << 24             # text queries x embedding_dim
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _read_meta(meta_path: Path) -> dict:
+    try:
+        size = meta_path.stat().st_size
+        if size > META_MAX_BYTES:
+            raise BundleError(f"{meta_path}: {size} bytes, more than the {META_MAX_BYTES} a model.yaml may have")
+        data = meta_path.read_bytes()
+    except OSError as e:
+        raise BundleError(f"{meta_path}: cannot read it ({e.strerror or e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise BundleError(f"{meta_path}: not UTF-8 text (byte {e.start})") from None
+    import yaml
+
+    try:
+        meta = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise BundleError(f"{meta_path}: not valid YAML ({e})") from None
+    except Exception as e:  # noqa: BLE001 - safe_load's tag constructors raise ValueError, KeyError,
+        # IndexError, AttributeError ... on malformed scalars (!!int 0x, 2026-02-30), and deep nesting RecursionError
+        raise BundleError(f"{meta_path}: not valid YAML ({type(e).__name__}: {str(e)[:200]})") from None
+    if not isinstance(meta, dict):
+        raise BundleError(f"{meta_path}: expected a mapping of keys")
+    return meta
+
+
+def _kind(v) -> str:
+    return {dict: "a mapping", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+            float: "a number", type(None): "null"}.get(type(v), type(v).__name__)
+
+
+def _short(v) -> str:
+    """A bounded description of a metadata value, for error messages."""
+    if isinstance(v, str):
+        return repr(v[:60]) + ("..." if len(v) > 60 else "")
+    if isinstance(v, (bool, float, type(None))) or (isinstance(v, int) and abs(v) < 10 ** 30):
+        return repr(v)
+    return _kind(v)
+
+
+def _int(v, key: str, bad, lo: int = 1, hi: int = MAX_SIZE) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
+        raise bad(key, f"expected an integer in {lo}..{hi}, got {_short(v)}")
+    return v
+
+
+def _positive(v, key: str, bad, hi: float = math.inf) -> float:
+    """A finite number in (0, hi]."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise bad(key, f"expected a finite number > 0, got {_short(v)}")
+    try:
+        x = float(v)
+    except OverflowError:
+        x = math.inf
+    if not (math.isfinite(x) and 0 < x <= hi):
+        raise bad(key, f"expected a finite number > 0{f' and <= {hi:g}' if hi < math.inf else ''}, got {_short(v)}")
+    return x
+
+
+def _names(v, key: str, bad, *, distinct: bool = False, allow_empty: bool = False) -> list[str]:
+    if not isinstance(v, list) or (not v and not allow_empty):
+        raise bad(key, f"expected a{'' if allow_empty else ' non-empty'} list of names, got {_short(v)}")
+    for i, x in enumerate(v):
+        if not isinstance(x, str) or not x.strip():
+            raise bad(f"{key}[{i}]", f"expected a non-empty string, got {_short(x)}")
+    if distinct and len(set(v)) != len(v):
+        dup = sorted({x for x in v if v.count(x) > 1})
+        raise bad(key, f"lists {dup[:5]} more than once")
+    return v
+
+
+def _mapping(v, key: str, bad) -> dict:
+    if not isinstance(v, dict) or not all(isinstance(k, str) for k in v):
+        raise bad(key, f"expected a mapping with text keys, got {_short(v)}")
+    return v
+
+
+def _inside(f) -> bool:
+    """A relative file name inside the bundle (no absolute path, no '..', no backslash)."""
+    return isinstance(f, str) and bool(f) and "\\" not in f and not PurePosixPath(f).is_absolute() \
+        and ".." not in PurePosixPath(f).parts
+
+
+def check_bundle_meta(meta: dict, meta_path: Path | str = "model.yaml") -> None:
+    """Raise :class:`BundleError` naming ``meta_path`` and the key unless the parsed model.yaml has
+    the format's keys with their types: the required keys; format_version; class_names distinct
+    non-empty strings; fps, temperature finite > 0; window, points_per_frame, embedding_dim positive
+    integers; imu_layout, normalisation, provenance, metrics mappings; parts a mapping of part name ->
+    {file (inside the bundle), sha256, inputs, outputs: [{name, shape: [null | int >= 1, ...]}]}, a
+    ``*_head``'s output (None, len(class_names)), an ``embedding`` output (None, embedding_dim);
+    text_queries (optional) phrases, labels and (Q, embedding_dim) finite embeddings, Q = labels."""
+    def bad(key: str, msg: str) -> BundleError:
+        return BundleError(f"{meta_path}: {key}: {msg}")
+
     if not isinstance(meta, dict):
         raise BundleError(f"{meta_path}: expected a mapping of keys")
     missing = [k for k in REQUIRED_KEYS if k not in meta]
     if missing:
         raise BundleError(f"{meta_path}: missing keys {missing}")
-    if meta["format_version"] != FORMAT_VERSION:
-        raise BundleError(f"{meta_path}: format_version {meta['format_version']} is not supported (this reads {FORMAT_VERSION})")
-    for name, part in meta["parts"].items():
-        f = root / str(part.get("file", ""))
-        if not f.is_file():
-            raise BundleError(f"{f}: part {name!r} listed in model.yaml is missing")
-        digest = sha256_file(f)
-        if digest != part.get("sha256"):
-            raise BundleError(f"{f}: sha256 {digest[:16]}... does not match model.yaml ({str(part.get('sha256'))[:16]}...): "
-                              "the file is corrupt or from another export")
-    try:
-        layout = ImuLayout.from_dict(meta["imu_layout"])
-    except (ImuLayoutError, TypeError) as e:
-        raise BundleError(f"{meta_path}: imu_layout: {e}") from None
-    return Bundle(root, meta, layout)
+    v = meta["format_version"]
+    if isinstance(v, bool) or v != FORMAT_VERSION:
+        raise BundleError(f"{meta_path}: format_version {_short(v)} is not supported (this reads {FORMAT_VERSION})")
+    for key in ("model_id", "preset"):
+        if not isinstance(meta[key], str) or not meta[key].strip():
+            raise bad(key, f"expected a non-empty string, got {_short(meta[key])}")
+    classes = _names(meta["class_names"], "class_names", bad, distinct=True)
+    _positive(meta["fps"], "fps", bad, MAX_FPS)
+    _positive(meta["temperature"], "temperature", bad)
+    for key in ("window", "points_per_frame", "embedding_dim"):
+        _int(meta[key], key, bad)
+    dim = meta["embedding_dim"]
+    for key in ("normalisation", "imu_layout", "metrics"):
+        _mapping(meta[key], key, bad)
+    prov = _mapping(meta["provenance"], "provenance", bad)
+    config = _mapping(prov.get("config", {}), "provenance.config", bad)
+    pc = _mapping(config.get("pointcloud", {}), "provenance.config.pointcloud", bad)
+    if not isinstance(pc.get("temporal_padding", []), list):
+        raise bad("provenance.config.pointcloud.temporal_padding", f"expected a list, got {_short(pc['temporal_padding'])}")
+    parts = _mapping(meta["parts"], "parts", bad)
+    if not parts:
+        raise bad("parts", "lists no part")
+    for name, part in parts.items():
+        where = f"parts.{name}"
+        _mapping(part, where, bad)
+        if not _inside(part.get("file")):
+            raise bad(f"{where}.file", f"expected a file name inside the bundle, got {_short(part.get('file'))}")
+        if not isinstance(part.get("sha256"), str) or not _SHA256.fullmatch(part["sha256"]):
+            raise bad(f"{where}.sha256", f"expected the file's sha256 (64 hex digits), got {_short(part.get('sha256'))}")
+        for kind in ("inputs", "outputs"):
+            tensors = part.get(kind)
+            if not isinstance(tensors, list) or not tensors:
+                raise bad(f"{where}.{kind}", f"expected a non-empty list of {{name, shape}}, got {_short(tensors)}")
+            for i, t in enumerate(tensors):
+                tw = f"{where}.{kind}[{i}]"
+                if not isinstance(t, dict):
+                    raise bad(tw, f"expected a mapping {{name, shape}}, got {_short(t)}")
+                if not isinstance(t.get("name"), str) or not t["name"]:
+                    raise bad(f"{tw}.name", f"expected a tensor name, got {_short(t.get('name'))}")
+                shape = t.get("shape")
+                if not isinstance(shape, list) or not shape:
+                    raise bad(f"{tw}.shape", f"expected a list of dimensions (null = any), got {_short(shape)}")
+                for j, d in enumerate(shape):
+                    if d is not None:
+                        _int(d, f"{tw}.shape[{j}]", bad)
+                if t["name"] == "embedding" and kind == "outputs" and shape != [None, dim]:
+                    raise bad(f"{tw}.shape", f"an embedding output is [null, embedding_dim] = [null, {dim}], got {shape}")
+        if name.endswith("_head"):
+            shape = part["outputs"][0]["shape"]
+            if len(shape) != 2 or shape[1] != len(classes):
+                raise bad(f"{where}.outputs[0].shape", f"the head's output {shape} does not give one score per class: "
+                                                      f"class_names lists {len(classes)} (expected [null, {len(classes)}])")
+    _check_text_queries(meta.get("text_queries"), dim, bad)
+
+
+def _check_text_queries(q, dim: int, bad) -> None:
+    if q is None:
+        return
+    _mapping(q, "text_queries", bad)
+    if not q:
+        return
+    phrases = _names(q.get("phrases"), "text_queries.phrases", bad)
+    labels = _names(q.get("labels", phrases), "text_queries.labels", bad)
+    if len(labels) != len(phrases):
+        raise bad("text_queries.labels", f"{len(labels)} labels for {len(phrases)} phrases")
+    emb = q.get("embeddings")
+    n = len(labels)
+    if not isinstance(emb, list) or len(emb) != n:
+        raise bad("text_queries.embeddings", f"expected {n} rows (one per phrase) of {dim} numbers, "
+                                             f"got {len(emb) if isinstance(emb, list) else _short(emb)}")
+    if n * dim > MAX_QUERY_NUMBERS:
+        raise bad("text_queries.embeddings", f"{n} x {dim} numbers, more than {MAX_QUERY_NUMBERS}")
+    for i, row in enumerate(emb):
+        if not isinstance(row, list) or len(row) != dim:
+            raise bad(f"text_queries.embeddings[{i}]", f"expected {dim} numbers (embedding_dim), got "
+                                                       f"{len(row) if isinstance(row, list) else _short(row)}")
+        for j, x in enumerate(row):
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                raise bad(f"text_queries.embeddings[{i}][{j}]", f"expected a number, got {_short(x)}")
+            if not -_F32_MAX <= x <= _F32_MAX:      # NaN fails too; a huge integer compares exactly
+                raise bad(f"text_queries.embeddings[{i}][{j}]", f"{_short(x)} is not finite in float32")
 
 
 def _same_shape(declared: list, onnx_shape: list) -> bool:

@@ -15,7 +15,11 @@ both use this one implementation, with despite_core's window label rule.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import math
+import re
+import reprlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -200,29 +204,126 @@ class GroundTruth:
 
     @classmethod
     def from_sidecar(cls, path: Path, class_names: list[str]) -> "GroundTruth":
-        if not path.is_file():
-            raise LabelError(f"{path}: label file not found")
-        if path.suffix.lower() == ".json":
-            rows = json.loads(path.read_text())
-        else:
-            with path.open(newline="") as f:
-                rows = list(csv.DictReader(f))
+        """The labelled segments of a label file: CSV with a header, or a JSON list of objects, each
+        row ``start``, ``end`` (message stamps, seconds since the epoch), ``label`` (a class of the
+        model) and optionally ``person`` (an id or ``person_<id>``; none: whoever is there).
+        Anything else is a :class:`LabelError` naming the file (and the 1-based row): a file over
+        :data:`SIDECAR_MAX_BYTES`, not UTF-8 (a UTF-8 BOM is fine), not CSV / JSON, rows that are not
+        objects, times that are not finite seconds in ``0..SIDECAR_MAX_S``, and a file with no
+        labelled segment at all (callers would otherwise fall back to the bag's label topic)."""
+        path = Path(path)
         gt = cls(list(class_names))
-        for i, r in enumerate(rows):
-            try:
-                start, end, label = float(r["start"]), float(r["end"]), str(r["label"]).strip()
-            except (KeyError, TypeError, ValueError):
-                raise LabelError(f"{path}: row {i + 1} needs start, end (seconds) and label; got {r}") from None
+        for i, r in enumerate(_sidecar_rows(path)):
+            where = f"{path}: row {i + 1}"
+            if not isinstance(r, dict):
+                raise LabelError(f"{where}: expected an object with start, end (seconds) and label; got {_short(r)}")
+            if r.get("start") is None or r.get("end") is None or r.get("label") is None:
+                raise LabelError(f"{where} needs start, end (seconds) and label; got {_short(r)}")
+            start, end = _seconds(where, "start", r["start"]), _seconds(where, "end", r["end"])
+            if not isinstance(r["label"], str):
+                raise LabelError(f"{where}: label must be a class name (text); got {_short(r['label'])}")
+            label = r["label"].strip()
             if label not in class_names:
-                raise LabelError(f"{path}: row {i + 1}: label {label!r} is not a class of the model {class_names}")
+                raise LabelError(f"{where}: label {_short(label)} is not a class of the model {class_names}")
             if end <= start:
-                raise LabelError(f"{path}: row {i + 1}: end {end} is not after start {start}")
-            who = str(r.get("person") or "").strip()
-            person = person_of(who) if who else None
-            if person is not None and person < 0:
-                raise LabelError(f"{path}: row {i + 1}: person {who!r} is not a person id or person_<id>")
-            gt.segments.append((int(round(start * NS)), int(round(end * NS)), class_names.index(label), person))
+                raise LabelError(f"{where}: end {end} is not after start {start}")
+            gt.segments.append((int(round(start * NS)), int(round(end * NS)), class_names.index(label),
+                                _sidecar_person(where, r.get("person"))))
+        if not gt.segments:
+            raise LabelError(f"{path}: the label file holds no labelled segments (empty, or a header only); "
+                             "give rows of start, end (seconds) and label")
         return gt
+
+
+SIDECAR_MAX_BYTES = 50 * 1024 * 1024    # a label file larger than this is refused, unread
+# Times are message stamps in seconds since the epoch, kept as int64 nanoseconds like the bag's:
+# 0 <= t <= 9.2e9 s (up to the year 2262, where int64 nanoseconds end).
+SIDECAR_MAX_S = 9.2e9
+_PERSON_DIGITS = re.compile(r"[0-9]{1,9}")
+_SHORT = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlist, _SHORT.maxdict = 2, 60, 60, 6, 6
+_JSON_TYPES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+               bool: "a boolean", type(None): "null"}
+
+
+def _short(value) -> str:
+    """A bounded repr of a value from a label file, for error messages."""
+    return _SHORT.repr(value)
+
+
+def _sidecar_rows(path: Path) -> list:
+    """A label file's rows (dicts for CSV; whatever the JSON list holds), or a LabelError."""
+    if not path.is_file():
+        raise LabelError(f"{path}: label file not found")
+    try:
+        size = path.stat().st_size
+        if size > SIDECAR_MAX_BYTES:
+            raise LabelError(f"{path}: the label file has {size} bytes, more than the {SIDECAR_MAX_BYTES} "
+                             "a label file may have")
+        data = path.read_bytes()
+    except OSError as e:
+        raise LabelError(f"{path}: cannot read the label file ({e.strerror or e})") from None
+    if len(data) > SIDECAR_MAX_BYTES:
+        raise LabelError(f"{path}: the label file has more than the {SIDECAR_MAX_BYTES} bytes a label file may have")
+    try:
+        text = data.decode("utf-8-sig")         # spreadsheets put a BOM at the start of a UTF-8 CSV
+    except UnicodeDecodeError as e:
+        raise LabelError(f"{path}: not UTF-8 text (byte {e.start} is {data[e.start:e.start + 1]!r}); "
+                         "save the label file as UTF-8") from None
+    if path.suffix.lower() == ".json":
+        try:
+            rows = json.loads(text)
+        except RecursionError:
+            raise LabelError(f"{path}: not a label file: JSON nested too deeply") from None
+        except ValueError as e:                  # JSONDecodeError, or a number of over 4300 digits
+            raise LabelError(f"{path}: not valid JSON ({str(e)[:200]})") from None
+        if not isinstance(rows, list):
+            raise LabelError(f"{path}: expected a JSON list of objects with start, end (seconds) and label; "
+                             f"got {_JSON_TYPES.get(type(rows), type(rows).__name__)}")
+        return rows
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    rows: list = []
+    header = False
+    try:
+        reader.fieldnames                        # reads the header row
+        header = True
+        rows.extend(reader)
+    except csv.Error as e:                       # a field over the csv module's size limit, ...
+        at = f"row {len(rows) + 1}" if header else "the header"
+        raise LabelError(f"{path}: {at}: not valid CSV ({e})") from None
+    return rows
+
+
+def _seconds(where: str, key: str, value) -> float:
+    """A row's time in seconds: a finite number (or its text) within 0..SIDECAR_MAX_S."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise LabelError(f"{where}: {key} must be a number of seconds; got {_short(value)}")
+    try:
+        t = float(value)
+    except OverflowError:                        # an integer beyond the float range
+        t = None
+    except ValueError:
+        raise LabelError(f"{where}: {key} {_short(value)} is not a number of seconds") from None
+    if t is not None and not math.isfinite(t):
+        raise LabelError(f"{where}: {key} {_short(value)} is not a finite number of seconds")
+    if t is None or not 0.0 <= t <= SIDECAR_MAX_S:
+        raise LabelError(f"{where}: {key} {_short(value) if t is None else f'{t:g}'} s is outside 0..{SIDECAR_MAX_S:g} s "
+                         "(times are message stamps in seconds since the epoch, as in the bag's headers)")
+    return t
+
+
+def _sidecar_person(where: str, value) -> int | None:
+    """A row's person: None (whoever is there) when absent or empty, else an id or person_<id>."""
+    if not value:
+        return None
+    who = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if isinstance(who, str):
+        who = who.strip()
+        if not who:
+            return None
+        if _PERSON_DIGITS.fullmatch(who.rsplit("_", 1)[-1]):      # ASCII digits, at most 9
+            return person_of(who)
+    raise LabelError(f"{where}: person {_short(value)} is not a person id or person_<id>")
 
 
 DISTANCE_BANDS = ((0.0, 5.0), (5.0, 10.0), (10.0, 15.0), (15.0, float("inf")))
