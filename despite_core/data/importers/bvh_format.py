@@ -128,8 +128,10 @@ def parse_bvh(text: str, path: str = "<string>") -> BvhMotion:
     """Parse BVH text. Errors name ``path`` and the line (and frame for motion rows)."""
     lines = text.splitlines()
     joints: list[BvhJoint] = []
+    names: set[str] = set()                # joint names so far (a rig may have 10^5 joints)
     end_sites: list[tuple[int, np.ndarray]] = []
     stack: list[tuple[str, int]] = []      # ("joint", index) or ("end", index into end_sites)
+    with_channels: set[int] = set()        # joints whose CHANNELS line has been read
     pending: tuple[str, int] | None = None
     n_channels = 0
     seen_hierarchy = False
@@ -156,10 +158,11 @@ def parse_bvh(text: str, path: str = "<string>") -> BvhMotion:
                     raise ImporterError(f"{where}: JOINT {name!r} outside any joint block")
                 if up == "ROOT" and stack:
                     raise ImporterError(f"{where}: ROOT {name!r} inside another joint's block")
-                if name in (j.name for j in joints):
+                if name in names:
                     raise ImporterError(f"{where}: joint name {name!r} used twice")
                 parent = stack[-1][1] if stack else -1
                 joints.append(BvhJoint(name, parent, np.zeros(3)))
+                names.add(name)
                 pending = ("joint", len(joints) - 1)
                 k += 1 + brace
             elif up == "END":
@@ -187,6 +190,8 @@ def parse_bvh(text: str, path: str = "<string>") -> BvhMotion:
                 if len(toks) < k + 4:
                     raise ImporterError(f"{where}: OFFSET needs 3 numbers on its line")
                 off = np.array([as_float(t, where, "OFFSET value") for t in toks[k + 1:k + 4]])
+                if not np.all(np.isfinite(off)):
+                    raise ImporterError(f"{where}: OFFSET {' '.join(toks[k + 1:k + 4])} is not finite")
                 kind, idx = stack[-1]
                 if kind == "joint":
                     joints[idx].offset = off
@@ -200,17 +205,21 @@ def parse_bvh(text: str, path: str = "<string>") -> BvhMotion:
                     n = int(toks[k + 1])
                 except (IndexError, ValueError):
                     raise ImporterError(f"{where}: CHANNELS must be followed by a channel count") from None
-                names = toks[k + 2:k + 2 + n]
-                if len(names) != n:
-                    raise ImporterError(f"{where}: CHANNELS {n} lists {len(names)} channel names on its line")
+                listed = toks[k + 2:k + 2 + n]
+                if len(listed) != n:
+                    raise ImporterError(f"{where}: CHANNELS {n} lists {len(listed)} channel names on its line")
                 canon = []
-                for c in names:
+                for c in listed:
                     if c.lower() not in _CHANNELS:
                         raise ImporterError(f"{where}: unknown channel {c!r}; known: {sorted(_CHANNELS.values())}")
                     canon.append(_CHANNELS[c.lower()])
                 if len(set(canon)) != len(canon):
-                    raise ImporterError(f"{where}: a channel is listed twice in {names}")
+                    raise ImporterError(f"{where}: a channel is listed twice in {listed}")
                 j = joints[stack[-1][1]]
+                if stack[-1][1] in with_channels:
+                    # a second CHANNELS line would leave the first one's columns unaccounted for
+                    raise ImporterError(f"{where}: joint {j.name!r} has a second CHANNELS line")
+                with_channels.add(stack[-1][1])
                 j.channels, j.channel_start = tuple(canon), n_channels
                 n_channels += n
                 k += 2 + n
@@ -247,10 +256,13 @@ def parse_bvh(text: str, path: str = "<string>") -> BvhMotion:
     except ValueError:
         raise ImporterError(f"{path}: 'Frames: {header['frames']}' is not an integer") from None
     frame_time = as_float(header["frame time"], f"{path}: MOTION", "Frame Time")
-    if not frame_time > 0:
-        raise ImporterError(f"{path}: Frame Time must be positive, got {frame_time}")
+    if not (frame_time > 0 and np.isfinite(frame_time) and np.isfinite(1.0 / frame_time)):
+        raise ImporterError(f"{path}: Frame Time must be a positive number of seconds with a finite "
+                            f"frame rate, got {header['frame time']!r}")
     if n_frames < 1:
         raise ImporterError(f"{path}: 'Frames: {n_frames}': a motion needs at least one frame")
+    if not np.isfinite(frame_time * (n_frames - 1)):
+        raise ImporterError(f"{path}: {n_frames} frames of {frame_time:g} s overflow the clock")
 
     rows = [(ln + 1, s) for ln, s in enumerate(lines[i:], start=i) if s.strip()]
     if len(rows) < n_frames:
@@ -268,7 +280,7 @@ def parse_bvh(text: str, path: str = "<string>") -> BvhMotion:
                                     f"declares {n_channels} channels")
             for t in toks:
                 as_float(t, f"{path}: line {ln} (frame {f})", "channel value")
-        raise AssertionError("unreachable")
+        raise ImporterError(f"{path}: the motion rows do not read as {n_frames} x {n_channels} numbers")
     values = values.reshape(n_frames, n_channels)
     if not np.all(np.isfinite(values)):
         f, c = np.argwhere(~np.isfinite(values))[0]

@@ -333,4 +333,15 @@ def bvh_to_kinematics(motion: BvhMotion, unit_scale: float | None = None, up_axi
     m = UP_AXIS_TO_Z_UP[up_axis]
     positions = scale * np.einsum("ij,fkj->fki", m, p)
     rotations = np.einsum("ij,fkjl->fkil", m, r)
+    if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(rotations))):
+        # Finite but huge offsets or position channels (1e308 rig units) overflow on the way.
+        bad = ~np.isfinite(positions).all(axis=(1, 2)) | ~np.isfinite(rotations).all(axis=(1, 2, 3))
+        f = int(np.argmax(bad))
+        raise ImporterError(f"{motion.path}: frame {f}: the joint positions overflow (OFFSET or channel "
+                            f"values too large: the largest is {_largest(motion):.3g})")
     return Kinematics(times=motion.times, positions=positions, rotations=rotations)
+
+
+def _largest(motion: BvhMotion) -> float:
+    offsets = [np.abs(j.offset).max() for j in motion.joints] + [np.abs(o).max() for _, o in motion.end_sites]
+    return float(max(offsets + [np.abs(motion.values).max() if motion.values.size else 0.0]))

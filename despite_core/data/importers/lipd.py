@@ -12,6 +12,9 @@ sequence contiguous and in order, a new sequence starting wherever ``seq_path`` 
 ``gt_joint``  (24, 3) SMPL joints, metres, same world as the points
 ``seq_path``  the sequence's path; ``gt``, ``gt_r``, ``trans`` are not imported
 
+The pickles are read by a restricted unpickler (:func:`load_lipd_pickle`): lists, dicts, str,
+numbers and numpy arrays of plain types only; a pickle naming any other global is refused, not run.
+
 IMU slots: left_forearm, right_forearm, left_lower_leg, right_lower_leg, head (inferred, not
 confirmed by the authors), pelvis. DeSPITE uses the first four (LIPD_SITES). The acceleration
 convention is NOT documented by LIPD: following DIP/TransPose, which LIPD's synthetic subsets are
@@ -86,28 +89,275 @@ def lipd_layout(all_sites: bool = False, acc_frame: str = "world", gravity: str 
 
 
 # ----------------------------------------------------------------------------------------- pickles
+#
+# A pickle is a program: plain ``pickle.load`` calls whatever global the file names (os.system
+# included). LIPD pickles hold only lists and dicts of str, numbers and numpy arrays, so they are
+# read with :class:`_LipdUnpickler`, whose ``find_class`` admits exactly the globals numpy's and
+# Python's own pickles of those need, and nothing else. Even numpy's real reconstruction helpers
+# are not handed out: given crafted arguments, ``ndarray.__setstate__`` crashes the interpreter
+# (an object array whose list is shorter than its shape), ``numpy.ndarray(shape)`` allocates
+# whatever the file asks, and ``numpy.dtype('f8', False, False)`` is numpy's shared float64 on
+# which the pickle would call ``__setstate__``. Each admitted name is a stand-in below that checks
+# its arguments and builds only plain arrays, dtypes and scalars whose size is bounded by the
+# bytes actually in the file.
+
+_MAX_NDIM = 32
+# Data types a LIPD pickle may hold: booleans, integers, floats, str/bytes and objects (arrays of
+# Python objects, checked element by element like any other value). No structured, subarray,
+# complex, datetime or void types.
+_DTYPE_KINDS = "biufUSO"
+
+
+class _Forbidden(pickle.UnpicklingError):
+    """A pickle asks for a global the LIPD reader does not admit."""
+
+
+class _Admitted:
+    """One admitted global: a callable stand-in that takes no pickle state (``BUILD`` on it fails
+    rather than setting attributes on a module-level object)."""
+
+    __slots__ = ("_name", "_call")
+
+    def __init__(self, name: str, call) -> None:
+        self._name, self._call = name, call
+
+    def __call__(self, *args):
+        if self._call is None:
+            raise pickle.UnpicklingError(f"{self._name} is only admitted as an argument of numpy's "
+                                         f"array reconstruction, not as a callable")
+        return self._call(*args)
+
+    def __setstate__(self, state) -> None:
+        raise pickle.UnpicklingError(f"{self._name} takes no pickle state")
+
+    def __repr__(self) -> str:
+        return f"<admitted {self._name}>"
+
+
+_NDARRAY = _Admitted("numpy.ndarray", None)
+
+
+class _DtypeSpec:
+    """What ``numpy.dtype(spec, align, copy)`` plus its ``BUILD`` state describe, checked; the
+    real dtype is only made by :meth:`resolve`."""
+
+    __slots__ = ("spec", "byteorder", "elsize")
+
+    def __init__(self, spec=None, align=False, copy=False) -> None:
+        if not isinstance(spec, str) or len(spec) > 12 or not isinstance(align, bool) or not isinstance(copy, bool):
+            raise pickle.UnpicklingError(f"numpy.dtype({_short_repr(spec)}, {_short_repr(align)}, "
+                                         f"{_short_repr(copy)}): not a plain data type")
+        self.spec, self.byteorder, self.elsize = spec, "=", -1
+        self.resolve()
+
+    def __setstate__(self, state) -> None:
+        # numpy's dtype state: (3, byteorder, subarray, names, fields, elsize, alignment, flags)
+        # (version 4 adds metadata last).
+        if (not isinstance(state, tuple) or len(state) not in (8, 9) or state[0] not in (3, 4)
+                or state[1] not in ("<", ">", "|", "=") or any(s is not None for s in state[2:5])
+                or not all(type(v) is int for v in state[5:8])
+                or (len(state) == 9 and state[8] is not None and not (type(state[8]) is dict and not state[8]))):
+            raise pickle.UnpicklingError(f"dtype {self.spec!r}: state {_short_repr(state)} is not that "
+                                         f"of a plain data type")
+        self.byteorder, self.elsize = state[1], state[5]
+        self.resolve()
+
+    def resolve(self) -> np.dtype:
+        try:
+            dt = np.dtype(self.spec)
+        except (TypeError, ValueError, OverflowError) as e:
+            raise pickle.UnpicklingError(f"dtype {self.spec!r}: {e}") from None
+        if dt.kind not in _DTYPE_KINDS or dt.fields is not None or dt.subdtype is not None:
+            raise pickle.UnpicklingError(f"dtype {self.spec!r} (kind {dt.kind!r}) is not admitted in a LIPD "
+                                         f"pickle (booleans, integers, floats, strings and objects only)")
+        if self.elsize not in (-1, dt.itemsize):
+            raise pickle.UnpicklingError(f"dtype {self.spec!r}: state says {self.elsize} bytes per item, "
+                                         f"the type has {dt.itemsize}")
+        if self.byteorder in "<>" and dt.byteorder != "|":
+            dt = dt.newbyteorder(self.byteorder)
+        return dt
+
+
+def _as_dtype(d) -> np.dtype:
+    if not isinstance(d, _DtypeSpec):
+        raise pickle.UnpicklingError(f"expected a numpy.dtype, got {type(d).__name__}")
+    return d.resolve()
+
+
+def _short_repr(v) -> str:
+    r = repr(v) if isinstance(v, (str, bytes, int, float, bool, type(None))) else f"<{type(v).__name__}>"
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+def _shape(shape) -> tuple[int, ...]:
+    if (not isinstance(shape, tuple) or len(shape) > _MAX_NDIM
+            or not all(type(d) is int and d >= 0 for d in shape)):
+        raise pickle.UnpicklingError(f"array shape {_short_repr(shape)} is not a tuple of at most "
+                                     f"{_MAX_NDIM} non-negative integers")
+    return shape
+
+
+def _count(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _buffer_of(data, what: str) -> memoryview:
+    if isinstance(data, (bytes, bytearray, pickle.PickleBuffer)):
+        return memoryview(data).cast("B")
+    raise pickle.UnpicklingError(f"{what}: expected bytes, got {type(data).__name__}")
+
+
+class _UnpickledArray(np.ndarray):
+    """An array being unpickled: its ``__setstate__`` checks numpy's array state against the bytes
+    (or list of objects) it carries before numpy sees it. Behaves as a plain ndarray;
+    :func:`load_lipd_pickle` hands out frame fields as plain ndarray views."""
+
+    def __setstate__(self, state) -> None:
+        if not isinstance(state, tuple) or len(state) not in (4, 5) or (len(state) == 5 and state[0] != 1):
+            raise pickle.UnpicklingError(f"array state {_short_repr(state)} is not numpy's "
+                                         f"(version, shape, dtype, is_fortran, data)")
+        shape, dspec, fortran, data = state[-4:]
+        shape, dt = _shape(shape), _as_dtype(dspec)
+        if not isinstance(fortran, (bool, int)):
+            raise pickle.UnpicklingError(f"array state: is_fortran is a {type(fortran).__name__}")
+        n = _count(shape)
+        if dt.hasobject:
+            if not isinstance(data, list) or len(data) != n:
+                got = f"{len(data)} items" if isinstance(data, list) else f"a {type(data).__name__}"
+                raise pickle.UnpicklingError(f"object array of shape {shape} needs a list of {n} items, got {got}")
+        else:
+            buf = _buffer_of(data, "array data")
+            if dt.itemsize == 0 and n:
+                raise pickle.UnpicklingError(f"array of shape {shape} of the zero-size type {dt}")
+            if buf.nbytes != n * dt.itemsize:
+                raise pickle.UnpicklingError(f"array of shape {shape} and type {dt} needs {n * dt.itemsize} "
+                                             f"bytes, the pickle holds {buf.nbytes}")
+            data = bytes(buf)
+        np.ndarray.__setstate__(self, (1, shape, dt, bool(fortran), data))
+
+
+def _reconstruct(subtype=None, shape=None, typecode=None):
+    # numpy's ndarray.__reduce__: _reconstruct(ndarray, (0,), b'b') then BUILD with the state.
+    if subtype is not _NDARRAY:
+        raise pickle.UnpicklingError("numpy _reconstruct of something other than numpy.ndarray")
+    _shape(shape)
+    return np.ndarray.__new__(_UnpickledArray, (0,), np.int8)
+
+
+def _frombuffer(buf=None, dspec=None, shape=None, order="C"):
+    # numpy's protocol-5 reduction of a contiguous array: _frombuffer(buffer, dtype, shape, order).
+    view, dt, shape = _buffer_of(buf, "array buffer"), _as_dtype(dspec), _shape(shape)
+    if dt.hasobject or order not in ("C", "F"):
+        raise pickle.UnpicklingError(f"numpy _frombuffer of type {dt} in order {_short_repr(order)}")
+    n = _count(shape)
+    if (dt.itemsize == 0 and n) or view.nbytes != n * dt.itemsize:
+        raise pickle.UnpicklingError(f"array of shape {shape} and type {dt} needs {n * dt.itemsize} "
+                                     f"bytes, the buffer holds {view.nbytes}")
+    a = np.frombuffer(bytes(view), dtype=dt) if n else np.empty(0, dt)
+    return a.reshape(shape, order=order).view(_UnpickledArray)
+
+
+def _scalar(dspec=None, data=None):
+    # numpy's scalar reduction: scalar(dtype, bytes). Returned as the Python value (str, int,
+    # float, bool), which takes no pickle state.
+    dt = _as_dtype(dspec)
+    if dt.hasobject:
+        raise pickle.UnpicklingError("numpy scalar of object type")
+    view = _buffer_of(data, "numpy scalar data")
+    if view.nbytes != dt.itemsize:
+        raise pickle.UnpicklingError(f"numpy scalar of type {dt} needs {dt.itemsize} bytes, got {view.nbytes}")
+    return np.frombuffer(bytes(view), dtype=dt)[0].item() if dt.itemsize else dt.type().item()
+
+
+def _encode(text=None, encoding="latin1"):
+    # Python 3's protocol-2 pickle of bytes: _codecs.encode(str, 'latin1').
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise pickle.UnpicklingError(f"_codecs.encode is admitted for latin1 text only, got "
+                                     f"{type(text).__name__} {_short_repr(encoding)}")
+    return text.encode("latin1")
+
+
+def _container(kind):
+    def make(items=()):
+        if not isinstance(items, (list, tuple)):
+            raise pickle.UnpicklingError(f"builtins.{kind.__name__} of a {type(items).__name__}")
+        return kind(items)
+    return make
+
+
+_ADMITTED: dict[tuple[str, str], _Admitted] = {
+    ("numpy", "ndarray"): _NDARRAY,
+    ("numpy", "dtype"): _Admitted("numpy.dtype", _DtypeSpec),
+    ("_codecs", "encode"): _Admitted("_codecs.encode", _encode),
+}
+for _builtins in ("builtins", "__builtin__"):      # protocols 0-2 write Python 2's module name
+    _ADMITTED[(_builtins, "set")] = _Admitted("builtins.set", _container(set))
+    _ADMITTED[(_builtins, "frozenset")] = _Admitted("builtins.frozenset", _container(frozenset))
+    _ADMITTED[(_builtins, "bytes")] = _Admitted("builtins.bytes", lambda: b"")   # protocols 0-2's b''
+for _core in ("numpy._core", "numpy.core"):        # numpy >= 2 and numpy 1.x pickles
+    _ADMITTED[(f"{_core}.multiarray", "_reconstruct")] = _Admitted("numpy _reconstruct", _reconstruct)
+    _ADMITTED[(f"{_core}.multiarray", "scalar")] = _Admitted("numpy scalar", _scalar)
+    _ADMITTED[(f"{_core}.numeric", "_frombuffer")] = _Admitted("numpy _frombuffer", _frombuffer)
+ADMITTED_GLOBALS = tuple(sorted(f"{m}.{n}" for m, n in _ADMITTED))
+
+
+class _LipdUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that resolves only :data:`ADMITTED_GLOBALS` (to checked stand-ins)."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _ADMITTED[(module, name)]
+        except (KeyError, TypeError):
+            raise _Forbidden(f"{module}.{name}") from None
+
+    def persistent_load(self, pid):
+        raise pickle.UnpicklingError("persistent ids are not supported")
+
+
+# What a corrupt pickle can make the C unpickler or the stand-ins raise.
+_UNPICKLE_ERRORS = (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError,
+                    KeyError, OverflowError, MemoryError, RecursionError)
+
+
+def _type_name(v: Any) -> str:
+    return "ndarray" if isinstance(v, np.ndarray) else type(v).__name__
+
 
 def load_lipd_pickle(path: str | Path) -> list[dict]:
     """Load one subset pickle and check it is a list of per-frame dicts.
 
-    Pickles execute code when loaded: open only LIPD files from a source you trust.
+    Only lists, dicts, tuples, sets, str, bytes, numbers and numpy arrays / scalars of plain types
+    are read (:data:`ADMITTED_GLOBALS`); a pickle naming any other global (a class, a function
+    such as ``os.system``) is refused with an :class:`ImporterError` before anything in it runs.
     """
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            data = pickle.load(f)
+            data = _LipdUnpickler(f).load()
     except FileNotFoundError:
         raise ImporterError(f"{path}: no such LIPD pickle") from None
-    except ModuleNotFoundError as e:
-        raise ImporterError(f"{path}: cannot unpickle, it needs the Python module {e.name!r}") from None
-    except (pickle.UnpicklingError, EOFError, AttributeError, ValueError, TypeError) as e:
-        raise ImporterError(f"{path}: not a readable pickle ({type(e).__name__}: {e})") from None
+    except IsADirectoryError:
+        raise ImporterError(f"{path}: is a directory, not a LIPD pickle") from None
+    except OSError as e:
+        raise ImporterError(f"{path}: cannot read ({e.strerror or e})") from None
+    except _Forbidden as e:
+        raise ImporterError(f"{path}: refused: the pickle asks for the global {e}, which LIPD files do not "
+                            f"hold (admitted: {', '.join(ADMITTED_GLOBALS)}); a pickle naming other "
+                            f"globals can run code, so it is not loaded") from None
+    except _UNPICKLE_ERRORS as e:
+        raise ImporterError(f"{path}: not a readable pickle ({type(e).__name__}: {str(e)[:200]})") from None
     if not isinstance(data, list):
-        raise ImporterError(f"{path}: expected a list of per-frame dicts, found {type(data).__name__}")
+        raise ImporterError(f"{path}: expected a list of per-frame dicts, found {_type_name(data)}")
     for k, item in enumerate(data):
         if not isinstance(item, dict):
-            raise ImporterError(f"{path}: item {k} is a {type(item).__name__}, expected a per-frame dict "
+            raise ImporterError(f"{path}: item {k} is a {_type_name(item)}, expected a per-frame dict "
                                 f"(keys pc, imu_ori, imu_acc, gt_joint, seq_path)")
+        for key, value in item.items():
+            if type(value) is _UnpickledArray:
+                item[key] = value.view(np.ndarray)
     if not data:
         raise ImporterError(f"{path}: the pickle holds no frames")
     return data
@@ -156,15 +406,10 @@ def split_sequences(frames: list[dict], subset: str, source: Path, log: WarningL
     used: set[str] = set()
     start = 0
     for k in range(1, len(frames) + 1):
-        if k < len(frames):
-            if "seq_path" not in frames[k]:
-                raise ImporterError(f"{source}: item {k}: field 'seq_path' is missing")
-            if str(frames[k]["seq_path"]) == str(frames[start].get("seq_path")):
-                continue
+        if k < len(frames) and _seq_path(frames, k, source) == _seq_path(frames, start, source):
+            continue
         first = frames[start]
-        if "seq_path" not in first:
-            raise ImporterError(f"{source}: item {start}: field 'seq_path' is missing")
-        seq_path = str(first["seq_path"])
+        seq_path = _seq_path(frames, start, source)
         # DeSPITE names a sequence after its point-file path; frames whose clouds are inline
         # arrays only have seq_path to go by.
         pc = first.get("pc")
@@ -192,12 +437,22 @@ def split_sequences(frames: list[dict], subset: str, source: Path, log: WarningL
     return out
 
 
+def _seq_path(frames: list[dict], k: int, source: Path) -> str:
+    """Item ``k``'s ``seq_path``: a string (a list or number there would be a corrupt pickle)."""
+    if "seq_path" not in frames[k]:
+        raise ImporterError(f"{source}: item {k}: field 'seq_path' is missing")
+    value = frames[k]["seq_path"]
+    if not isinstance(value, str):
+        raise ImporterError(f"{source}: item {k}: field 'seq_path' is a {type(value).__name__}, expected a string")
+    return value
+
+
 def _array(frame: dict, key: str, size: int, shape: tuple[int, ...], where: str) -> np.ndarray:
     if key not in frame:
         raise ImporterError(f"{where}: field {key!r} is missing")
     try:
         a = np.asarray(frame[key], dtype=np.float32)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:   # OverflowError: an int beyond float range
         raise ImporterError(f"{where}: field {key!r} is not numeric ({e})") from None
     if a.size != size:
         raise ImporterError(f"{where}: field {key!r} has shape {a.shape} ({a.size} numbers), expected "
@@ -210,17 +465,21 @@ def read_points(pc: Any, root: Path, where: str) -> np.ndarray:
     if isinstance(pc, (str, Path)):
         s = str(pc)
         path = Path(s) if Path(s).is_absolute() else root / (s[2:] if s.startswith("./") else s)
-        if not path.is_file():
-            raise ImporterError(f"{where}: field 'pc': point file {path} does not exist "
-                                f"(relative paths in the pickles are taken from --root {root})")
-        size = path.stat().st_size
-        if size % 12:
-            raise ImporterError(f"{where}: field 'pc': point file {path} has {size} bytes, not a whole "
-                                f"number of float32 (x, y, z) points (12 bytes each)")
-        return np.fromfile(path, dtype="<f4").reshape(-1, 3)
+        try:
+            if not path.is_file():
+                raise ImporterError(f"{where}: field 'pc': point file {path} does not exist "
+                                    f"(relative paths in the pickles are taken from --root {root})")
+            size = path.stat().st_size
+            if size % 12:
+                raise ImporterError(f"{where}: field 'pc': point file {path} has {size} bytes, not a whole "
+                                    f"number of float32 (x, y, z) points (12 bytes each)")
+            return np.fromfile(path, dtype="<f4").reshape(-1, 3)
+        except OSError as e:     # a name too long, a directory without permission, ...
+            raise ImporterError(f"{where}: field 'pc': point file {str(path)[:300]} cannot be read "
+                                f"({e.strerror or e})") from None
     try:
         a = np.asarray(pc, dtype=np.float32)
-    except (TypeError, ValueError) as e:
+    except (TypeError, ValueError, OverflowError) as e:
         raise ImporterError(f"{where}: field 'pc' is neither a path nor a numeric array ({e})") from None
     if a.size % 3:
         raise ImporterError(f"{where}: field 'pc' holds {a.size} numbers (shape {a.shape}), not (N, 3)")

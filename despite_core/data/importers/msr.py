@@ -53,7 +53,10 @@ def parse_name(path: str | Path) -> tuple[int, int, int]:
     m = _NAME.match(Path(path).name)
     if not m:
         raise ImporterError(f"{path}: file name is not aXX_sYY_eZZ_sdepth.bin")
-    action, subject, take = (int(g) for g in m.groups())
+    try:
+        action, subject, take = (int(g) for g in m.groups())
+    except ValueError:           # over sys.get_int_max_str_digits() digits
+        raise ImporterError(f"{str(path)[:300]}: file name has numbers too long to read") from None
     if not 1 <= action <= len(MSR_CLASSES):
         raise ImporterError(f"{path}: action {action} is outside 1..{len(MSR_CLASSES)}")
     return action, subject, take
