@@ -165,7 +165,7 @@ def soak(minutes: float, rate: float = 20.0, beams: int = 128, people: int = 4, 
 
 DROPS = {"har_node": ("invalid", "decode_errors", "missing_periods", "duplicates", "backwards", "bad_stamps",
                       "stamps_held", "errors"),
-         "matching_node": ("invalid", "late", "duplicate", "backwards", "bad_embeddings", "errors")}
+         "matching_node": ("invalid", "late", "duplicate", "backwards", "bad_embeddings", "stale_batches", "errors")}
 
 
 def _minute(start: dict, now: float, pids: dict, sent: dict, arrivals: list, rss: dict, diag: dict) -> dict:

@@ -206,3 +206,124 @@ def test_har_node_open_vocabulary_labels_over_dds(tmp_path, monkeypatch):
         rclpy.try_shutdown(context=ctx)
         codes = proc.stop()
     assert codes["har_node"] in (0, -2), codes
+
+
+def test_matching_node_survives_hostile_input_over_dds(tmp_path, monkeypatch):
+    """A burst of every malformed Imu and Embedding class against a running matching_node: it keeps
+    running, counts each by cause, still matches the good messages sent in between, and its
+    diagnostics are OK again once the inputs are good."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from sensor_msgs.msg import Imu
+
+    from despite_core.runtime.inference import default_bundle_path, load_bundle
+    from despite_ros.bringup import Bringup, plan
+    from despite_ros.msg import Embedding, MatchArray
+    from despite_ros.nodes.har_node import to_time
+
+    sites = load_bundle(default_bundle_path()).imu_layout.sites
+    env = ros_env(tmp_path)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    proc = Bringup(plan({"wearers": "alice"}, overrides={"matching_node": {"providers": "cpu", "diagnostics_period": 0.5}},
+                        only=("matching_node",)), env=env, stdout=subprocess.DEVNULL).start()
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("matching_hostile", context=ctx)
+    matches, diags = [], []
+    node.create_subscription(MatchArray, "/despite/matches", matches.append, QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    node.create_subscription(DiagnosticArray, "/diagnostics", diags.append, 50)
+    imu_pub = {s: node.create_publisher(Imu, f"/alice/imu/{s}", qos_profile_sensor_data) for s in sites}
+    emb_pub = node.create_publisher(Embedding, "/despite/embeddings", QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE))
+    ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    rng = np.random.default_rng(0)
+
+    def spin(seconds):
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            ex.spin_once(timeout_sec=0.01)
+
+    def imu(t_ns, acc=9.81, q=(1.0, 0.0, 0.0, 0.0)):
+        m = Imu()
+        m.header.stamp = to_time(t_ns)
+        m.orientation.w, m.orientation.x, m.orientation.y, m.orientation.z = q
+        m.linear_acceleration.z = acc
+        return m
+
+    def embedding(t_ns, track=1, data=None, n=24, modality="pointcloud"):
+        e = Embedding()
+        e.header.stamp = to_time(t_ns)
+        e.modality, e.track_id = modality, track
+        e.frame_stamps = [to_time(t_ns - (n - 1 - k) * 10**8) for k in range(n)]
+        v = rng.normal(size=512).astype(np.float32) if data is None else data
+        e.data = (v / np.linalg.norm(v)).astype(np.float32).tolist() if data is None else list(map(float, v))
+        return e
+
+    def level(name="matching_node"):
+        return [(st.level, st.message) for d in diags for st in d.status if st.name.startswith(name)]
+
+    try:
+        deadline = time.monotonic() + 30
+        while (emb_pub.get_subscription_count() == 0 or any(p.get_subscription_count() == 0 for p in imu_pub.values())) \
+                and time.monotonic() < deadline:
+            ex.spin_once(timeout_sec=0.1)
+        assert emb_pub.get_subscription_count() > 0, "matching_node did not subscribe"
+        t0 = 100 * 10**9
+        for k in range(400):                                        # 4 s of good IMU, with hostile samples mixed in
+            t = t0 + k * 10**7
+            for s, p in imu_pub.items():
+                p.publish(imu(t))
+                if k % 50 == 7:
+                    p.publish(imu(t + 1, acc=float("nan")))          # not finite
+                    p.publish(imu(t + 2, acc=1e300))                 # beyond any sensor
+                    p.publish(imu(t + 3, q=(0.0, 0.0, 0.0, 0.0)))    # no orientation
+                if k == 7:
+                    p.publish(imu(t - 4 * 10**9))                    # far back in time: the history restarts
+            if k % 10 == 0:
+                spin(0.01)
+        bad = [embedding(t0 + 35 * 10**8, n=5), embedding(t0 + 35 * 10**8, modality="imu"),
+               embedding(t0 + 35 * 10**8, data=np.full(512, np.nan, np.float32)),
+               embedding(t0 + 35 * 10**8, data=np.zeros(512, np.float32)), embedding(t0 + 35 * 10**8, data=np.ones(3, np.float32))]
+        for e in bad:
+            emb_pub.publish(e)
+        for k in range(100, 120):                                   # IMU goes on, then good embeddings
+            t = t0 + 4 * 10**9 + (k - 100) * 10**7
+            for p in imu_pub.values():
+                p.publish(imu(t))
+        for j in range(5):
+            t_win = t0 + 30 * 10**8 + j * 3 * 10**8
+            emb_pub.publish(embedding(t_win, track=1))
+            emb_pub.publish(embedding(t_win, track=2))
+            spin(0.1)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and not matches:
+            spin(0.1)
+        assert matches and matches[-1].wearer_ids == ["alice"], "no MatchArray for the good embeddings"
+        assert proc.poll() is None, "matching_node died on hostile input"
+        # the drops are counted by cause
+        deadline = time.monotonic() + 10
+        values = {}
+        while time.monotonic() < deadline:
+            spin(0.2)
+            vals = [{kv.key: kv.value for kv in st.values} for d in diags for st in d.status if st.name.startswith("matching_node")]
+            if vals and int(vals[-1].get("bad_embeddings", 0)) >= 5:
+                values = vals[-1]
+                break
+        assert int(values.get("invalid", 0)) >= 3 * len(sites) and int(values.get("backwards", 0)) >= 1, values
+        assert int(values.get("bad_embeddings", 0)) == 5, values
+        # and the level is OK again after a period of good IMU
+        diags.clear()
+        t = t0 + 6 * 10**9
+        for k in range(200):                                        # 2 s of good IMU only
+            for p in imu_pub.values():
+                p.publish(imu(t + k * 10**7))
+            spin(0.01)
+        spin(0.6)
+        assert any(lv in (0, b"\x00") and m == "ok" for lv, m in level()), level()
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        codes = proc.stop()
+    assert codes["matching_node"] in (0, -2), codes

@@ -86,7 +86,7 @@ class MatchingNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
         self.pending: dict[int, dict] = {}
         self.counts = {"imu": 0, "late": 0, "invalid": 0, "duplicate": 0, "backwards": 0, "batches": 0,
-                       "embeddings": 0, "bad_embeddings": 0, "errors": 0}
+                       "embeddings": 0, "bad_embeddings": 0, "stale_batches": 0, "errors": 0}
         self.since = SinceLast()
         self.missing: dict[str, str] = {}
         self.times: list[float] = []
@@ -102,16 +102,30 @@ class MatchingNode(Node):
         if status != "ok":
             self.counts[status] += 1
 
+    MAX_PENDING = 32           # batches waiting for flush_delay; older ones are dropped (counted)
+    MAX_TRACKS = 64            # tracks in one batch
+
     def on_embedding(self, msg: Embedding) -> None:
-        if (msg.modality != "pointcloud" or len(msg.frame_stamps) != self.matcher.cfg.window
-                or len(msg.data) != self.embedding_dim):
+        data = np.asarray(msg.data, np.float32)
+        stamps = np.array([stamp_ns(s) for s in msg.frame_stamps], np.int64)
+        # one check of everything a batch relies on: a window of the bundle's length with increasing
+        # stamps ending at the header's, and a finite unit vector of the bundle's width
+        if (msg.modality != "pointcloud" or len(stamps) != self.matcher.cfg.window or len(data) != self.embedding_dim
+                or not np.all(np.diff(stamps) > 0) or stamps[-1] != stamp_ns(msg.header.stamp)
+                or not np.all(np.isfinite(data)) or abs(float(np.linalg.norm(data)) - 1.0) > 0.01):
+            self.counts["bad_embeddings"] += 1
+            return
+        key = stamp_ns(msg.header.stamp)
+        batch = self.pending.setdefault(key, {"tracks": {}, "frame": msg.header.frame_id})
+        if len(batch["tracks"]) >= self.MAX_TRACKS and msg.track_id not in batch["tracks"]:
             self.counts["bad_embeddings"] += 1
             return
         self.counts["embeddings"] += 1
-        batch = self.pending.setdefault(stamp_ns(msg.header.stamp), {"tracks": {}, "frame": msg.header.frame_id})
-        batch["tracks"][msg.track_id] = (np.array([stamp_ns(s) for s in msg.frame_stamps], np.int64),
-                                         np.asarray(msg.data, np.float32))
+        batch["tracks"][msg.track_id] = (stamps, data)
         batch["arrived"] = time.monotonic()
+        while len(self.pending) > self.MAX_PENDING:
+            del self.pending[min(self.pending)]
+            self.counts["stale_batches"] += 1
 
     def flush(self) -> None:
         now = time.monotonic()
