@@ -279,7 +279,7 @@ def test_matching_node_survives_hostile_input_over_dds(tmp_path, monkeypatch):
                     p.publish(imu(t + 1, acc=float("nan")))          # not finite
                     p.publish(imu(t + 2, acc=1e300))                 # beyond any sensor
                     p.publish(imu(t + 3, q=(0.0, 0.0, 0.0, 0.0)))    # no orientation
-                if k == 7:
+                if k in (60, 61):            # twice: best-effort QoS may lose one under load
                     p.publish(imu(t - 4 * 10**9))                    # far back in time: the history restarts
             if k % 10 == 0:
                 spin(0.01)

@@ -81,17 +81,13 @@ _MCAP_CHUNK = 0x06
 
 
 def _decompress(compression: str, data: bytes, size: int) -> bytes:
-    if compression == "":
-        return bytes(data)
-    if compression == "zstd":
-        import zstandard
+    """A chunk's records, decompressed by the MCAP library (zstd, lz4 or none)."""
+    from mcap.records import Chunk
+    from mcap.stream_reader import get_chunk_data_stream
 
-        return zstandard.ZstdDecompressor().decompress(data, max_output_size=size)
-    if compression == "lz4":
-        import lz4.frame
-
-        return lz4.frame.decompress(data)
-    raise BagError(f"unsupported MCAP chunk compression {compression!r}")
+    stream, length = get_chunk_data_stream(Chunk(compression=compression, data=data, message_start_time=0,
+                                                 message_end_time=0, uncompressed_crc=0, uncompressed_size=size))
+    return bytes(stream.read(length))
 
 
 def add_chunk_crcs(path: Path) -> int:
@@ -157,8 +153,6 @@ class McapStream:
                             for cid, (topic, sid) in channels.items()]
 
     def _records(self):
-        import zlib
-
         from mcap.reader import breakup_chunk
         from mcap.records import Chunk
         from mcap.stream_reader import StreamReader
@@ -170,18 +164,12 @@ class McapStream:
                     if not isinstance(r, Chunk):
                         yield r
                         continue
-                    try:
-                        raw = _decompress(r.compression, r.data, r.uncompressed_size)
-                    except Exception:  # a damaged compressed stream is a corrupt chunk too
-                        raw = None
-                    if raw is None or len(raw) != r.uncompressed_size or (
-                            r.uncompressed_crc and zlib.crc32(raw) & 0xFFFFFFFF != r.uncompressed_crc):
+                    try:                                # CRC checked (where written) and records parsed
+                        records = breakup_chunk(r, validate_crc=True)
+                    except Exception:  # a CRC mismatch or a damaged compressed stream: a corrupt chunk
                         bad += 1
                         continue
-                    plain = Chunk(compression="", data=raw, message_start_time=r.message_start_time,
-                                  message_end_time=r.message_end_time, uncompressed_crc=0,
-                                  uncompressed_size=len(raw))
-                    yield from breakup_chunk(plain)
+                    yield from records
             except Exception as e:  # the cut: EndOfFile or a damaged last record
                 self.truncated = f"{type(e).__name__} after the last complete record"
         self.corrupt_chunks = max(self.corrupt_chunks, bad)
