@@ -180,7 +180,12 @@ def _fusion_config(alert_sequence: str | None):
 
 
 def main(argv: list[str] | None = None) -> int:
+    import signal
+
     args = build_parser().parse_args(argv)
+    # Ctrl-C works even when started with SIGINT ignored (a background job): a replay then stops,
+    # scores and records what it has; bringup stops its nodes
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:   # BagEvalError, BundleError: ValueErrors

@@ -236,3 +236,33 @@ def _to_sqlite3(src: Path, dst: Path) -> None:
         conns = {c.id: w.add_connection(c.topic, c.msgtype, typestore=store) for c in r.connections}
         for c, t, raw in r.messages():
             w.write(conns[c.id], t, raw)
+
+
+def test_an_interrupted_replay_still_scores_and_records(synth, tmp_path):
+    """Ctrl-C during a replay: what was replayed is scored (`interrupted` true) and --record leaves a
+    readable bag of what the nodes published until then."""
+    import os
+    import signal
+    import time
+
+    from helpers.procs import children
+
+    proc = subprocess.Popen([str(BIN / "despite-ros"), "bag-eval", str(synth / "bag"), "--out", str(tmp_path / "r"),
+                             "--mode", "replay", "--rate", "0.5", "--record", str(tmp_path / "rec.mcap"), "--quiet"],
+                            env=ros_env(tmp_path), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not children(proc.pid, "har_node"):
+            time.sleep(0.5)
+        time.sleep(14.0)                                  # well into the 30 s replay
+        os.kill(proc.pid, signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err[-2000:]
+    res = json.loads((tmp_path / "r" / "results.json").read_text())
+    assert res["interrupted"] is True
+    got = mcap_messages(tmp_path / "rec.mcap")
+    assert got.get("/despite/activities"), list(got)

@@ -130,9 +130,12 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
             interrupted = True
         finally:
             bar.close()
-        end = time.monotonic() + settle
-        while time.monotonic() < end:
-            ex.spin_once(timeout_sec=0.05)
+        end = time.monotonic() + (min(settle, 1.0) if interrupted else settle)
+        try:                                     # a second Ctrl-C ends the wait, never the recording
+            while time.monotonic() < end:
+                ex.spin_once(timeout_sec=0.05)
+        except KeyboardInterrupt:
+            interrupted = True
         if (done := b.poll()) is not None:
             raise BagEvalError(f"{done[0]} exited with code {done[1]} during the replay: no score is written")
         scorer.score_ready(settle=0.0)
