@@ -35,6 +35,20 @@ def sim_scans(seconds: float, people: int, rate: float, beams: int = 64, seed: i
     return [scan_arrays(p) for _, kind, p in iter_timeline(scene, full=True) if kind == "scan"]
 
 
+def sim_clouds(seconds: float, people: int, rate: float, beams: int = 64, columns: int = 1024) -> list:
+    """:func:`sim_scans` as sensor_msgs/PointCloud2 messages (frame ``lidar``; stamps set by the caller)."""
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    from despite_core.data.pointcloud2 import fill_message
+
+    msgs = []
+    for s in sim_scans(seconds, people, rate, beams=beams, columns=columns):
+        m = PointCloud2()
+        fill_message(m, s, frame_id="lidar", field_factory=PointField)
+        msgs.append(m)
+    return msgs
+
+
 def _stats(ms: list[float]) -> dict:
     a = np.asarray(ms, np.float64)
     return {"median_ms": round(float(np.median(a)), 2), "p95_ms": round(float(np.percentile(a, 95)), 2),
@@ -79,19 +93,13 @@ def bench_latency(rate: float, people: int, seconds: float, env: dict | None = N
     """har_node as a process; this process publishes the scans at ``rate`` and listens."""
     import rclpy
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import PointCloud2, PointField
+    from sensor_msgs.msg import PointCloud2
 
-    from despite_core.data.pointcloud2 import fill_message
     from despite_ros.bringup import Bringup, plan, use_shipped_dds_profile
     from despite_ros.msg import ActivityArray
     from despite_ros.nodes.har_node import stamp_ns, to_time
 
-    scans = sim_scans(seconds, people, rate)
-    msgs = []
-    for s in scans:
-        m = PointCloud2()
-        fill_message(m, s, frame_id="lidar", field_factory=PointField)
-        msgs.append(m)
+    msgs = sim_clouds(seconds, people, rate)
     b = Bringup(plan(overrides={"har_node": {"providers": "cpu"}}, only=("har_node",)), env=env,
                 stdout=open(os.devnull, "w")).start()
     use_shipped_dds_profile()

@@ -299,6 +299,7 @@ class Bringup:
     stdout: object = None
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     restarts: dict[str, int] = field(default_factory=dict)
+    exited_at: dict[str, float] = field(default_factory=dict)     # nodes seen exited, waiting to restart
 
     def _spawn(self, spec: NodeSpec) -> subprocess.Popen:
         return subprocess.Popen(node_command(spec, self.plan.params, self.plan.namespace), env=ros_environment(self.env),
@@ -325,7 +326,7 @@ class Bringup:
         """Restart the nodes that exited at least ``exited_for`` s ago (first seen now: remembered);
         returns (node, exit code) of those restarted."""
         now, done = time.monotonic(), []
-        seen = self.__dict__.setdefault("_exited_at", {})
+        seen = self.exited_at
         for spec in self.plan.nodes:
             p = self.procs[spec.name]
             if p.poll() is None:

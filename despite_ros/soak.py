@@ -39,11 +39,10 @@ def soak(minutes: float, rate: float = 20.0, beams: int = 128, people: int = 4, 
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
-    from sensor_msgs.msg import Imu, PointCloud2, PointField
+    from sensor_msgs.msg import Imu, PointCloud2
 
-    from despite_core.data.pointcloud2 import fill_message
     from despite_core.runtime.inference import default_bundle_path, load_bundle
-    from despite_ros.bench import sim_scans
+    from despite_ros.bench import sim_clouds
     from despite_ros.bringup import Bringup, plan, use_shipped_dds_profile
     from despite_ros.msg import ActivityArray
     from despite_ros.nodes.har_node import stamp_ns, to_time
@@ -53,11 +52,7 @@ def soak(minutes: float, rate: float = 20.0, beams: int = 128, people: int = 4, 
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     sites = load_bundle(default_bundle_path()).imu_layout.sites
     names = [f"w{k + 1}" for k in range(wearers)]
-    scans = []
-    for s in sim_scans(loop_seconds, people, rate, beams=beams, columns=1024):
-        m = PointCloud2()
-        fill_message(m, s, frame_id="lidar", field_factory=PointField)
-        scans.append(m)
+    scans = sim_clouds(loop_seconds, people, rate, beams=beams, columns=1024)
     args = {"wearers": ",".join(names)} if names else {}
     nodes = ("har_node", "matching_node") if names else ("har_node",)
     b = Bringup(plan(args, overrides={n: {"providers": "cpu"} for n in nodes}, only=nodes),

@@ -21,18 +21,6 @@ from despite_ros.nodes.matching_node import MatchingNode
 BUNDLE = str(default_bundle_path())
 
 
-@pytest.fixture
-def ros(tmp_path, monkeypatch):
-    from helpers.ros_env import ros_env
-
-    for k, v in ros_env(tmp_path).items():
-        monkeypatch.setenv(k, v)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
-
-
 def capture(pub) -> list:
     got = []
     pub.publish = got.append

@@ -140,20 +140,6 @@ def test_diagnostic_levels_follow_the_last_period():
     assert since({"invalid": 3, "errors": 1}) == {"invalid": 2, "errors": 1}
 
 
-@pytest.fixture
-def ros(tmp_path, monkeypatch):
-    import rclpy
-
-    from helpers.ros_env import ros_env
-
-    for k, v in ros_env(tmp_path).items():
-        monkeypatch.setenv(k, v)
-    ctx = rclpy.Context()
-    rclpy.init(context=ctx)
-    yield ctx
-    rclpy.try_shutdown(context=ctx)
-
-
 def test_har_node_counts_malformed_coordinates_and_returns_to_ok(ros):
     """Defects 1 and 10 in the node: a cloud with x of count 2 is counted invalid (it made har_node
     exit), the level warns for that period and is OK again once scans are good."""
