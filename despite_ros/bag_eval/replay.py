@@ -27,6 +27,7 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
 
     import rclpy
     from rclpy.qos import qos_profile_sensor_data
+    from rclpy.signals import SignalHandlerOptions
     from rclpy.serialization import deserialize_message
     from sensor_msgs.msg import Imu, PointCloud2
     from tqdm import tqdm
@@ -68,7 +69,9 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
     devnull = open(os.devnull, "w")
     b = Bringup(launch_plan(args, overrides={"har_node": pipeline}, only=nodes), stdout=devnull)
     ctx = rclpy.Context()
-    rclpy.init(context=ctx)
+    # Ctrl-C stays Python's KeyboardInterrupt (cli.main installs it): rclpy's own handler would also
+    # shut the context down behind the replay loop, racing the score and the recording
+    rclpy.init(context=ctx, signal_handler_options=SignalHandlerOptions.NO)
     node = rclpy.create_node("despite_bag_replay", context=ctx)
     try:
         b.start()
