@@ -159,34 +159,62 @@ def test_bad_arguments_fail_before_the_run(synth, tmp_path):
     assert not (tmp_path / "o1").exists() and not (tmp_path / "o2").exists()
 
 
+class Replay:
+    """A `bag-eval --mode replay` run in the background whose stderr (the replay's progress bar) is
+    read as it comes, so a test acts at a known point of the replay, never after a guessed delay."""
+
+    def __init__(self, args: list[str], tmp_path: Path):
+        import threading
+
+        self.proc = subprocess.Popen([str(BIN / "despite-ros"), "bag-eval", *args, "--mode", "replay"],
+                                     env=ros_env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE)
+        self.chunks: list[bytes] = []
+        self.reader = threading.Thread(target=lambda: self.chunks.extend(iter(lambda: self.proc.stderr.read1(4096), b"")),
+                                       daemon=True)
+        self.reader.start()
+
+    def wait_sent(self, fraction: float, timeout: float = 120) -> None:
+        """Until the progress bar shows ``fraction`` of the bag's messages published."""
+        import re
+        import time
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            sent = [int(n) / int(m) for n, m in re.findall(rb"replay:.*?\| *(\d+)/(\d+)", b"".join(self.chunks))]
+            if sent and max(sent) >= fraction:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"the replay did not reach {fraction:.0%} (bag-eval exit {self.proc.poll()}): "
+                             + b"".join(self.chunks).decode(errors="replace")[-2000:])
+
+    def finish(self, timeout: float = 120) -> str:
+        """Waits for the exit (killing on timeout); bag-eval's stderr."""
+        try:
+            self.proc.wait(timeout=timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self.reader.join(timeout=10)
+        return b"".join(self.chunks).decode(errors="replace")
+
+
 def test_replay_fails_loudly_when_a_node_dies(synth, tmp_path):
     """A node exiting during the replay made every later window missing while the run ended with
     exit 0 and a score; now it is an error and no score is written."""
     import os
     import signal
-    import time
 
     from helpers.procs import children
 
-    proc = subprocess.Popen([str(BIN / "despite-ros"), "bag-eval", str(synth / "bag"), "--out", str(tmp_path / "r"),
-                             "--mode", "replay", "--rate", "0.5", "--quiet"], env=ros_env(tmp_path), cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    run = Replay([str(synth / "bag"), "--out", str(tmp_path / "r"), "--rate", "0.5"], tmp_path)
     try:
-        deadline, killed = time.monotonic() + 90, False
-        while time.monotonic() < deadline and proc.poll() is None and not killed:
-            time.sleep(0.5)
-            pids = children(proc.pid, "har_node")
-            if pids and time.monotonic() > deadline - 80:      # a few seconds into the replay
-                time.sleep(6.0)
-                os.kill(pids[0], signal.SIGKILL)
-                killed = True
-        _, err = proc.communicate(timeout=120)
+        run.wait_sent(0.3)
+        os.kill(children(run.proc.pid, "har_node")[0], signal.SIGKILL)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert killed, "har_node was never seen"
-    assert proc.returncode == 2 and "har_node exited with code -9 during the replay" in err, err[-2000:]
+        err = run.finish()
+    assert run.proc.returncode == 2 and "har_node exited with code -9 during the replay" in err, err[-2000:]
     assert not (tmp_path / "r" / "results.json").exists()
 
 
@@ -240,37 +268,19 @@ def _to_sqlite3(src: Path, dst: Path) -> None:
 
 def test_an_interrupted_replay_still_scores_and_records(synth, tmp_path):
     """Ctrl-C during a replay: what was replayed is scored (`interrupted` true) and --record leaves a
-    readable bag of what the nodes published until then. The signal is sent once the replay's own
-    progress bar shows 40 % of the messages sent (not after a guessed delay: node start-up time varies)."""
+    readable bag of what the nodes published until then. The signal comes once 40 % of the bag is
+    sent: windows are out and 60 % is still to go."""
     import os
-    import re
     import signal
-    import threading
-    import time
 
-    proc = subprocess.Popen([str(BIN / "despite-ros"), "bag-eval", str(synth / "bag"), "--out", str(tmp_path / "r"),
-                             "--mode", "replay", "--rate", "0.5", "--record", str(tmp_path / "rec.mcap")],
-                            env=ros_env(tmp_path), cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: chunks.extend(iter(lambda: proc.stderr.read1(4096), b"")), daemon=True)
-    reader.start()
+    run = Replay([str(synth / "bag"), "--out", str(tmp_path / "r"), "--rate", "0.5",
+                  "--record", str(tmp_path / "rec.mcap")], tmp_path)
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            sent = [int(n) / int(m) for n, m in re.findall(rb"replay:.*?\| *(\d+)/(\d+)", b"".join(chunks))]
-            if sent and max(sent) >= 0.4:              # 40 % of the bag: windows are out, 60 % still to go
-                break
-            time.sleep(0.2)
-        assert proc.poll() is None, "bag-eval ended before the replay was under way"
-        assert sent and max(sent) >= 0.4, "the replay did not get under way within 120 s"
-        os.kill(proc.pid, signal.SIGINT)
-        proc.wait(timeout=120)
-        reader.join(timeout=10)
-        err = b"".join(chunks).decode(errors="replace")
+        run.wait_sent(0.4)
+        os.kill(run.proc.pid, signal.SIGINT)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        err = run.finish()
+    proc = run.proc
     assert proc.returncode == 0, err[-2000:]
     res = json.loads((tmp_path / "r" / "results.json").read_text())
     assert res["interrupted"] is True
