@@ -184,12 +184,13 @@ def format_summary(s: dict) -> str:
 
 
 def add_import_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("import", help="convert a real dataset (LIPD+BABEL, MSR-Action3D, BVH) to a sequence store",
+    p = sub.add_parser("import", help="convert ROS 2 bags or a dataset (LIPD+BABEL, MSR-Action3D, BVH) to a sequence store",
                        description="Convert a dataset in its own format into a sequence store (docs/importers.md).")
     fmt = p.add_subparsers(dest="format", metavar="FORMAT", required=True)
-    from despite_core.data.importers import bvh, lipd, msr
+    from despite_core.data.importers import bvh, lipd, msr, ros2bag
 
-    for name, module, text in (("lipd", lipd, "LIPD pickles (+ optional BABEL annotations)"),
+    for name, module, text in (("rosbag", ros2bag, "ROS 2 bags (MCAP or sqlite3): your own LiDAR / IMU recordings"),
+                               ("lipd", lipd, "LIPD pickles (+ optional BABEL annotations)"),
                                ("msr", msr, "MSR-Action3D depth .bin files"),
                                ("bvh", bvh, "BVH motion capture (joints only)")):
         q = fmt.add_parser(name, help=text, description=(module.__doc__ or text).strip().splitlines()[0])

@@ -69,6 +69,36 @@ def to_nanoseconds(seconds: float) -> int:
     return int(round(seconds * 1e9))
 
 
+GT_TOPIC = "/ground_truth/activities"     # despite_ros/ActivityArray of the true labels (despite synth writes it)
+DEFAULT_POINTS_TOPIC = "/lidar/points"
+DEFAULT_IMU_TOPIC = "/{wearer}/imu/{site}"
+
+
+def imu_pattern(pattern: str):
+    """The regular expression of an Imu topic pattern with ``{wearer}`` and ``{site}``."""
+    import re
+
+    if pattern.count("{wearer}") != 1 or pattern.count("{site}") != 1:
+        raise BagError(f"--imu-topic {pattern!r}: the pattern needs {{wearer}} and {{site}} once each, e.g. "
+                       "/{wearer}/imu/{site}")
+    rx = re.escape(pattern).replace(re.escape("{wearer}"), "(?P<wearer>[^/]+)").replace(re.escape("{site}"),
+                                                                                       "(?P<site>[^/]+)")
+    return re.compile(f"^{rx}$")
+
+
+def wearers_in(reader, pattern: str) -> set[str]:
+    """Wearers that have at least one sensor_msgs/Imu topic matching the pattern in the bag."""
+    rx = imu_pattern(pattern)
+    return {m.group("wearer") for c in reader.connections
+            if c.msgtype == "sensor_msgs/msg/Imu" and (m := rx.match(c.topic))}
+
+
+def topic_listing(reader) -> str:
+    """The bag's topics with their types, for error messages ("none" for an empty bag)."""
+    present = {c.topic: c.msgtype for c in reader.connections}
+    return ", ".join(f"{t} ({m})" for t, m in sorted(present.items())) or "none"
+
+
 @dataclass
 class _Connection:
     id: int

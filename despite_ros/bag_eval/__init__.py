@@ -22,7 +22,8 @@ The package's parts: :mod:`.common` (what both modes check and prepare), :mod:`.
 :mod:`.replay` (needs rclpy) and :mod:`.report` (results.json, windows.csv, plots, HTML). Reading
 the bag is :mod:`despite_core.data.rosbag`.
 """
-from despite_ros.bag_eval.common import GT_TOPIC, BagEvalError, imu_pattern
+from despite_core.data.rosbag import GT_TOPIC, imu_pattern
+from despite_ros.bag_eval.common import BagEvalError
 from despite_ros.bag_eval.offline import evaluate_offline
 from despite_ros.bag_eval.report import RESULT_KEYS, write_results
 

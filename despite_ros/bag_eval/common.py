@@ -1,14 +1,13 @@
-"""What both bag-eval modes check and prepare before the scans: topics, ground truth, wearers."""
+"""What both bag-eval modes check and prepare before the scans: topics, ground truth, wearers
+(the topic helpers, imu_pattern and wearers_in, are despite_core.data.rosbag's, shared with
+`despite import rosbag`)."""
 from __future__ import annotations
 
 from pathlib import Path
 
-from despite_core.data.rosbag import BagError, iter_messages
+from despite_core.data.rosbag import GT_TOPIC, BagError, iter_messages, topic_listing, wearers_in
 from despite_core.runtime.buffers import NS
 from despite_core.runtime.scoring import GroundTruth, LabelError
-
-GT_TOPIC = "/ground_truth/activities"
-
 
 class BagEvalError(BagError):
     """The bag or the request cannot be evaluated; the message says why and what is there."""
@@ -45,25 +44,6 @@ def prepare(reader, bag: Path, labels: Path | None, names: list[str], points_top
     return gt, (list(wearers) if wearers is not None else sorted(found))
 
 
-def imu_pattern(pattern: str):
-    """The regular expression of an Imu topic pattern with ``{wearer}`` and ``{site}``."""
-    import re
-
-    if pattern.count("{wearer}") != 1 or pattern.count("{site}") != 1:
-        raise BagEvalError(f"--imu-topic {pattern!r}: the pattern needs {{wearer}} and {{site}} once each, e.g. "
-                           "/{wearer}/imu/{site}")
-    rx = re.escape(pattern).replace(re.escape("{wearer}"), "(?P<wearer>[^/]+)").replace(re.escape("{site}"),
-                                                                                       "(?P<site>[^/]+)")
-    return re.compile(f"^{rx}$")
-
-
-def wearers_in(reader, pattern: str) -> set[str]:
-    """Wearers that have at least one sensor_msgs/Imu topic matching the pattern in the bag."""
-    rx = imu_pattern(pattern)
-    return {m.group("wearer") for c in reader.connections
-            if c.msgtype == "sensor_msgs/msg/Imu" and (m := rx.match(c.topic))}
-
-
 def imu_topic_table(pattern: str, wearers: list[str], sites) -> dict[str, tuple[str, str]]:
     """Imu topic -> (wearer, site) for the bundle's IMU sites."""
     return {pattern.format(wearer=w, site=site): (w, site) for w in wearers for site in sites}
@@ -86,7 +66,6 @@ def check_topics(reader, points: str, gt_needed: bool, path: Path) -> None:
     present = {c.topic: c.msgtype for c in reader.connections}
     missing = [t for t in [points] + ([GT_TOPIC] if gt_needed else []) if t not in present]
     if missing:
-        listing = ", ".join(f"{t} ({m})" for t, m in sorted(present.items())) or "none"
-        raise BagEvalError(f"{path}: topics {missing} not in the bag; topics present: {listing}")
+        raise BagEvalError(f"{path}: topics {missing} not in the bag; topics present: {topic_listing(reader)}")
     if present[points] != "sensor_msgs/msg/PointCloud2":
         raise BagEvalError(f"{path}: {points} carries {present[points]}, not sensor_msgs/msg/PointCloud2")

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from despite_core.data.rosbag import bag_sha256, iter_messages, open_bag
+from despite_core.data.rosbag import GT_TOPIC, bag_sha256, iter_messages, open_bag
 from despite_core.runtime.buffers import NS, stamp_ns
 from despite_core.runtime.fusion import FusionConfig
 from despite_core.runtime.scoring import GroundTruth, fusion_metrics, live_vs_truth, person_of, truth_window
-from despite_ros.bag_eval.common import GT_TOPIC, BagEvalError, imu_topic_table, prepare
+from despite_ros.bag_eval.common import BagEvalError, imu_topic_table, prepare
 
 
 def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labels: Path | None = None,

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from despite_core.data.pointcloud2 import encode
-from despite_core.data.rosbag import BagWriter, to_nanoseconds, to_time, typestore
+from despite_core.data.rosbag import GT_TOPIC, BagWriter, to_nanoseconds, to_time, typestore
 from despite_core.data.rotations import matrix_to_quat
 from despite_core.data.synth.lidar import Scan
 from despite_core.data.synth.motion import CLASS_NAMES
@@ -18,7 +18,6 @@ from despite_core.data.synth.world import SceneState, WorldConfig, ground_truth
 
 LIDAR_TOPIC = "/lidar/points"
 LIDAR_FRAME = "lidar"
-GT_TOPIC = "/ground_truth/activities"
 # Bag time starts at a fixed epoch so a seed always gives the same bag (2026-01-01T00:00:00Z).
 EPOCH = 1767225600.0
 
