@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from helpers.bags import mcap_messages
+from helpers.bags import mcap_messages, to_sqlite3
 from helpers.ros_env import ros_env
 
 BIN = Path(sys.prefix) / "bin"
@@ -67,7 +67,7 @@ def test_ground_truth_segmentation_equals_eval_har_and_sqlite3_equals_mcap(synth
     assert raw["segment_f1"] is None and not raw["fusion"]
     # The same bag stored as sqlite3 gives the same result.
     sq = tmp_path / "bag_sqlite"
-    _to_sqlite3(synth / "bag", sq)
+    to_sqlite3(synth / "bag", sq)
     out = bag_eval([str(sq), "--out", str(tmp_path / "gt_sqlite"), "--segmentation", "ground-truth"], tmp_path)
     assert out.returncode == 0, out.stderr
     res2 = json.loads((tmp_path / "gt_sqlite" / "results.json").read_text())
@@ -250,20 +250,6 @@ def _default_model() -> Path:
     from despite_core.runtime.inference import default_bundle_path
 
     return default_bundle_path()
-
-
-def _to_sqlite3(src: Path, dst: Path) -> None:
-    """Rewrite a bag with the sqlite3 storage plugin (rosbags)."""
-    from rosbags.highlevel import AnyReader
-    from rosbags.rosbag2 import StoragePlugin, Writer
-
-    from despite_core.data.rosbag import typestore
-
-    store = typestore()
-    with AnyReader([src], default_typestore=store) as r, Writer(dst, version=8, storage_plugin=StoragePlugin.SQLITE3) as w:
-        conns = {c.id: w.add_connection(c.topic, c.msgtype, typestore=store) for c in r.connections}
-        for c, t, raw in r.messages():
-            w.write(conns[c.id], t, raw)
 
 
 def test_an_interrupted_replay_still_scores_and_records(synth, tmp_path):

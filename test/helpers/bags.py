@@ -15,3 +15,17 @@ def mcap_messages(path: Path) -> dict[str, list]:
         for _, channel, _, msg in make_reader(f, decoder_factories=[DecoderFactory()]).iter_decoded_messages():
             out.setdefault(channel.topic, []).append(msg)
     return out
+
+
+def to_sqlite3(src: Path, dst: Path) -> None:
+    """Rewrite a bag with the sqlite3 storage plugin (rosbags)."""
+    from rosbags.highlevel import AnyReader
+    from rosbags.rosbag2 import StoragePlugin, Writer
+
+    from despite_core.data.rosbag import typestore
+
+    store = typestore()
+    with AnyReader([src], default_typestore=store) as r, Writer(dst, version=8, storage_plugin=StoragePlugin.SQLITE3) as w:
+        conns = {c.id: w.add_connection(c.topic, c.msgtype, typestore=store) for c in r.connections}
+        for c, t, raw in r.messages():
+            w.write(conns[c.id], t, raw)
