@@ -264,7 +264,10 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description="Export encoders (and linear-probe HAR heads) to ONNX with parity checks "
                                    "against PyTorch on real windows; see shared/ARCHITECTURE.md, 'Model bundle'.")
-    p.add_argument("--checkpoint", type=Path, required=True, help="pre-training checkpoint (last.pt)")
+    p.add_argument("--checkpoint", type=Path, default=None, help="pre-training checkpoint (last.pt)")
+    p.add_argument("--base-model", type=Path, default=None, metavar="DIR",
+                   help="instead of --checkpoint: the bundle that the --har checkpoints were fine-tuned from "
+                        "(despite train har --init DIR); its parts are kept, the fine-tuned ones replaced")
     p.add_argument("--out", type=Path, required=True, help="bundle directory")
     p.add_argument("--store", type=Path, required=True, help="store for class names and the parity windows")
     p.add_argument("--har", type=Path, nargs="*", default=[],
@@ -277,7 +280,8 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
                    help="matching.json of despite eval matching on this checkpoint, copied into model.yaml's metrics")
     p.add_argument("--model-id", default=None)
     p.add_argument("--split-scheme", default="by_subject")
-    p.add_argument("--split", default="test", help="split whose windows serve the parity check")
+    p.add_argument("--split", default=None,
+                   help="split whose windows serve the parity check (default: test; with --base-model: all, every sequence)")
     p.add_argument("--opset", type=int, default=17)
     p.add_argument("--streaming", action="store_true",
                    help="also export the point-cloud encoder as per-frame tube + per-window parts (checked against the monolith)")

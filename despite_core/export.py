@@ -119,6 +119,12 @@ def _head_from(har_path: Path, encoder_state: dict, modality_prefix: str) -> tup
             if k.startswith(f"{modality_prefix}{modality}.")}
     if enc.keys() != ours.keys() or any(not torch.equal(enc[k], ours[k]) for k in enc):
         raise ckpt.CheckpointError(f"{har_path}: its {modality} encoder differs from the pre-training checkpoint's")
+    head, classes = _head_of(state)
+    return modality, head, classes
+
+
+def _head_of(state: dict) -> tuple[nn.Module, list[str]]:
+    """The head (linear or MLP) of a HAR checkpoint, in eval mode, and its class names."""
     from despite_core.train.har import make_head
 
     weights = {k[len("head."):]: v for k, v in state["model"].items() if k.startswith("head.")}
@@ -127,7 +133,7 @@ def _head_from(har_path: Path, encoder_state: dict, modality_prefix: str) -> tup
     first_in = weights["weight"].shape[1] if kind == "linear" else weights["1.weight"].shape[1]
     head = make_head(kind, first_in, last.shape[0])
     head.load_state_dict(weights)
-    return modality, head.eval(), list(state["class_names"])
+    return head.eval(), list(state["class_names"])
 
 
 def parse_text_queries(lines: list[str]) -> tuple[list[str], list[str]]:
@@ -172,10 +178,60 @@ def collect_metrics(har: list[Path], matching: Path | None) -> dict:
     return metrics
 
 
+def _export_encoder(enc: nn.Module, m: str, x: torch.Tensor, out: Path, opset: int,
+                    streaming: bool) -> tuple[dict, dict, torch.Tensor, np.ndarray]:
+    """``{m}_encoder.onnx`` (and the streaming parts) checked against PyTorch on the windows ``x``;
+    returns (parts meta, parity figures, PyTorch features, ONNX features)."""
+    import onnxruntime as ort
+
+    name = INPUT_NAMES[m]
+    path = out / f"{m}_encoder.onnx"
+    enc = enc.eval()
+    _export(enc, x[:EXPORT_BATCH], path, name, ["features", "embedding"], opset)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    f_onnx, e_onnx = sess.run(None, {name: x.numpy()})
+    with torch.no_grad():
+        f_t, e_t = enc(x)
+    diff = float(np.abs(e_onnx - e_t.numpy()).max())
+    if diff > 1e-4:
+        raise RuntimeError(f"{path.name}: ONNX Runtime differs from PyTorch by {diff:.2e} (> 1e-4) on the embedding")
+    parity = {f"{m}_encoder": {"max_abs_diff_embedding": diff, "max_abs_diff_features": float(np.abs(f_onnx - f_t.numpy()).max()),
+                               "batch": int(x.shape[0])}}
+    meta = {f"{m}_encoder": {"file": path.name, "sha256": sha256(path),
+                             "inputs": [{"name": name, "shape": [None, *x.shape[1:]]}],
+                             "outputs": [{"name": "features", "shape": [None, int(f_t.shape[1])]},
+                                         {"name": "embedding", "shape": [None, int(e_t.shape[1])]}]}}
+    if streaming:
+        smeta, sparity = _export_streaming(enc, x, out, opset, e_onnx)
+        meta.update(smeta)
+        parity.update(sparity)
+    return meta, parity, f_t, f_onnx
+
+
+def _export_head(head: nn.Module, m: str, f_t: torch.Tensor, f_onnx: np.ndarray, out: Path,
+                 opset: int) -> tuple[dict, dict]:
+    """``{m}_head.onnx`` on the encoder's features; ONNX and PyTorch must pick the same classes."""
+    import onnxruntime as ort
+
+    hpath = out / f"{m}_head.onnx"
+    head = head.eval()
+    _export(head, f_t[:EXPORT_BATCH], hpath, "features", ["logits"], opset)
+    hs = ort.InferenceSession(str(hpath), providers=["CPUExecutionProvider"])
+    logits = hs.run(None, {"features": f_onnx})[0]
+    with torch.no_grad():
+        ref = head(f_t).numpy()
+    if not np.array_equal(logits.argmax(1), ref.argmax(1)):
+        raise RuntimeError(f"{hpath.name}: ONNX Runtime and PyTorch disagree on the predicted class")
+    parity = {f"{m}_head": {"max_abs_diff_logits": float(np.abs(logits - ref).max()), "argmax_equal": True}}
+    meta = {f"{m}_head": {"file": hpath.name, "sha256": sha256(hpath),
+                          "inputs": [{"name": "features", "shape": [None, int(f_t.shape[1])]}],
+                          "outputs": [{"name": "logits", "shape": [None, int(ref.shape[1])]}]}}
+    return meta, parity
+
+
 def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] = (), parts: tuple[str, ...] = ("pointcloud", "imu"),
                   text_queries: list[str] = (), model_id: str | None = None, split_scheme: str = "by_subject",
                   split: str = "test", opset: int = 17, metrics: dict | None = None, streaming: bool = False) -> dict:
-    import onnxruntime as ort
     import yaml
 
     state = ckpt.load(checkpoint, expect_kind="pretrain")
@@ -209,53 +265,21 @@ def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] =
         raise ValueError(f"{store}: fewer than {PARITY_BATCH} windows in {split_scheme}/{split} for the parity check")
     part_meta, parity = {}, {}
     for m in parts:
-        enc = model.encoders[m]
-        name = INPUT_NAMES[m]
-        example = batch[m][:EXPORT_BATCH]
-        path = out / f"{m}_encoder.onnx"
-        _export(enc, example, path, name, ["features", "embedding"], opset)
-        sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        f_onnx, e_onnx = sess.run(None, {name: batch[m].numpy()})
-        with torch.no_grad():
-            f_t, e_t = enc(batch[m])
-        diff = float(np.abs(e_onnx - e_t.numpy()).max())
-        if diff > 1e-4:
-            raise RuntimeError(f"{path.name}: ONNX Runtime differs from PyTorch by {diff:.2e} (> 1e-4) on the embedding")
-        parity[f"{m}_encoder"] = {"max_abs_diff_embedding": diff, "max_abs_diff_features": float(np.abs(f_onnx - f_t.numpy()).max()),
-                                  "batch": PARITY_BATCH}
-        shape = [None, *batch[m].shape[1:]]
-        part_meta[f"{m}_encoder"] = {"file": path.name, "sha256": sha256(path),
-                                     "inputs": [{"name": name, "shape": shape}],
-                                     "outputs": [{"name": "features", "shape": [None, int(f_t.shape[1])]},
-                                                 {"name": "embedding", "shape": [None, int(e_t.shape[1])]}]}
-        if m == "pointcloud" and streaming:
-            smeta, sparity = _export_streaming(enc, batch[m], out, opset, e_onnx)
-            part_meta.update(smeta)
-            parity.update(sparity)
+        meta_m, parity_m, f_t, f_onnx = _export_encoder(model.encoders[m], m, batch[m], out, opset,
+                                                        streaming and m == "pointcloud")
+        part_meta.update(meta_m)
+        parity.update(parity_m)
         if m in heads:
-            hpath = out / f"{m}_head.onnx"
-            _export(heads[m], f_t[:EXPORT_BATCH], hpath, "features", ["logits"], opset)
-            hs = ort.InferenceSession(str(hpath), providers=["CPUExecutionProvider"])
-            logits = hs.run(None, {"features": f_onnx})[0]
-            with torch.no_grad():
-                ref = heads[m](f_t).numpy()
-            if not np.array_equal(logits.argmax(1), ref.argmax(1)):
-                raise RuntimeError(f"{hpath.name}: ONNX Runtime and PyTorch disagree on the predicted class")
-            parity[f"{m}_head"] = {"max_abs_diff_logits": float(np.abs(logits - ref).max()), "argmax_equal": True}
-            part_meta[f"{m}_head"] = {"file": hpath.name, "sha256": sha256(hpath),
-                                      "inputs": [{"name": "features", "shape": [None, int(f_t.shape[1])]}],
-                                      "outputs": [{"name": "logits", "shape": [None, len(st.class_names)]}]}
+            meta_h, parity_h = _export_head(heads[m], m, f_t, f_onnx, out, opset)
+            part_meta.update(meta_h)
+            parity.update(parity_h)
     queries = None
     if text_queries:
         labels, phrases = parse_text_queries(list(text_queries))
         with torch.no_grad():
             emb = model.encoders["text"](phrases)[1].numpy()
         queries = {"labels": labels, "phrases": phrases, "embeddings": [[round(float(x), 7) for x in e] for e in emb]}
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                             cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        rev = "unknown"
+    rev = _git_revision()
     meta = {
         "format_version": FORMAT_VERSION,
         "model_id": model_id or f"{cfg.preset.lower()}-{sha256(out / part_meta[next(iter(part_meta))]['file'])[:12]}",
@@ -276,7 +300,123 @@ def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] =
     return {"out": str(out), "model_id": meta["model_id"], "parts": list(part_meta), "parity": parity}
 
 
+def _git_revision() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).resolve().parent).stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def export_from_base(base: Path, har: list[Path], out: Path, *, store: Path, model_id: str | None = None,
+                     split_scheme: str = "by_subject", split: str = "all", opset: int = 17) -> dict:
+    """A new bundle from a base bundle and HAR checkpoints fine-tuned from it (``despite train har
+    --init BASE``): the base's parts are copied; each HAR checkpoint's head replaces the base's head
+    of its modality, and its encoder too when fine-tuning changed it (re-exported, with the
+    streaming parts when the base has them, every part checked against PyTorch on ``store``'s
+    windows). Heads of other modalities are kept when the class names are unchanged and dropped
+    otherwise. model.yaml records the base, the checkpoints and what was re-exported; the base's
+    matching figures are kept under ``metrics.matching`` marked as not re-measured."""
+    import copy
+    import shutil
+
+    import yaml
+
+    from despite_core.runtime.inference import BundleError, load_bundle
+    from despite_core.train.from_bundle import encoder_state
+    from despite_core.train.har import encoder_config
+
+    base, out = Path(base), Path(out)
+    if not har:
+        raise ValueError("--base-model needs at least one --har checkpoint fine-tuned from it")
+    try:
+        b = load_bundle(base)
+    except BundleError as e:
+        raise ValueError(f"--base-model: {e}") from None
+    if out.resolve() == base.resolve():
+        raise ValueError(f"--out {out} is the base bundle itself; write the new bundle elsewhere")
+    st = Store(store)
+    meta = copy.deepcopy(b.meta)
+    cfg = DeSPITEConfig.from_dict(meta["provenance"]["config"])
+    out.mkdir(parents=True, exist_ok=True)
+    for part in meta["parts"].values():
+        shutil.copy2(base / part["file"], out / part["file"])
+    parity, fine_tuned, replaced, notes = {}, [], set(), []
+    new_classes = list(st.class_names)
+    for h in har:
+        state = ckpt.load(h, expect_kind="har")
+        m = state["modality"]
+        if f"{m}_encoder" not in meta["parts"]:
+            raise ValueError(f"{h}: a {m} model, but the base bundle has no {m}_encoder")
+        head, classes = _head_of(state)
+        if classes != new_classes:
+            raise ckpt.CheckpointError(f"{h}: classes {classes} differ from the store's {new_classes}")
+        enc = DeSPITEModel(encoder_config(cfg, m)).encoders[m]
+        try:
+            enc.load_state_dict({k[len("encoder."):]: v for k, v in state["model"].items() if k.startswith("encoder.")})
+        except RuntimeError as e:
+            raise ckpt.CheckpointError(f"{h}: its {m} encoder is not the base bundle's architecture ({str(e)[:300]})") from None
+        enc.eval()
+        base_enc = encoder_state(base, m)
+        changed = any(not torch.equal(v, base_enc[k]) for k, v in enc.state_dict().items() if k in base_enc)
+        layout = ckpt.imu_layout_of(state)
+        windows = WindowDataset(st, split_ids(st, split_scheme, split), (m,), stride=24, cache_dir=st.root / ".cache",
+                                imu_layout=layout)
+        batch = collate([windows[i] for i in range(min(len(windows), PARITY_BATCH))])
+        if len(batch["index"]) < PARITY_BATCH:
+            raise ValueError(f"{store}: fewer than {PARITY_BATCH} windows in {split_scheme}/{split} for the parity check")
+        if changed:
+            streaming = m == "pointcloud" and "pointcloud_tube" in meta["parts"]
+            meta_m, parity_m, f_t, f_onnx = _export_encoder(enc, m, batch[m], out, opset, streaming)
+            meta["parts"].update(meta_m)
+            parity.update(parity_m)
+            fine_tuned.append(m)
+        else:
+            import onnxruntime as ort
+
+            sess = ort.InferenceSession(str(out / meta["parts"][f"{m}_encoder"]["file"]), providers=["CPUExecutionProvider"])
+            f_onnx = sess.run(None, {INPUT_NAMES[m]: batch[m].numpy()})[0]
+            with torch.no_grad():
+                f_t = enc(batch[m])[0]
+        meta_h, parity_h = _export_head(head, m, f_t, f_onnx, out, opset)
+        meta["parts"].update(meta_h)
+        parity.update(parity_h)
+        replaced.add(m)
+    if new_classes != list(meta["class_names"]):
+        for name in [n for n in meta["parts"] if n.endswith("_head") and n[:-len("_head")] not in replaced]:
+            (out / meta["parts"].pop(name)["file"]).unlink(missing_ok=True)
+            notes.append(f"{name} dropped: trained on the base's classes, not on {new_classes}")
+    if fine_tuned:
+        notes.append(f"encoders {fine_tuned} were fine-tuned for activity recognition: their embeddings (wearer "
+                     "matching, zero-shot text queries) were not re-trained; the matching figures are the base's")
+    metrics = {k: v for k, v in (meta.get("metrics") or {}).items() if not any(k == f"{m}_har" for m in replaced)}
+    if "matching" in metrics:
+        metrics["matching"] = {**metrics["matching"], "note": "the base model's, not re-measured"}
+    metrics.update(collect_metrics(list(har), None))
+    meta.update({
+        "model_id": model_id or f"{meta['model_id']}-finetuned", "class_names": new_classes, "metrics": metrics,
+        "provenance": {"base_model": {"path": str(base), "model_id": b.meta["model_id"]},
+                       "har": [str(h) for h in har], "data": str(store), "config": meta["provenance"]["config"],
+                       "fine_tuned_encoders": fine_tuned, "notes": notes, "git_revision": _git_revision(),
+                       "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"), "parity": parity},
+    })
+    (out / "model.yaml").write_text(yaml.safe_dump(meta, sort_keys=False, width=120))
+    try:
+        load_bundle(out)                                  # the new bundle verifies as har_node will load it
+    except BundleError as e:
+        raise RuntimeError(f"the exported bundle does not verify: {e}") from None
+    return {"out": str(out), "model_id": meta["model_id"], "parts": list(meta["parts"]), "fine_tuned_encoders": fine_tuned,
+            "notes": notes, "parity": parity}
+
+
 def run(args: argparse.Namespace) -> dict:
+    if (args.checkpoint is None) == (args.base_model is None):
+        raise ValueError("give --checkpoint (a pre-training checkpoint) or --base-model (a bundle the --har "
+                         "checkpoints were fine-tuned from), not both")
+    if args.base_model is not None:
+        return export_from_base(args.base_model, args.har, args.out, store=args.store, model_id=args.model_id,
+                                split_scheme=args.split_scheme, split=args.split or "all",
+                                opset=args.opset)
     queries = []
     if args.text_queries:
         queries = [q.strip() for q in args.text_queries.split(";") if q.strip()]
@@ -284,5 +424,5 @@ def run(args: argparse.Namespace) -> dict:
         queries += Path(args.text_queries_file).read_text().splitlines()
     return export_bundle(args.checkpoint, args.out, store=args.store, har=args.har, parts=tuple(args.parts.split(",")),
                          text_queries=queries, model_id=args.model_id, split_scheme=args.split_scheme,
-                         split=args.split, opset=args.opset, streaming=args.streaming,
+                         split=args.split or "test", opset=args.opset, streaming=args.streaming,
                          metrics=collect_metrics(args.har, args.matching))

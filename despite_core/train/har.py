@@ -26,6 +26,18 @@ FEATURE_DIM = {"pointcloud": lambda c: c.pointcloud.dim, "imu": lambda c: c.imu.
 PRESET_WITH = {"pointcloud": "DePIE", "imu": "DePIE", "skeleton": "DeSPIE"}
 
 
+def load_init(path) -> dict:
+    """The ``--init`` weights: a pre-training checkpoint file, or a bundle directory whose encoders
+    (and heads) are recovered from its ONNX parts (:mod:`despite_core.train.from_bundle`)."""
+    from pathlib import Path
+
+    if Path(path).is_dir():
+        from despite_core.train.from_bundle import checkpoint_from_bundle
+
+        return checkpoint_from_bundle(Path(path))
+    return ckpt.load(path, expect_kind="pretrain")
+
+
 def make_head(kind: str, feature_dim: int, num_classes: int) -> nn.Module:
     """``linear``, or the reference's small ``mlp``: LayerNorm, Linear(F, 256), GELU, Dropout 0.1, Linear(256, C)."""
     if kind == "linear":
@@ -56,9 +68,11 @@ def encoder_config(cfg: DeSPITEConfig, modality: str) -> DeSPITEConfig:
     return cfg
 
 
-def build(args: argparse.Namespace, num_classes: int, imu_layout=None,
-          init_state: dict | None = None) -> tuple[HarModel, DeSPITEConfig]:
-    """The HAR model; ``init_state`` is the loaded ``--init`` pre-training checkpoint, if any."""
+def build(args: argparse.Namespace, num_classes: int, imu_layout=None, init_state: dict | None = None,
+          class_names: list[str] | None = None) -> tuple[HarModel, DeSPITEConfig]:
+    """The HAR model; ``init_state`` is the loaded ``--init`` pre-training checkpoint, if any (a
+    checkpoint recovered from a bundle may bring the bundle's heads: the one of ``args.modality``
+    initialises the head when its kind and ``class_names`` match; ``model.init_head`` says so)."""
     if init_state is not None:
         state = init_state
         cfg = DeSPITEConfig.from_dict(state["model_config"])
@@ -75,10 +89,17 @@ def build(args: argparse.Namespace, num_classes: int, imu_layout=None,
         cfg = model_config(argparse.Namespace(preset=PRESET_WITH[args.modality], small=args.small), imu_layout)
         full = DeSPITEModel(cfg)
     encoder = full.encoders[args.modality]
+    model = HarModel(encoder, FEATURE_DIM[args.modality](cfg), num_classes, args.head)
+    head = (init_state or {}).get("heads", {}).get(args.modality)
+    model.init_head = False
+    if head is not None and head["kind"] == args.head and len(head["class_names"]) == num_classes and (
+            class_names is None or list(head["class_names"]) == list(class_names)):
+        model.head.load_state_dict(head["state"])       # the bundle's own head: fine-tuning starts from the model
+        model.init_head = True
     if args.freeze:
         for prm in encoder.parameters():
             prm.requires_grad_(False)
-    return HarModel(encoder, FEATURE_DIM[args.modality](cfg), num_classes, args.head), cfg
+    return model, cfg
 
 
 @torch.no_grad()
@@ -100,7 +121,7 @@ def run(args: argparse.Namespace) -> dict:
     cache = args.store / ".cache"
     mods = (args.modality,)
     layout = model_imu_layout(store.imu_layout)
-    init_state = ckpt.load(args.init, expect_kind="pretrain") if args.init is not None else None
+    init_state = load_init(args.init) if args.init is not None else None
     if init_state is not None:
         layout = ckpt.imu_layout_of(init_state) or layout
     train_all = WindowDataset(store, split_ids(store, args.split_scheme, args.train_split), mods, stride=args.stride,
@@ -110,9 +131,15 @@ def run(args: argparse.Namespace) -> dict:
     rng = np.random.default_rng(args.seed)
     keep = np.sort(rng.choice(labelled, max(1, int(round(args.label_fraction * len(labelled)))), replace=False))
     train = Subset(train_all, keep.tolist())
-    test = WindowDataset(store, split_ids(store, args.split_scheme, args.test_split), mods, stride=args.eval_stride,
-                         cache_dir=cache, imu_layout=layout)
-    model, cfg = build(args, len(store.class_names), layout, init_state)
+    test_store = store
+    if getattr(args, "test_store", None) is not None:
+        test_store = Store(args.test_store)
+        if list(test_store.class_names) != list(store.class_names):
+            raise ValueError(f"--test-store {args.test_store}: class names {list(test_store.class_names)} differ from "
+                             f"--store's {list(store.class_names)}")
+    test = WindowDataset(test_store, split_ids(test_store, args.split_scheme, args.test_split), mods,
+                         stride=args.eval_stride, cache_dir=test_store.root / ".cache", imu_layout=layout)
+    model, cfg = build(args, len(store.class_names), layout, init_state, list(store.class_names))
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=len(train) > args.batch_size,
@@ -149,7 +176,8 @@ def run(args: argparse.Namespace) -> dict:
     seq = np.array([k for k, _ in test.windows])
     metrics = har_metrics(scores, test.labels, store.class_names, groups=segment_ids(seq, test.labels))
     result = {"modality": args.modality, "init": str(args.init) if args.init else "scratch", "freeze": args.freeze,
-              "head": args.head,
+              "head": args.head, "init_head": model.init_head,
+              "test_store": str(test_store.root),
               "label_fraction": args.label_fraction, "train_windows": len(train), "test_windows": len(test),
               "epochs": args.epochs, "log": log, "test": metrics}
     (args.out / "metrics.json").write_text(json.dumps(result, indent=1))

@@ -38,7 +38,13 @@ def har_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="run directory")
     p.add_argument("--modality", default="pointcloud", choices=("pointcloud", "imu", "skeleton"))
-    p.add_argument("--init", type=Path, default=None, help="pre-training checkpoint (last.pt); default: from scratch")
+    p.add_argument("--init", type=Path, default=None,
+                   help="pre-training checkpoint (last.pt), or a model bundle directory (e.g. models/default: its "
+                        "encoders' weights are recovered from the ONNX parts, and its head too when the classes and "
+                        "--head match); default: from scratch")
+    p.add_argument("--test-store", type=Path, default=None,
+                   help="score on this store instead (e.g. held-out recordings imported apart): its --test-split, "
+                        "or every sequence with --test-split all; class names must equal --store's")
     p.add_argument("--freeze", action="store_true", help="train only the head (linear probe), not the encoder")
     p.add_argument("--head", default="linear", choices=("linear", "mlp"),
                    help="linear, or the reference's small MLP (LayerNorm, 256, GELU, dropout 0.1)")

@@ -1,0 +1,101 @@
+"""Fine-tuning the shipped model: `despite train har --init models/default` starts from the bundle's
+own encoder and head (with a zero learning rate it labels exactly as the bundle does through ONNX
+Runtime), `--test-store` scores on another store, and `despite export --base-model` writes a new
+bundle: the head replaced, the encoder re-exported only when fine-tuning changed it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BIN = Path(sys.executable).parent
+
+
+def _default_model() -> Path:
+    from despite_core.runtime.inference import default_bundle_path
+
+    return default_bundle_path()
+
+
+def run(*args, timeout=600) -> subprocess.CompletedProcess:
+    out = subprocess.run([str(BIN / "despite"), *map(str, args)], capture_output=True, text=True, timeout=timeout)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory):
+    d = tmp_path_factory.mktemp("ft")
+    run("synth", "--out", d / "train", "--minutes", "0.25", "--people", "2", "--seed", "31", "--lidar-beams", "16", "--quiet")
+    run("synth", "--out", d / "test", "--minutes", "0.25", "--people", "2", "--seed", "32", "--lidar-beams", "16", "--quiet")
+    return d
+
+
+def test_init_from_the_bundle_reproduces_it_and_export_keeps_the_unchanged_encoder(stores, tmp_path):
+    import yaml
+
+    base = _default_model()
+    # lr 0: nothing moves, so the recovered encoder + head must label the test windows as the bundle does
+    run("train", "har", "--store", stores / "train", "--test-store", stores / "test", "--test-split", "all",
+        "--train-split", "all", "--out", tmp_path / "r0", "--init", base, "--modality", "pointcloud", "--head", "mlp",
+        "--epochs", "1", "--lr", "0", "--batch-size", "8", "--stride", "12", "--eval-stride", "4", "--quiet")
+    m = json.loads((tmp_path / "r0" / "metrics.json").read_text())
+    assert m["init_head"] is True and m["test_store"] == str(stores / "test")
+    run("eval", "har", "--model", base, "--store", stores / "test", "--split", "all", "--stride", "4",
+        "--out", tmp_path / "e0", "--quiet")
+    onnx = json.loads((tmp_path / "e0" / "har.json").read_text())
+    n = onnx["windows"]
+    assert m["test"]["windows"] == n > 20
+    # PyTorch and ONNX Runtime may split a near tie differently: at most one window apart
+    assert m["test"]["accuracy"] == pytest.approx(onnx["accuracy"], abs=1.5 / n)
+    # export: the encoder is unchanged, so its parts are the base's files; the head is the checkpoint's
+    out = run("export", "--base-model", base, "--har", tmp_path / "r0" / "har.pt", "--store", stores / "train",
+              "--out", tmp_path / "b0", "--model-id", "t0")
+    res = json.loads(out.stdout)
+    assert res["fine_tuned_encoders"] == []
+    meta = yaml.safe_load((tmp_path / "b0" / "model.yaml").read_text())
+    base_meta = yaml.safe_load((base / "model.yaml").read_text())
+    for part in ("pointcloud_encoder", "pointcloud_tube", "pointcloud_window", "imu_encoder", "imu_head"):
+        assert meta["parts"][part]["sha256"] == base_meta["parts"][part]["sha256"], part
+    assert meta["model_id"] == "t0" and meta["provenance"]["base_model"]["model_id"] == base_meta["model_id"]
+    assert meta["metrics"]["matching"]["note"].startswith("the base model's")
+
+
+def test_fine_tuning_moves_the_encoder_and_the_new_bundle_runs(stores, tmp_path):
+    import yaml
+
+    base = _default_model()
+    run("train", "har", "--store", stores / "train", "--test-store", stores / "test", "--test-split", "all",
+        "--train-split", "all", "--out", tmp_path / "r1", "--init", base, "--modality", "pointcloud", "--head", "mlp",
+        "--epochs", "1", "--lr", "0.01", "--batch-size", "8", "--stride", "12", "--eval-stride", "4", "--quiet")
+    m = json.loads((tmp_path / "r1" / "metrics.json").read_text())
+    out = run("export", "--base-model", base, "--har", tmp_path / "r1" / "har.pt", "--store", stores / "train",
+              "--out", tmp_path / "b1")
+    res = json.loads(out.stdout)
+    assert res["fine_tuned_encoders"] == ["pointcloud"]
+    meta = yaml.safe_load((tmp_path / "b1" / "model.yaml").read_text())
+    base_meta = yaml.safe_load((base / "model.yaml").read_text())
+    for part in ("pointcloud_encoder", "pointcloud_tube", "pointcloud_window", "pointcloud_head"):
+        assert meta["parts"][part]["sha256"] != base_meta["parts"][part]["sha256"], part
+    assert meta["parts"]["imu_encoder"]["sha256"] == base_meta["parts"]["imu_encoder"]["sha256"]
+    assert meta["provenance"]["parity"]["pointcloud_streaming"]["max_abs_diff_embedding_vs_monolithic"] < 1e-4
+    # the new bundle through ONNX Runtime labels the test windows as the fine-tuned PyTorch model did
+    run("eval", "har", "--model", tmp_path / "b1", "--store", stores / "test", "--split", "all", "--stride", "4",
+        "--out", tmp_path / "e1", "--quiet")
+    onnx = json.loads((tmp_path / "e1" / "har.json").read_text())
+    assert m["test"]["accuracy"] == pytest.approx(onnx["accuracy"], abs=1.5 / onnx["windows"])
+
+
+def test_bad_fine_tuning_requests_are_clear_errors(stores, tmp_path):
+    out = subprocess.run([str(BIN / "despite"), "export", "--base-model", str(_default_model()), "--checkpoint", "x.pt",
+                          "--store", str(stores / "train"), "--out", str(tmp_path / "x")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "not both" in out.stderr
+    bad = tmp_path / "notabundle"
+    bad.mkdir()
+    out = subprocess.run([str(BIN / "despite"), "train", "har", "--store", str(stores / "train"), "--out", str(tmp_path / "r"),
+                          "--init", str(bad), "--epochs", "1", "--quiet"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "model.yaml" in out.stderr and "Traceback" not in out.stderr
