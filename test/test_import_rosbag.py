@@ -221,12 +221,15 @@ def _copy_without_field(src: Path, dst: Path, scans: int, keep_field: bool = Fal
 def test_the_cli_imports_and_explains(scene, tmp_path):
     out = subprocess.run([str(BIN / "despite"), "import", "rosbag", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--segmentation" in out.stdout and "field:NAME" in out.stdout
-    out = subprocess.run([str(BIN / "despite"), "import", "rosbag", str(scene / "bag"), "--out", str(tmp_path / "s"),
-                          "--segmentation", "field:gt_person", "--split", "time"],
+    side = _sidecar(scene / "store", tmp_path / "labels.csv")
+    # --labels before the bag: the bag stays a bag (the flag takes one file; repeat it for more)
+    out = subprocess.run([str(BIN / "despite"), "import", "rosbag", "--labels", str(side), str(scene / "bag"),
+                          "--out", str(tmp_path / "s"), "--segmentation", "field:gt_person", "--split", "time"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["sequences"] == 4 and summary["splits"] == {"by_time": {"train": 2, "test": 2}}
+    assert summary["labels"] == "label file" and summary["bags"][0]["bag"] == str(scene / "bag")
     out = subprocess.run([str(BIN / "despite"), "import", "rosbag", str(tmp_path / "missing"), "--out",
                           str(tmp_path / "m")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "bag not found" in out.stderr and "Traceback" not in out.stderr

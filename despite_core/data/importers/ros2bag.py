@@ -462,6 +462,8 @@ def import_rosbag(bags: list[Path], out: Path, *, points_topic: str = DEFAULT_PO
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of ``despite import rosbag``."""
+    parser.epilog = ("example: despite import rosbag rec1 rec2 rec3 --labels labels.csv --points-topic /ouster/points "
+                     "--split bag --out runs/mine   (docs/importers.md)")
     parser.add_argument("bags", nargs="+", type=Path, metavar="BAG",
                         help="rosbag2 directories (metadata.yaml + .mcap or .db3) or single .mcap files")
     parser.add_argument("--points-topic", default=DEFAULT_POINTS_TOPIC,
@@ -471,9 +473,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "are the base model's")
     parser.add_argument("--wearers", default=None,
                         help="comma-separated wearers to import (default: every wearer with topics matching --imu-topic)")
-    parser.add_argument("--labels", type=Path, nargs="+", default=None, metavar="FILE",
-                        help="label file(s): CSV with a header or JSON list, rows start, end (message stamps, seconds "
-                             "since the epoch), label, optional person; default: the bag's " + GT_TOPIC + " topic")
+    parser.add_argument("--labels", type=Path, action="append", default=None, metavar="FILE",
+                        help="label file (repeat for several): CSV with a header or JSON list, rows start, end (message "
+                             "stamps, seconds since the epoch), label, optional person; default: the bag's "
+                             + GT_TOPIC + " topic")
     parser.add_argument("--segmentation", default="live",
                         help="live (the nodes' perception and tracking: one sequence per track) or field:NAME (a "
                              "per-point person id field such as gt_person: one sequence per id); default %(default)s")
