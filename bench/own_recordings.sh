@@ -28,7 +28,7 @@ for n in 1 3 10; do
   R="$D/ft$n"
   [ -f "$R/har.pt" ] || $B/despite train har --store "$D/store$n" --test-store "$D/test_store" --out "$R" \
       --init models/default --modality pointcloud --head mlp --epochs 6 --batch-size 32 --lr 0.01 --stride 3 \
-      --eval-stride 3 --train-split all --threads 2 --quiet
+      --eval-stride 3 --train-split all --test-split all --threads 2 --quiet
   [ -f "$D/bundle$n/model.yaml" ] || $B/despite export --base-model models/default --har "$R/har.pt" \
       --store "$D/store$n" --out "$D/bundle$n" --model-id "own-16beam-${n}min"
 done
