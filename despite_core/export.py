@@ -13,13 +13,14 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import subprocess
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
+from despite_core.onnx_export import EXPORT_BATCH
+from despite_core.onnx_export import export_onnx as _export
 from despite_core.runtime.bundle import FORMAT_VERSION, INPUT_NAMES
 from despite_core.runtime.bundle import sha256_file as sha256
 from despite_core.data.store import Store
@@ -28,21 +29,7 @@ from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
 from despite_core.train import checkpoint as ckpt
 from despite_core.train.data import WindowDataset, collate, split_ids
 
-EXPORT_BATCH = 2
 PARITY_BATCH = 3
-
-
-def _export(module: nn.Module, example, path: Path, input_name, outputs: list[str], opset: int) -> None:
-    """Export with a dynamic batch axis; ``example``/``input_name`` may be tuples for several inputs."""
-    examples = example if isinstance(example, tuple) else (example,)
-    names = list(input_name) if isinstance(input_name, (tuple, list)) else [input_name]
-    axes = {**{n: {0: "batch"} for n in names}, **{o: {0: "batch"} for o in outputs}}
-    # Shape arithmetic on traced sizes warns; the parity check at another batch size is the real test.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        warnings.simplefilter("ignore", UserWarning)
-        torch.onnx.export(module.eval(), examples, str(path), input_names=names, output_names=outputs,
-                          dynamic_axes=axes, opset_version=opset, dynamo=False)
 
 
 class _Tube(nn.Module):
@@ -125,7 +112,7 @@ def _head_from(har_path: Path, encoder_state: dict, modality_prefix: str) -> tup
 
 def _head_of(state: dict) -> tuple[nn.Module, list[str]]:
     """The head (linear or MLP) of a HAR checkpoint, in eval mode, and its class names."""
-    from despite_core.train.har import make_head
+    from despite_core.train.heads import make_head
 
     weights = {k[len("head."):]: v for k, v in state["model"].items() if k.startswith("head.")}
     kind = state.get("head", "linear")

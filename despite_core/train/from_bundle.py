@@ -10,7 +10,7 @@ Method (general, exact; nothing is fitted or approximated):
    flattened and concatenated, element k holds ``k + 1`` (export A) and, in a second export,
    ``-(perm[k] + 1)`` for a fixed pseudo-random permutation ``perm`` (export B). Both are exact
    in float32 (at most 2**24 elements). Both are exported with the very call that wrote the
-   bundle (``despite_core.export._export``: legacy TorchScript exporter, dynamic batch, the opset
+   bundle (``despite_core.onnx_export.export_onnx``: legacy TorchScript exporter, dynamic batch, the opset
    read from the bundle file's ``opset_import``, the export batch size).
 3. The tagged graphs and the shipped graph are walked node by node: same op types and domains in
    the same order, the same attributes, every node input coming from the same place (graph input,
@@ -148,7 +148,7 @@ def _encoder_modalities(meta: dict) -> list[str]:
 def _preset_for(mods: list[str]) -> str:
     """The text-free preset holding exactly the bundle's encoders (one encoder: har's PRESET_WITH)."""
     from despite_core.presets import PRESETS
-    from despite_core.train.har import PRESET_WITH
+    from despite_core.train.heads import PRESET_WITH
 
     if len(mods) == 1:
         return PRESET_WITH[mods[0]]
@@ -420,7 +420,7 @@ def _recover(build: Callable[[], nn.Module], example: tuple, parity_inputs: tupl
     import onnx
     import onnxruntime as ort
 
-    from despite_core.export import _export
+    from despite_core.onnx_export import export_onnx
 
     t0 = time.perf_counter()
     where = f"{path} (part {part})"
@@ -450,7 +450,7 @@ def _recover(build: Callable[[], nn.Module], example: tuple, parity_inputs: tupl
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", DeprecationWarning)     # the legacy exporter, on purpose
-                    _export(module, example if len(example) > 1 else example[0], f,
+                    export_onnx(module, example if len(example) > 1 else example[0], f,
                             input_names if len(input_names) > 1 else input_names[0], output_names, opset)
             except Exception as e:  # noqa: BLE001 - any exporter failure
                 raise BundleWeightsError(f"{where}: exporting the rebuilt module at opset {opset} failed "
@@ -564,7 +564,7 @@ def _encoder_inputs(modality: str, cfg, b: int, g: torch.Generator) -> torch.Ten
 
 def recover_encoder(bundle_dir, modality: str, *, _loaded: tuple[Path, dict] | None = None) -> RecoveredPart:
     """:func:`encoder_state` with its checks' report."""
-    from despite_core.export import EXPORT_BATCH
+    from despite_core.onnx_export import EXPORT_BATCH
     from despite_core.models.despite import DeSPITEModel
     from despite_core.runtime.bundle import INPUT_NAMES
 
@@ -616,8 +616,8 @@ def recover_head(bundle_dir, modality: str, *, _loaded: tuple[Path, dict] | None
     """:func:`head_state` with its checks' report."""
     import onnx
 
-    from despite_core.export import EXPORT_BATCH
-    from despite_core.train.har import FEATURE_DIM, make_head
+    from despite_core.onnx_export import EXPORT_BATCH
+    from despite_core.train.heads import FEATURE_DIM, make_head
 
     root, meta = _loaded or _meta(bundle_dir)
     part = f"{modality}_head"

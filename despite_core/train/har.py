@@ -21,9 +21,8 @@ from despite_core.evaluate.har import har_metrics, plot_confusion, segment_ids
 from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
 from despite_core.train import checkpoint as ckpt
 from despite_core.train.data import Augment, WindowDataset, collate, model_imu_layout, split_ids
+from despite_core.train.heads import FEATURE_DIM, PRESET_WITH, make_head
 
-FEATURE_DIM = {"pointcloud": lambda c: c.pointcloud.dim, "imu": lambda c: c.imu.hidden, "skeleton": lambda c: c.skeleton.latent}
-PRESET_WITH = {"pointcloud": "DePIE", "imu": "DePIE", "skeleton": "DeSPIE"}
 
 
 def load_init(path) -> dict:
@@ -36,16 +35,6 @@ def load_init(path) -> dict:
 
         return checkpoint_from_bundle(Path(path))
     return ckpt.load(path, expect_kind="pretrain")
-
-
-def make_head(kind: str, feature_dim: int, num_classes: int) -> nn.Module:
-    """``linear``, or the reference's small ``mlp``: LayerNorm, Linear(F, 256), GELU, Dropout 0.1, Linear(256, C)."""
-    if kind == "linear":
-        return nn.Linear(feature_dim, num_classes)
-    if kind == "mlp":
-        return nn.Sequential(nn.LayerNorm(feature_dim), nn.Linear(feature_dim, 256), nn.GELU(), nn.Dropout(0.1),
-                             nn.Linear(256, num_classes))
-    raise ValueError(f"head must be linear or mlp, got {kind!r}")
 
 
 class HarModel(nn.Module):
