@@ -20,3 +20,19 @@ def ros(tmp_path, monkeypatch):
     rclpy.init(context=ctx)
     yield ctx
     rclpy.try_shutdown(context=ctx)
+
+
+@pytest.fixture(scope="session")
+def synth(tmp_path_factory):
+    """One simulated scene, written once for the session: ``store/`` (what despite synth stores) and
+    ``bag/`` (its rosbag2 bag): 15 s, 2 people, 16 beams, seed 21. Tests write elsewhere."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    d = tmp_path_factory.mktemp("synth21")
+    out = subprocess.run([str(Path(sys.executable).parent / "despite"), "synth", "--out", str(d / "store"), "--bag",
+                          str(d / "bag"), "--minutes", "0.25", "--people", "2", "--seed", "21", "--lidar-beams", "16",
+                          "--quiet"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return d

@@ -19,16 +19,6 @@ from helpers.ros_env import ros_env
 BIN = Path(sys.prefix) / "bin"
 
 
-@pytest.fixture(scope="module")
-def synth(tmp_path_factory):
-    d = tmp_path_factory.mktemp("bageval")
-    out = subprocess.run([str(BIN / "despite"), "synth", "--out", str(d / "store"), "--bag", str(d / "bag"),
-                          "--minutes", "0.25", "--people", "2", "--seed", "21", "--lidar-beams", "16", "--quiet"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    return d
-
-
 def bag_eval(args: list[str], tmp_path: Path, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([str(BIN / "despite-ros"), "bag-eval", *args, "--quiet"], env=ros_env(tmp_path), cwd=tmp_path,
                           capture_output=True, text=True, timeout=timeout)

@@ -26,6 +26,14 @@ def run(*args, timeout=600) -> subprocess.CompletedProcess:
     return out
 
 
+def fine_tune(stores: Path, out: Path, base: Path, lr: float) -> dict:
+    """One epoch of `train har --init BASE` on the train store, scored on the whole test store."""
+    run("train", "har", "--store", stores / "train", "--test-store", stores / "test", "--test-split", "all",
+        "--train-split", "all", "--out", out, "--init", base, "--modality", "pointcloud", "--head", "mlp",
+        "--epochs", "1", "--lr", lr, "--batch-size", "8", "--stride", "12", "--eval-stride", "4", "--quiet")
+    return json.loads((out / "metrics.json").read_text())
+
+
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
     d = tmp_path_factory.mktemp("ft")
@@ -39,10 +47,7 @@ def test_init_from_the_bundle_reproduces_it_and_export_keeps_the_unchanged_encod
 
     base = _default_model()
     # lr 0: nothing moves, so the recovered encoder + head must label the test windows as the bundle does
-    run("train", "har", "--store", stores / "train", "--test-store", stores / "test", "--test-split", "all",
-        "--train-split", "all", "--out", tmp_path / "r0", "--init", base, "--modality", "pointcloud", "--head", "mlp",
-        "--epochs", "1", "--lr", "0", "--batch-size", "8", "--stride", "12", "--eval-stride", "4", "--quiet")
-    m = json.loads((tmp_path / "r0" / "metrics.json").read_text())
+    m = fine_tune(stores, tmp_path / "r0", base, lr=0)
     assert m["init_head"] is True and m["test_store"] == str(stores / "test")
     run("eval", "har", "--model", base, "--store", stores / "test", "--split", "all", "--stride", "4",
         "--out", tmp_path / "e0", "--quiet")
@@ -68,10 +73,7 @@ def test_fine_tuning_moves_the_encoder_and_the_new_bundle_runs(stores, tmp_path)
     import yaml
 
     base = _default_model()
-    run("train", "har", "--store", stores / "train", "--test-store", stores / "test", "--test-split", "all",
-        "--train-split", "all", "--out", tmp_path / "r1", "--init", base, "--modality", "pointcloud", "--head", "mlp",
-        "--epochs", "1", "--lr", "0.01", "--batch-size", "8", "--stride", "12", "--eval-stride", "4", "--quiet")
-    m = json.loads((tmp_path / "r1" / "metrics.json").read_text())
+    m = fine_tune(stores, tmp_path / "r1", base, lr=0.01)
     out = run("export", "--base-model", base, "--har", tmp_path / "r1" / "har.pt", "--store", stores / "train",
               "--out", tmp_path / "b1")
     res = json.loads(out.stdout)

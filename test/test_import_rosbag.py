@@ -18,16 +18,6 @@ BIN = Path(sys.executable).parent
 EPOCH = 1767225600.0                       # despite synth's bag epoch (2026-01-01)
 
 
-@pytest.fixture(scope="module")
-def scene(tmp_path_factory):
-    d = tmp_path_factory.mktemp("imp")
-    out = subprocess.run([str(BIN / "despite"), "synth", "--out", str(d / "store"), "--bag", str(d / "bag"),
-                          "--minutes", "0.25", "--people", "2", "--seed", "21", "--lidar-beams", "16", "--quiet"],
-                         capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr
-    return d
-
-
 def _import(bags, out, **kw):
     from despite_core.data.importers.ros2bag import import_rosbag
 
@@ -38,11 +28,11 @@ def _sorted(p: np.ndarray) -> np.ndarray:
     return p[np.lexsort(p.T[::-1])] if len(p) else p
 
 
-def test_field_segmentation_gives_back_the_synth_store(scene, tmp_path):
+def test_field_segmentation_gives_back_the_synth_store(synth, tmp_path):
     from despite_core.data.store import Store
 
-    summary = _import([scene / "bag"], tmp_path / "s", segmentation="field:gt_person")
-    truth, got = Store(scene / "store"), Store(tmp_path / "s")
+    summary = _import([synth / "bag"], tmp_path / "s", segmentation="field:gt_person")
+    truth, got = Store(synth / "store"), Store(tmp_path / "s")
     assert summary["sequences"] == 2 and summary["labels"] == "/ground_truth/activities"
     assert got.class_names == truth.class_names and got.imu_layout == truth.imu_layout
     for a in truth:
@@ -54,12 +44,12 @@ def test_field_segmentation_gives_back_the_synth_store(scene, tmp_path):
             np.testing.assert_array_equal(_sorted(pb), _sorted(pa))
         # the bag's Imu messages through the runtime's conversion, resampled at the scans
         np.testing.assert_allclose(b.imu, a.imu, atol=1e-4)
-        assert b.attrs["bag"] == str(scene / "bag") and b.attrs["topic"] == "/lidar/points"
+        assert b.attrs["bag"] == str(synth / "bag") and b.attrs["topic"] == "/lidar/points"
         assert b.attrs["wearer"] == f"person_{a.person}"
         assert b.attrs["start"] == pytest.approx(EPOCH + a.timestamps[0], abs=1e-3)
         assert b.attrs["end"] == pytest.approx(EPOCH + a.timestamps[-1], abs=1e-3)
     # sqlite3 storage: the same store
-    to_sqlite3(scene / "bag", tmp_path / "bag_sqlite")
+    to_sqlite3(synth / "bag", tmp_path / "bag_sqlite")
     _import([tmp_path / "bag_sqlite"], tmp_path / "q", segmentation="field:gt_person")
     for a in got:
         b = Store(tmp_path / "q").read(a.sequence_id.replace("bag/", "bag_sqlite/"))
@@ -68,11 +58,11 @@ def test_field_segmentation_gives_back_the_synth_store(scene, tmp_path):
         assert all(np.array_equal(x, y) for x, y in zip(a.points, b.points))
 
 
-def test_live_segmentation_cuts_the_people_the_nodes_would_track(scene, tmp_path):
+def test_live_segmentation_cuts_the_people_the_nodes_would_track(synth, tmp_path):
     from despite_core.data.store import Store
 
-    summary = _import([scene / "bag"], tmp_path / "s")
-    truth, got = Store(scene / "store"), Store(tmp_path / "s")
+    summary = _import([synth / "bag"], tmp_path / "s")
+    truth, got = Store(synth / "store"), Store(tmp_path / "s")
     assert summary["sequences"] >= 2
     people = set()
     for b in got:
@@ -121,12 +111,12 @@ def _sidecar(store_dir: Path, path: Path, with_person: bool = True) -> Path:
     return path
 
 
-def test_a_label_file_labels_like_the_topic_and_splits(scene, tmp_path):
+def test_a_label_file_labels_like_the_topic_and_splits(synth, tmp_path):
     from despite_core.data.store import Store
 
-    side = _sidecar(scene / "store", tmp_path / "labels.csv")
-    _import([scene / "bag"], tmp_path / "topic", segmentation="field:gt_person")
-    _import([scene / "bag"], tmp_path / "side", segmentation="field:gt_person", labels=[side])
+    side = _sidecar(synth / "store", tmp_path / "labels.csv")
+    _import([synth / "bag"], tmp_path / "topic", segmentation="field:gt_person")
+    _import([synth / "bag"], tmp_path / "side", segmentation="field:gt_person", labels=[side])
     a, b = Store(tmp_path / "topic"), Store(tmp_path / "side")
     for s in a:
         # without the topic, a person's sequence spans the scans where the id field has them (not
@@ -137,49 +127,49 @@ def test_a_label_file_labels_like_the_topic_and_splits(scene, tmp_path):
         np.testing.assert_allclose(s.timestamps[k], r.timestamps)
         np.testing.assert_array_equal(r.labels, s.labels[k])
     # by time: the last quarter of the bag is the test part, each track cut there
-    _import([scene / "bag"], tmp_path / "t", segmentation="field:gt_person", split="time", test_fraction=0.25)
+    _import([synth / "bag"], tmp_path / "t", segmentation="field:gt_person", split="time", test_fraction=0.25)
     st = Store(tmp_path / "t")
     train, test = st.split("by_time", "train"), st.split("by_time", "test")
     assert sorted(train) == ["bag/person_1/train", "bag/person_2/train"]
     assert sorted(test) == ["bag/person_1/test", "bag/person_2/test"]
     assert max(st.read(s).attrs["end"] for s in train) < min(st.read(s).attrs["start"] for s in test)
     # by bag: the last bag given is the test set; two bags of one name keep distinct ids
-    to_sqlite3(scene / "bag", tmp_path / "x" / "bag")
-    _import([scene / "bag", tmp_path / "x" / "bag"], tmp_path / "b", segmentation="field:gt_person", split="bag")
+    to_sqlite3(synth / "bag", tmp_path / "x" / "bag")
+    _import([synth / "bag", tmp_path / "x" / "bag"], tmp_path / "b", segmentation="field:gt_person", split="bag")
     sb = Store(tmp_path / "b")
     assert sorted(sb.split("by_bag", "test")) == ["bag_1/person_1", "bag_1/person_2"]
     assert sorted(sb.split("by_bag", "train")) == ["bag/person_1", "bag/person_2"]
     # classes from the label file: only the labels it uses, in order of appearance
-    _import([scene / "bag"], tmp_path / "l", segmentation="field:gt_person", labels=[side], class_names="labels")
+    _import([synth / "bag"], tmp_path / "l", segmentation="field:gt_person", labels=[side], class_names="labels")
     names = Store(tmp_path / "l").class_names
     rows = list(csv.DictReader(side.open()))
     assert list(names) == list(dict.fromkeys(r["label"] for r in rows))
 
 
-def test_bad_inputs_are_clear_errors(scene, tmp_path):
+def test_bad_inputs_are_clear_errors(synth, tmp_path):
     from despite_core.data.importers.common import ImporterError
     with pytest.raises(ImporterError, match=r"--points-topic /velodyne_points is not in the bag; topics present: .*"
                                             r"/lidar/points \(sensor_msgs/msg/PointCloud2\)"):
-        _import([scene / "bag"], tmp_path / "a", points_topic="/velodyne_points")
+        _import([synth / "bag"], tmp_path / "a", points_topic="/velodyne_points")
     bad = tmp_path / "bad.csv"
     bad.write_text(f"start,end,label\n{EPOCH},{EPOCH + 3},moonwalk\n")
     with pytest.raises(ImporterError, match=r"bad.csv: row 1: label 'moonwalk' is not a class of the model"):
-        _import([scene / "bag"], tmp_path / "b", labels=[bad])
+        _import([synth / "bag"], tmp_path / "b", labels=[bad])
     with pytest.raises(ImporterError, match=r"no Imu topic matching .* for wearers \['ghost'\]"):
-        _import([scene / "bag"], tmp_path / "c", wearers=["ghost"])
+        _import([synth / "bag"], tmp_path / "c", wearers=["ghost"])
     with pytest.raises(ImporterError, match=r"have no 'nope' field"):
-        _import([scene / "bag"], tmp_path / "d", segmentation="field:nope")
+        _import([synth / "bag"], tmp_path / "d", segmentation="field:nope")
     with pytest.raises(ImporterError, match=r"--segmentation must be live or field:NAME"):
-        _import([scene / "bag"], tmp_path / "e", segmentation="truth")
+        _import([synth / "bag"], tmp_path / "e", segmentation="truth")
     with pytest.raises(ImporterError, match=r"the label file names people, but live tracks carry no person id"):
-        _no_field = _copy_without_field(scene / "bag", tmp_path / "nofield.mcap", scans=60)
-        _import([_no_field], tmp_path / "f", labels=[_sidecar(scene / "store", tmp_path / "l.csv")])
+        _no_field = _copy_without_field(synth / "bag", tmp_path / "nofield.mcap", scans=60)
+        _import([_no_field], tmp_path / "f", labels=[_sidecar(synth / "store", tmp_path / "l.csv")])
     # a bag too short for one window: nothing to import, said so
-    short = _copy_without_field(scene / "bag", tmp_path / "short.mcap", scans=10, keep_field=True)
+    short = _copy_without_field(synth / "bag", tmp_path / "short.mcap", scans=10, keep_field=True)
     with pytest.raises(ImporterError, match=r"no sequence of at least 24 frames"):
         _import([short], tmp_path / "g", segmentation="field:gt_person")
     # a bag without labels: named, with the topics present
-    unlabelled = _copy_without_field(scene / "bag", tmp_path / "unlabelled.mcap", scans=30, keep_field=True,
+    unlabelled = _copy_without_field(synth / "bag", tmp_path / "unlabelled.mcap", scans=30, keep_field=True,
                                      topics={"/lidar/points"})
     with pytest.raises(ImporterError, match=r"no labels: the bag has no /ground_truth/activities topic and no --labels "
                                             r"file was given; topics present: /lidar/points"):
@@ -218,18 +208,18 @@ def _copy_without_field(src: Path, dst: Path, scans: int, keep_field: bool = Fal
     return dst
 
 
-def test_the_cli_imports_and_explains(scene, tmp_path):
+def test_the_cli_imports_and_explains(synth, tmp_path):
     out = subprocess.run([str(BIN / "despite"), "import", "rosbag", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--segmentation" in out.stdout and "field:NAME" in out.stdout
-    side = _sidecar(scene / "store", tmp_path / "labels.csv")
+    side = _sidecar(synth / "store", tmp_path / "labels.csv")
     # --labels before the bag: the bag stays a bag (the flag takes one file; repeat it for more)
-    out = subprocess.run([str(BIN / "despite"), "import", "rosbag", "--labels", str(side), str(scene / "bag"),
+    out = subprocess.run([str(BIN / "despite"), "import", "rosbag", "--labels", str(side), str(synth / "bag"),
                           "--out", str(tmp_path / "s"), "--segmentation", "field:gt_person", "--split", "time"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     summary = json.loads(out.stdout)
     assert summary["sequences"] == 4 and summary["splits"] == {"by_time": {"train": 2, "test": 2}}
-    assert summary["labels"] == "label file" and summary["bags"][0]["bag"] == str(scene / "bag")
+    assert summary["labels"] == "label file" and summary["bags"][0]["bag"] == str(synth / "bag")
     out = subprocess.run([str(BIN / "despite"), "import", "rosbag", str(tmp_path / "missing"), "--out",
                           str(tmp_path / "m")], capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "bag not found" in out.stderr and "Traceback" not in out.stderr

@@ -70,6 +70,7 @@ class _BagRead:
     tracks: list[_Track]
     imu: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]]   # (wearer, site) -> (stamps ns, (N, W))
     counts: dict[str, int]
+    topic_labels: GroundTruth | None = None        # the ground-truth topic's labels, when read
 
 
 def store_imu_layout(sites) -> ImuLayout:
@@ -131,9 +132,10 @@ def _topic_labels(reader, bag: Path, names: list[str], counts: dict) -> GroundTr
 
 
 def read_bag(bag: Path, *, points_topic: str, imu_topic: str, wearers: list[str] | None, sites, fps: float,
-             window: int, segmentation: str, background: bool, with_gt_topic: bool, log: WarningLog,
-             gt_holder: list) -> _BagRead:
-    """One bag's selected scans cut into tracks, and its IMU samples converted per (wearer, site)."""
+             window: int, segmentation: str, background: bool, gt_topic_names: list[str] | None,
+             log: WarningLog) -> _BagRead:
+    """One bag's selected scans cut into tracks, and its IMU samples converted per (wearer, site);
+    with ``gt_topic_names`` (the class names) the ground-truth topic's labels are read first."""
     from despite_core.data.pointcloud2 import PointCloud2Error, decode_points
     from despite_core.runtime.perception import Perception, PerceptionConfig
 
@@ -149,11 +151,12 @@ def read_bag(bag: Path, *, points_topic: str, imu_topic: str, wearers: list[str]
                                 f"{topic_listing(reader)}")
         if present[points_topic] != "sensor_msgs/msg/PointCloud2":
             raise ImporterError(f"{bag}: {points_topic} carries {present[points_topic]}, not sensor_msgs/msg/PointCloud2")
-        if with_gt_topic:
+        topic_gt = None
+        if gt_topic_names is not None:
             if GT_TOPIC not in present:
                 raise ImporterError(f"{bag}: no labels: the bag has no {GT_TOPIC} topic and no --labels file was "
                                     f"given; topics present: {topic_listing(reader)}")
-            gt_holder.append(_topic_labels(reader, bag, gt_holder[0], counts))
+            topic_gt = _topic_labels(reader, bag, gt_topic_names, counts)
         try:
             found = wearers_in(reader, imu_topic)
         except BagError as e:
@@ -225,8 +228,8 @@ def read_bag(bag: Path, *, points_topic: str, imu_topic: str, wearers: list[str]
             if field_name is not None:
                 ids = np.asarray(ids).astype(np.int64)
                 people = sorted(int(p) for p in np.unique(ids) if p > 0)
-                if len(gt_holder) > 1:                     # people listed by the label topic, occluded or not
-                    people = sorted(set(people) | set(gt_holder[1].people_at(s)))
+                if topic_gt is not None:                   # people listed by the label topic, occluded or not
+                    people = sorted(set(people) | set(topic_gt.people_at(s)))
                 for pid in people:
                     pts = xyz[ids == pid]
                     tr = tracks.setdefault(f"{run}:{pid}", _Track(f"person_{pid}", pid))
@@ -256,7 +259,8 @@ def read_bag(bag: Path, *, points_topic: str, imu_topic: str, wearers: list[str]
         vals = (to_layout(np.stack([r[1] for r in rows])[keep], store_imu_layout((k[1],)))
                 if len(t) else np.zeros((0, 15), np.float32))
         imu[k] = (t[keep], vals)
-    return _BagRead(bag_label(bag), stamps, runs, [tracks[k] for k in sorted(tracks, key=_track_order)], imu, counts)
+    return _BagRead(bag_label(bag), stamps, runs, [tracks[k] for k in sorted(tracks, key=_track_order)], imu, counts,
+                    topic_gt)
 
 
 def _track_order(key: str) -> tuple[int, int]:
@@ -398,11 +402,10 @@ def import_rosbag(bags: list[Path], out: Path, *, points_topic: str = DEFAULT_PO
                                  f"frame of {points_topic}") as writer:
         for b, bag in enumerate(bags):
             bag = Path(bag)
-            holder: list = [names]
             read = read_bag(bag, points_topic=points_topic, imu_topic=imu_topic, wearers=wearers, sites=sites,
                             fps=fps, window=window, segmentation=segmentation, background=background,
-                            with_gt_topic=sidecar is None and not allow_unlabelled, log=log, gt_holder=holder)
-            gt = sidecar if sidecar is not None else (holder[1] if len(holder) > 1 else None)
+                            gt_topic_names=names if sidecar is None and not allow_unlabelled else None, log=log)
+            gt = sidecar if sidecar is not None else read.topic_labels
             if gt is not None and gt.by_stamp and segmentation == "live" and not single_person and all(
                     tr.person == 0 for tr in read.tracks):
                 raise ImporterError(f"{bag}: {GT_TOPIC} labels people by id, but live tracks carry no person id "
