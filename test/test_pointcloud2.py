@@ -92,6 +92,7 @@ def test_fields_dtype_count_gives_subarray():
     # overlap detected even when fields are listed out of offset order
     ([Field('b', 4, pc2.FLOAT32), Field('a', 0, pc2.FLOAT64)], 16, r"'a' .*and 'b' .*overlap"),
     ([Field('x', 0, pc2.FLOAT32), Field('x', 4, pc2.FLOAT32)], 8, r"duplicate field name 'x'"),
+    ([Field('', 0, pc2.FLOAT32)], 4, r"empty name"),          # numpy would call it 'f0'
     ([Field('x', 0, pc2.FLOAT32, 0)], 4, r"field 'x' has count 0"),
     ([Field('x', -4, pc2.FLOAT32)], 4, r"field 'x' has negative offset"),
 ])

@@ -107,7 +107,7 @@ def fields_dtype(fields: Iterable[Any], point_step: int, is_bigendian: bool = Fa
     :returns: structured dtype with explicit offsets; ``count > 1`` fields are
         subarrays of shape ``(count,)``.
     :raises PointCloud2Error: unknown datatype, ``count < 1``, negative offset,
-        field past ``point_step``, duplicate names or overlapping fields.
+        field past ``point_step``, empty or duplicate names or overlapping fields.
     """
     point_step = int(point_step)
     if point_step < 0:
@@ -123,6 +123,8 @@ def fields_dtype(fields: Iterable[Any], point_step: int, is_bigendian: bool = Fa
     seen: set[str] = set()
     for f in fields:
         name, offset, datatype, count = str(f.name), int(f.offset), int(f.datatype), int(f.count)
+        if not name:
+            raise PointCloud2Error(f"a field at offset {offset} has an empty name")
         if datatype not in DATATYPE_TO_DTYPE:
             raise PointCloud2Error(
                 f"field '{name}' has unknown datatype {datatype} (expected {_datatype_desc()})")
