@@ -26,9 +26,9 @@ def run(*args, timeout=600) -> subprocess.CompletedProcess:
     return out
 
 
-def fine_tune(stores: Path, out: Path, base: Path, lr: float) -> dict:
+def fine_tune(stores: Path, out: Path, base: Path, lr: float, *extra) -> dict:
     """One epoch of `train har --init BASE` on the train store, scored on the whole test store."""
-    run("train", "har", "--store", stores / "train", "--test-store", stores / "test", "--test-split", "all",
+    run("train", "har", *extra, "--store", stores / "train", "--test-store", stores / "test", "--test-split", "all",
         "--train-split", "all", "--out", out, "--init", base, "--modality", "pointcloud", "--head", "mlp",
         "--epochs", "1", "--lr", lr, "--batch-size", "8", "--stride", "12", "--eval-stride", "4", "--quiet")
     return json.loads((out / "metrics.json").read_text())
@@ -91,6 +91,21 @@ def test_fine_tuning_moves_the_encoder_and_the_new_bundle_runs(stores, tmp_path)
     assert m["test"]["accuracy"] == pytest.approx(onnx["accuracy"], abs=1.5 / onnx["windows"])
 
 
+def test_encoder_lr_zero_trains_the_head_alone(stores, tmp_path):
+    import yaml
+
+    base = _default_model()
+    m = fine_tune(stores, tmp_path / "r2", base, 0.01, "--encoder-lr", "0")
+    assert m["lr"] == 0.01 and m["encoder_lr"] == 0
+    out = run("export", "--base-model", base, "--har", tmp_path / "r2" / "har.pt", "--store", stores / "train",
+              "--out", tmp_path / "b2")
+    assert json.loads(out.stdout)["fine_tuned_encoders"] == []          # the encoder did not move
+    meta = yaml.safe_load((tmp_path / "b2" / "model.yaml").read_text())
+    base_meta = yaml.safe_load((base / "model.yaml").read_text())
+    assert meta["parts"]["pointcloud_head"]["sha256"] != base_meta["parts"]["pointcloud_head"]["sha256"]
+    assert meta["parts"]["pointcloud_encoder"]["sha256"] == base_meta["parts"]["pointcloud_encoder"]["sha256"]
+
+
 def test_bad_fine_tuning_requests_are_clear_errors(stores, tmp_path):
     out = subprocess.run([str(BIN / "despite"), "export", "--base-model", str(_default_model()), "--checkpoint", "x.pt",
                           "--store", str(stores / "train"), "--out", str(tmp_path / "x")],
@@ -101,3 +116,27 @@ def test_bad_fine_tuning_requests_are_clear_errors(stores, tmp_path):
     out = subprocess.run([str(BIN / "despite"), "train", "har", "--store", str(stores / "train"), "--out", str(tmp_path / "r"),
                           "--init", str(bad), "--epochs", "1", "--quiet"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "model.yaml" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_seen_class_loss_leaves_the_other_classes_logits_alone():
+    import numpy as np
+    import torch
+
+    from despite_core.train.har import loss_mask, masked_cross_entropy
+
+    labels = np.array([0, 2, 2, -1])
+    seen = loss_mask("seen", False, labels, 4)
+    assert seen.tolist() == [True, False, True, False]
+    assert loss_mask("auto", True, labels, 4).tolist() == seen.tolist()      # head from the bundle: seen
+    assert loss_mask("auto", False, labels, 4) is None and loss_mask("all", True, labels, 4) is None
+    with pytest.raises(ValueError, match="no labelled"):
+        loss_mask("seen", True, np.array([-1, -1]), 4)
+    torch.manual_seed(0)
+    head = torch.nn.Linear(5, 4)
+    x, y = torch.randn(6, 5), torch.tensor([0, 2, 2, 0, 2, 0])
+    masked_cross_entropy(head(x), y, seen).backward()
+    g = head.weight.grad.abs().sum(1)
+    assert g[1] == 0 and g[3] == 0 and g[0] > 0 and g[2] > 0
+    head.zero_grad()
+    masked_cross_entropy(head(x), y, None).backward()                   # all classes: every row learns
+    assert (head.weight.grad.abs().sum(1) > 0).all()

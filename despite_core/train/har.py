@@ -98,6 +98,42 @@ def predict(model: HarModel, ds, modality: str, batch_size: int = 64) -> np.ndar
     return np.concatenate(out)
 
 
+def loss_mask(choice: str, init_head: bool, labels: np.ndarray, n_classes: int) -> torch.Tensor | None:
+    """The classes the cross-entropy normalises over (``--loss-classes``): None for all, else a bool
+    row that keeps the classes with at least one training window; logits of the others get no
+    gradient, so a head initialised from a bundle keeps them as they were."""
+    if choice not in ("auto", "all", "seen"):
+        raise ValueError(f"--loss-classes must be auto, all or seen, got {choice!r}")
+    if choice == "all" or (choice == "auto" and not init_head):
+        return None
+    seen = np.zeros(n_classes, bool)
+    seen[labels[labels >= 0]] = True
+    if not seen.any():
+        raise ValueError("--loss-classes seen: no labelled training window")
+    return torch.from_numpy(seen)
+
+
+def param_groups(model: HarModel, lr: float, encoder_lr: float | None) -> list[dict]:
+    """SGD parameter groups: the head at ``lr``, the encoder at ``encoder_lr`` (``lr`` when None);
+    frozen parameters left out. Each group's ``peak_lr`` is what the schedule scales."""
+    if lr < 0 or (encoder_lr is not None and encoder_lr < 0):
+        raise ValueError(f"learning rates must be >= 0, got --lr {lr}, --encoder-lr {encoder_lr}")
+    enc = [p for p in model.encoder.parameters() if p.requires_grad]
+    head = [p for p in model.head.parameters() if p.requires_grad]
+    groups = [{"params": head, "peak_lr": lr, "lr": lr}]
+    if enc:
+        e = lr if encoder_lr is None else encoder_lr
+        groups.append({"params": enc, "peak_lr": e, "lr": e})
+    return groups
+
+
+def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Cross-entropy over the classes of ``mask`` (all when None): the others' logits get no gradient."""
+    if mask is not None:
+        logits = logits.masked_fill(~mask, float("-inf"))
+    return nn.functional.cross_entropy(logits, labels)
+
+
 def run(args: argparse.Namespace) -> dict:
     from tqdm import tqdm
 
@@ -129,8 +165,9 @@ def run(args: argparse.Namespace) -> dict:
     test = WindowDataset(test_store, split_ids(test_store, args.split_scheme, args.test_split), mods,
                          stride=args.eval_stride, cache_dir=test_store.root / ".cache", imu_layout=layout)
     model, cfg = build(args, len(store.class_names), layout, init_state, list(store.class_names))
-    params = [p for p in model.parameters() if p.requires_grad]
-    optim = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
+    mask = loss_mask(args.loss_classes, model.init_head, train_all.labels[keep], len(store.class_names))
+    optim = torch.optim.SGD(param_groups(model, args.lr, args.encoder_lr), lr=args.lr, momentum=0.9,
+                            weight_decay=1e-4)
     loader = DataLoader(train, batch_size=args.batch_size, shuffle=True, drop_last=len(train) > args.batch_size,
                         collate_fn=collate, generator=torch.Generator().manual_seed(args.seed))
     steps = max(len(loader), 1)
@@ -139,7 +176,7 @@ def run(args: argparse.Namespace) -> dict:
 
     def lr_at(step: int) -> float:
         f = 1e-5 + (1 - 1e-5) * min(1.0, step / max(warm, 1))
-        return args.lr * f * (0.1 ** sum(step >= m for m in milestones))
+        return f * (0.1 ** sum(step >= m for m in milestones))
 
     args.out.mkdir(parents=True, exist_ok=True)
     log = []
@@ -152,8 +189,8 @@ def run(args: argparse.Namespace) -> dict:
         t0, total, n = time.perf_counter(), 0.0, 0
         for batch in tqdm(loader, desc=f"epoch {epoch + 1}/{args.epochs}", disable=args.quiet):
             for g in optim.param_groups:
-                g["lr"] = lr_at(step)
-            loss = nn.functional.cross_entropy(model(batch[args.modality]), batch["label"])
+                g["lr"] = g["peak_lr"] * lr_at(step)
+            loss = masked_cross_entropy(model(batch[args.modality]), batch["label"], mask)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
@@ -165,7 +202,9 @@ def run(args: argparse.Namespace) -> dict:
     seq = np.array([k for k, _ in test.windows])
     metrics = har_metrics(scores, test.labels, store.class_names, groups=segment_ids(seq, test.labels))
     result = {"modality": args.modality, "init": str(args.init) if args.init else "scratch", "freeze": args.freeze,
-              "head": args.head, "init_head": model.init_head,
+              "head": args.head, "init_head": model.init_head, "lr": args.lr,
+              "encoder_lr": None if args.freeze else (args.lr if args.encoder_lr is None else args.encoder_lr),
+              "loss_classes": "all" if mask is None else [n for n, m in zip(store.class_names, mask.tolist()) if m],
               "test_store": str(test_store.root),
               "label_fraction": args.label_fraction, "train_windows": len(train), "test_windows": len(test),
               "epochs": args.epochs, "log": log, "test": metrics}

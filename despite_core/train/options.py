@@ -46,6 +46,11 @@ def har_arguments(p: argparse.ArgumentParser) -> None:
                    help="score on this store instead (e.g. held-out recordings imported apart): its --test-split, "
                         "or every sequence with --test-split all; class names must equal --store's")
     p.add_argument("--freeze", action="store_true", help="train only the head (linear probe), not the encoder")
+    p.add_argument("--loss-classes", default="auto", choices=("auto", "all", "seen"),
+                   help="classes the training loss normalises over: all, or seen (only those with a training "
+                        "window: a fine-tune on a few minutes that lack some activities leaves the head's other "
+                        "classes alone instead of teaching it that they never happen); auto = seen when the head "
+                        "comes from --init, all otherwise")
     p.add_argument("--head", default="linear", choices=("linear", "mlp"),
                    help="linear, or the reference's small MLP (LayerNorm, 256, GELU, dropout 0.1)")
     p.add_argument("--label-fraction", type=float, default=1.0, help="fraction of labelled training windows used")
@@ -54,7 +59,11 @@ def har_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-split", default="test")
     p.add_argument("--epochs", type=int, default=35, help="reference: 35")
     p.add_argument("--batch-size", type=int, default=24, help="reference: 24")
-    p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument("--lr", type=float, default=0.01, help="the head's peak learning rate (SGD, momentum 0.9)")
+    p.add_argument("--encoder-lr", type=float, default=None,
+                   help="the encoder's peak learning rate (same schedule); default: --lr. Fine-tuning a "
+                        "pre-trained encoder on a few minutes wants it 10-100x below --lr (see the README's "
+                        "'Train on your own recordings')")
     p.add_argument("--warmup-epochs", type=int, default=None, help="default: epochs / 3.5 (reference: 10 of 35)")
     p.add_argument("--stride", type=int, default=1, help="training window stride")
     p.add_argument("--eval-stride", type=int, default=2, help="test window stride")
