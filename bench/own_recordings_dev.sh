@@ -3,7 +3,9 @@
 # same LiDAR), never on its held-out test bags (5101-5104): each candidate is fine-tuned on the 1-,
 # 3- and 10-minute training stores and scored on the dev store. Run bench/own_recordings.sh first
 # (it makes the training stores); steps whose outputs exist are skipped (resumable).
-# Usage: bash bench/own_recordings_dev.sh [RUNS_DIR] [MINUTES...]   (default: runs/own 1 3 10)
+# Usage: [ONLY="recipe ..."] bash bench/own_recordings_dev.sh [RUNS_DIR] [MINUTES...]   (default: runs/own 1 3 10)
+# Run as: bash bench/own_recordings_dev.sh runs/own 1 3, then
+#         ONLY="seen-head0.01 seen-enc3e-05 seen-enc0.0003 all-sgd0.01" bash bench/own_recordings_dev.sh runs/own 10
 set -euo pipefail
 D=${1:-runs/own}; shift || true
 SIZES=${*:-1 3 10}
@@ -21,12 +23,12 @@ done
 #  headX: encoder frozen; encX: encoder at --encoder-lr X, head at 0.01; sgdX: both at X)
 declare -A CAND=([all-sgd0.01]="--lr 0.01 --loss-classes all"
                  [all-head0.01]="--lr 0.01 --freeze --loss-classes all"
-                 [all-enc0.001]="--lr 0.01 --encoder-lr 0.001 --loss-classes all"
                  [seen-head0.01]="--lr 0.01 --freeze --loss-classes seen"
-                 [seen-enc0.001]="--lr 0.01 --encoder-lr 0.001 --loss-classes seen"
-                 [seen-enc0.0003]="--lr 0.01 --encoder-lr 0.0003 --loss-classes seen")
+                 [seen-enc0.0003]="--lr 0.01 --encoder-lr 0.0003 --loss-classes seen"
+                 [seen-enc3e-05]="--lr 0.01 --encoder-lr 3e-05 --loss-classes seen"
+                 [seen-enc1e-05]="--lr 0.01 --encoder-lr 1e-05 --loss-classes seen")
 for n in $SIZES; do
-  for c in "${!CAND[@]}"; do
+  for c in ${ONLY:-${!CAND[@]}}; do
     R="$D/dev/$c/$n"
     # shellcheck disable=SC2086
     [ -f "$R/metrics.json" ] || $B/despite train har --store "$D/store$n" --test-store "$D/dev_store" --out "$R" \

@@ -179,6 +179,41 @@ def test_two_people_touching_from_the_first_scan_are_two_tracks():
     assert sum(c == [False, True] for c in counts[3:]) >= 0.9 * len(counts[3:]), counts
 
 
+def test_a_piece_cut_off_a_tracked_person_joins_them_instead_of_starting_a_track():
+    tr = Tracker(PerceptionConfig(min_hits=2))
+    for k in range(3):
+        tr.update(k * 0.1, np.array([[3.0, 1.0]]))
+    ids, _ = tr.update(0.3, np.array([[3.02, 1.0], [3.3, 1.15]]))         # the body and an arm 0.34 m off
+    assert ids == [1, 1] and len(tr.tracks) == 1
+    ids, _ = tr.update(0.4, np.array([[3.02, 1.0], [3.9, 1.0]]))          # 0.9 m off: someone else
+    assert ids == [1, None] and len(tr.tracks) == 2
+
+
+def test_a_person_split_in_two_by_the_grid_keeps_one_track():
+    """Seed 4's 64-beam scene: at 7.1 s a leg of person 2 (standing 0.9 m from person 1) became a
+    cluster of its own, started a track that the cluster split then fed, and took the person over
+    (two id switches in a second). The piece now joins the person's own track."""
+    from despite_core.evaluate.perception import world_config
+
+    cfg = world_config("64 beams", 4, 9.0)
+    scene = build_scene(cfg, 0, 9.0)
+    per = Perception()
+    tracks_of_2, pieces = set(), 0
+    for t, kind, scan in iter_timeline(scene, full=True):
+        if kind != "scan":
+            continue
+        a = scan_arrays(scan)
+        gt = a["gt_person"]
+        r = per.process(np.stack([a["x"], a["y"], a["z"]], 1), t)
+        mine = [p for p in r.people if majority(gt, p) == 2]
+        if t >= 1.0:
+            assert len(mine) == 1, (t, [p.track_id for p in mine])
+            tracks_of_2.add(mine[0].track_id)
+            pieces += len(mine[0].indices) < 0.8 * int((gt == 2).sum())
+    assert len(tracks_of_2) == 1, tracks_of_2
+    assert pieces < 10                                      # the person's points stay together
+
+
 def test_a_start_without_returns_does_not_block_detection_and_the_gate_applies_before_assignment():
     rng = np.random.default_rng(2)
     bg = floor_and_walls(rng)

@@ -277,6 +277,7 @@ class Tracker:
 
     REID_S = 3.0               # s a lost confirmed track can be taken up again where it was lost
     REID_GATE = 1.0            # m from where it was last seen
+    FRAGMENT_GAP = 0.45        # m: a detection this close to a tracked person's is part of them
 
     def __init__(self, cfg: PerceptionConfig) -> None:
         self.cfg = cfg
@@ -316,7 +317,10 @@ class Tracker:
                strong: np.ndarray | None = None) -> tuple[list[int | None], list[int]]:
         """Associate (D, 2) centroids; returns the reported track id per detection (None while a
         track is tentative, or for a weak detection that continues no track) and the ids deleted
-        now. Only ``strong`` detections (default: all) start new tracks."""
+        now. Only ``strong`` detections (default: all) start new tracks. An unassigned detection
+        within FRAGMENT_GAP of a confirmed track's detection gets that track's id (a piece of the
+        same person: the caller merges them) instead of starting a track that would later take
+        the person over."""
         c = self.cfg
         strong = np.ones(len(centroids), bool) if strong is None else np.asarray(strong, bool)
         pred = self.predict(stamp, min_hits=1)                                          # every track
@@ -327,9 +331,17 @@ class Tracker:
             cost = np.where(cost <= c.track_gate, cost, 1e6)
             rows, cols = linear_sum_assignment(cost)
             assign = {int(d): int(k) for k, d in zip(rows, cols) if cost[k, d] <= c.track_gate}
+        # a confirmed track's assigned detection this scan: an unassigned detection next to it is a
+        # piece of the same person (an arm or a leg that the grid cut off), not a new track
+        held = {int(d): self.tracks[k] for d, k in assign.items() if self.tracks[k].hits >= c.min_hits}
         ids: list[int | None] = []
         seen = set()
         for d, xy in enumerate(centroids):
+            if d not in assign and held:
+                near = min(held, key=lambda e: float(np.linalg.norm(centroids[e] - xy)))
+                if float(np.linalg.norm(centroids[near] - xy)) <= self.FRAGMENT_GAP:
+                    ids.append(held[near].tid)
+                    continue
             if d in assign:
                 t = self.tracks[assign[d]]
                 dt = stamp - t.stamp
@@ -448,11 +460,15 @@ class Perception:
             centroids = np.array([level[m].mean(0) for m in dets], np.float64).reshape(-1, 2)
             ids, lost_now = self.tracker.update(stamp, centroids, det_scores >= thr)
             lost += lost_now
+            parts: dict[int, list[tuple[np.ndarray, float]]] = {}
             for tid, m, sc in zip(ids, dets, det_scores):
                 person_pt[m] = True                       # tentative tracks are not absorbed either
                 if tid is not None:
-                    q = p[ci[m]]
-                    people.append(Person(tid, finite[ci[m]], q, q.mean(0), None, float(sc)))
+                    parts.setdefault(tid, []).append((m, float(sc)))
+            for tid, got in parts.items():                # a person and the pieces the tracker gave them
+                m = got[0][0] if len(got) == 1 else np.concatenate([g[0] for g in got])
+                q = p[ci[m]]
+                people.append(Person(tid, finite[ci[m]], q, q.mean(0), None, max(g[1] for g in got)))
             # every person's frame in one batched FPS (identical to normalise_frame, one loop per scan)
             for person, frame in zip(people, normalise_frames([x.points for x in people], c.points_per_frame)):
                 person.normalised = frame
