@@ -25,8 +25,15 @@ def pooled(results: list[dict]) -> dict:
             "per_bag": [round(a, 3) for a in per_bag],
             "per_class_recall": {n: round(float(conf[i, i] / conf[i].sum()), 3)
                                  for i, n in enumerate(names) if conf[i].sum()},
-            "coverage": (float(np.mean([r["coverage"] for r in results])) if all(r.get("coverage") is not None
-                                                                                 for r in results) else None)}
+            "coverage": _over_truth(results, "coverage"), "recall": _over_truth(results, "recall")}
+
+
+def _over_truth(results: list[dict], key: str) -> float | None:
+    """A live-vs-truth share pooled over the bags' ground-truth person-windows; None without them."""
+    if not all(r.get(key) is not None and r.get("truth_windows") for r in results):
+        return None
+    n = sum(r["truth_windows"] for r in results)
+    return float(sum(r[key] * r["truth_windows"] for r in results) / n)
 
 
 def main(root: Path) -> None:
@@ -47,8 +54,8 @@ def main(root: Path) -> None:
         if f.is_file():
             train_s[m] = sum(e["seconds"] for e in json.loads(f.read_text())["log"])
     print("| model | labelled minutes | GT-seg accuracy (per bag) | GT-seg macro recall | live accuracy (per bag) "
-          "| live macro recall | fine-tuning time |")
-    print("|---|---|---|---|---|---|---|")
+          "| live macro recall | live recall (coverage) | fine-tuning time |")
+    print("|---|---|---|---|---|---|---|---|")
     for m in order:
         g, live = rows.get((m, "ground-truth")), rows.get((m, "live"))
 
@@ -61,7 +68,8 @@ def main(root: Path) -> None:
         name = "shipped default" if m == "default" else f"fine-tuned ({m} min)"
         t = f"{train_s[m] / 60:.1f} min" if m in train_s else "-"
         print(f"| {name} | {minutes[m]} | {cell(g, 'accuracy')}{spread(g)} | {cell(g, 'macro_recall')} | "
-              f"{cell(live, 'accuracy')}{spread(live)} | {cell(live, 'macro_recall')} | {t} |")
+              f"{cell(live, 'accuracy')}{spread(live)} | {cell(live, 'macro_recall')} | "
+              f"{cell(live, 'recall')} ({cell(live, 'coverage')}) | {t} |")
     (root / "table.json").write_text(json.dumps({f"{m}/{s}": v for (m, s), v in rows.items()}, indent=1))
 
 
