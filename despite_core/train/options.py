@@ -62,8 +62,8 @@ def har_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--lr", type=float, default=0.01, help="the head's peak learning rate (SGD, momentum 0.9)")
     p.add_argument("--encoder-lr", type=float, default=None,
                    help="the encoder's peak learning rate (same schedule); default: --lr. Fine-tuning a "
-                        "pre-trained encoder on a few minutes wants it 10-100x below --lr (see the README's "
-                        "'Train on your own recordings')")
+                        "pre-trained encoder on a few minutes wants it far below --lr: 3e-05 with --lr 0.01 "
+                        "(chosen on development recordings: the README's 'Train on your own recordings')")
     p.add_argument("--warmup-epochs", type=int, default=None, help="default: epochs / 3.5 (reference: 10 of 35)")
     p.add_argument("--stride", type=int, default=1, help="training window stride")
     p.add_argument("--eval-stride", type=int, default=2, help="test window stride")
