@@ -19,8 +19,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from despite_core.onnx_export import EXPORT_BATCH
-from despite_core.onnx_export import export_onnx as _export
+from despite_core.onnx_export import EXPORT_BATCH, export_onnx
 from despite_core.runtime.bundle import FORMAT_VERSION, INPUT_NAMES
 from despite_core.runtime.bundle import sha256_file as sha256
 from despite_core.data.store import Store
@@ -62,10 +61,10 @@ def _export_streaming(pst, batch_points: torch.Tensor, out: Path, opset: int, mo
     c = pst.config
     tube_path, win_path = out / "pointcloud_tube.onnx", out / "pointcloud_window.onnx"
     f0 = batch_points[:EXPORT_BATCH, 0]
-    _export(_Tube(pst), (f0, f0, f0), tube_path, ("prev", "cur", "next"), ["anchors", "tube"], opset)
+    export_onnx(_Tube(pst), (f0, f0, f0), tube_path, ("prev", "cur", "next"), ["anchors", "tube"], opset)
     with torch.no_grad():
         a_ex, t_ex = pst.tube(batch_points[:EXPORT_BATCH])
-    _export(_Window(pst), (a_ex, t_ex), win_path, ("anchors", "tubes"), ["features", "embedding"], opset)
+    export_onnx(_Window(pst), (a_ex, t_ex), win_path, ("anchors", "tubes"), ["features", "embedding"], opset)
     ts = ort.InferenceSession(str(tube_path), providers=["CPUExecutionProvider"])
     ws = ort.InferenceSession(str(win_path), providers=["CPUExecutionProvider"])
     x = batch_points.numpy()                                             # (B, 24, 256, 3)
@@ -174,7 +173,7 @@ def _export_encoder(enc: nn.Module, m: str, x: torch.Tensor, out: Path, opset: i
     name = INPUT_NAMES[m]
     path = out / f"{m}_encoder.onnx"
     enc = enc.eval()
-    _export(enc, x[:EXPORT_BATCH], path, name, ["features", "embedding"], opset)
+    export_onnx(enc, x[:EXPORT_BATCH], path, name, ["features", "embedding"], opset)
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     f_onnx, e_onnx = sess.run(None, {name: x.numpy()})
     with torch.no_grad():
@@ -202,7 +201,7 @@ def _export_head(head: nn.Module, m: str, f_t: torch.Tensor, f_onnx: np.ndarray,
 
     hpath = out / f"{m}_head.onnx"
     head = head.eval()
-    _export(head, f_t[:EXPORT_BATCH], hpath, "features", ["logits"], opset)
+    export_onnx(head, f_t[:EXPORT_BATCH], hpath, "features", ["logits"], opset)
     hs = ort.InferenceSession(str(hpath), providers=["CPUExecutionProvider"])
     logits = hs.run(None, {"features": f_onnx})[0]
     with torch.no_grad():

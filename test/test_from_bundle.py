@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import yaml
 
-from despite_core.export import EXPORT_BATCH, _export
+from despite_core.onnx_export import EXPORT_BATCH, export_onnx
 from despite_core.models.despite import DeSPITEModel
 from despite_core.train import checkpoint as ckpt
 from despite_core.train import from_bundle as fb
@@ -49,7 +49,7 @@ def write_bundle(root: Path, cfg_dict: dict, parts: dict) -> Path:
 def export_encoder(enc, modality, path):
     g = torch.Generator().manual_seed(5)
     x = grid_points(g, EXPORT_BATCH) if modality == "pointcloud" else torch.randn(EXPORT_BATCH, 24, 48, generator=g)
-    _export(enc, x, path, "points" if modality == "pointcloud" else "imu", ["features", "embedding"], 17)
+    export_onnx(enc, x, path, "points" if modality == "pointcloud" else "imu", ["features", "embedding"], 17)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +73,7 @@ def small(tmp_path_factory):
         export_encoder(model.encoders[m], m, root / f"{m}_encoder.onnx")
         randomise(heads[m], g)
         features = torch.randn(EXPORT_BATCH, cfg.pointcloud.dim if m == "pointcloud" else cfg.imu.hidden, generator=g)
-        _export(heads[m], features, root / f"{m}_head.onnx", "features", ["logits"], 17)
+        export_onnx(heads[m], features, root / f"{m}_head.onnx", "features", ["logits"], 17)
     write_bundle(root, cfg.to_dict(), {f"{m}_{p}": f"{m}_{p}.onnx" for m in ("pointcloud", "imu")
                                        for p in ("encoder", "head")})
     return root, cfg, model, heads
@@ -227,7 +227,7 @@ def test_unused_weights_are_reported_and_folded_arithmetic_is_refused(tmp_path, 
     torch.manual_seed(4)
     shipped = Spare(folded).eval()
     path = tmp_path / "spare.onnx"
-    _export(shipped, torch.randn(EXPORT_BATCH, 4), path, "x", ["y"], 17)
+    export_onnx(shipped, torch.randn(EXPORT_BATCH, 4), path, "x", ["y"], 17)
     call = lambda: fb._recover(lambda: Spare(folded), (torch.randn(EXPORT_BATCH, 4),), (torch.randn(3, 4),),  # noqa: E731
                                path, "spare", ["x"], ["y"])
     if folded:

@@ -338,8 +338,9 @@ class Tracker:
         seen = set()
         for d, xy in enumerate(centroids):
             if d not in assign and held:
-                near = min(held, key=lambda e: float(np.linalg.norm(centroids[e] - xy)))
-                if float(np.linalg.norm(centroids[near] - xy)) <= self.FRAGMENT_GAP:
+                gap = {e: float(np.linalg.norm(centroids[e] - xy)) for e in held}
+                near = min(gap, key=gap.get)
+                if gap[near] <= self.FRAGMENT_GAP:
                     ids.append(held[near].tid)
                     continue
             if d in assign:

@@ -24,7 +24,6 @@ from despite_core.train.data import Augment, WindowDataset, collate, model_imu_l
 from despite_core.train.heads import FEATURE_DIM, PRESET_WITH, make_head
 
 
-
 def load_init(path) -> dict:
     """The ``--init`` weights: a pre-training checkpoint file, or a bundle directory whose encoders
     (and heads) are recovered from its ONNX parts (:mod:`despite_core.train.from_bundle`)."""
@@ -203,7 +202,7 @@ def run(args: argparse.Namespace) -> dict:
     metrics = har_metrics(scores, test.labels, store.class_names, groups=segment_ids(seq, test.labels))
     result = {"modality": args.modality, "init": str(args.init) if args.init else "scratch", "freeze": args.freeze,
               "head": args.head, "init_head": model.init_head, "lr": args.lr,
-              "encoder_lr": None if args.freeze else (args.lr if args.encoder_lr is None else args.encoder_lr),
+              "encoder_lr": optim.param_groups[1]["peak_lr"] if len(optim.param_groups) > 1 else None,
               "loss_classes": "all" if mask is None else [n for n, m in zip(store.class_names, mask.tolist()) if m],
               "test_store": str(test_store.root),
               "label_fraction": args.label_fraction, "train_windows": len(train), "test_windows": len(test),
