@@ -66,7 +66,13 @@ def add_synth_parser(sub: argparse._SubParsersAction) -> None:
                    help="0 = ideal sensors and similar bodies, 1 = realistic default, 2 = harsh")
     p.add_argument("--scene-minutes", type=_positive_float, default=None,
                    help="length of one scene (new room, new people); default 1, or --minutes when writing a bag")
-    p.add_argument("--lidar-beams", type=int, default=64, choices=(16, 32, 64, 128))
+    p.add_argument("--edition", type=int, default=1, choices=(1, 2),
+                   help="world edition: 1 = the 15 base activity classes (what the shipped model knows); "
+                        "2 = these + fall, lying (on the floor or a bed), get up (docs/synthetic-world.md)")
+    p.add_argument("--lidar-beams", type=int, default=None, choices=(16, 32, 64, 128), help="(default 64)")
+    p.add_argument("--lidar-mix", action="store_true",
+                   help="draw each scene's LiDAR at random: 16/32/64/128 beams with VLP-16, OS0/OS1 or HDL-like "
+                        "fields of view, mounted 0.5-3 m high and pitched down up to 25 deg (a mixed training set)")
     p.add_argument("--lidar-columns", type=int, default=1024, help="azimuth steps per turn")
     p.add_argument("--lidar-rate", type=float, default=10.0, help="scans per second (10 or 20 typical)")
     p.add_argument("--lidar-range-noise", type=float, default=None, help="range noise 1 sigma, m (default 0.02)")
@@ -127,6 +133,9 @@ def run_synth(args: argparse.Namespace) -> int:
 
         for f in args.bvh:
             bvh_to_kinematics(load_bvh(f))
+    if args.lidar_mix and (args.lidar_beams is not None or args.lidar_fov is not None):
+        raise CliError("despite synth: --lidar-mix draws the beams and field of view per scene: "
+                       "drop --lidar-beams / --lidar-fov, or drop --lidar-mix")
     sites = tuple(s.strip() for s in args.imu_sites.split(",")) if args.imu_sites else ImuConfig().sites
     scene_minutes = args.scene_minutes or (args.minutes if args.bag is not None else 1.0)
     try:
@@ -134,13 +143,14 @@ def run_synth(args: argparse.Namespace) -> int:
                      "max_range": args.lidar_max_range,
                      "fov_up": args.lidar_fov[0] if args.lidar_fov else None,
                      "fov_down": args.lidar_fov[1] if args.lidar_fov else None}
-        lidar = replace(LidarConfig(beams=args.lidar_beams), columns=args.lidar_columns, rate=args.lidar_rate,
+        lidar = replace(LidarConfig(beams=args.lidar_beams or 64), columns=args.lidar_columns, rate=args.lidar_rate,
                         **{k: v for k, v in overrides.items() if v is not None})
         config = WorldConfig(minutes=args.minutes, people=args.people, seed=args.seed, difficulty=args.difficulty,
                              scene_minutes=scene_minutes, lidar=lidar, imu=ImuConfig(rate=args.imu_rate, sites=sites),
                              untexted=args.untexted, bvh=tuple(str(f) for f in args.bvh),
                              height_range=args.height_range, mount=args.lidar_mount, in_place=args.in_place,
-                             distance=args.distance, tall_objects=args.tall_objects)
+                             distance=args.distance, tall_objects=args.tall_objects, edition=args.edition,
+                             lidar_mix=args.lidar_mix)
     except ValueError as e:
         raise CliError(f"despite synth: {e}") from None
     for path in (args.out, args.bag):

@@ -25,7 +25,6 @@ from despite_core.data.rotations import matrix_to_quat
 from despite_core.data.synth.bag import LIDAR_FRAME, UNLABELLED_CLASS_ID, imu_covariances, imu_topic, scan_arrays
 from despite_core.data.synth.imu import ImuConfig
 from despite_core.data.synth.lidar import LidarConfig
-from despite_core.data.synth.motion import CLASS_NAMES
 from despite_core.data.synth.world import WorldConfig, build_scene, ground_truth, iter_timeline
 from despite_ros.msg import ActivityArray, PersonActivity
 from despite_ros.nodes import common
@@ -44,12 +43,13 @@ class SimParams:
     scene_seconds: float = 60.0
     rate: float = 1.0                 # real-time factor (2 = twice as fast as real time)
     duration: float = 0.0             # seconds of simulated time to publish, 0 = forever
+    edition: int = 1                  # world edition: 1 = the 15 base classes, 2 = + fall, lying, get up
 
     def world(self) -> WorldConfig:
         lidar = replace(LidarConfig(beams=self.lidar_beams), columns=self.lidar_columns, rate=self.lidar_rate)
         return WorldConfig(minutes=self.scene_seconds / 60, people=self.people, seed=self.seed,
                            difficulty=self.difficulty, scene_minutes=self.scene_seconds / 60, lidar=lidar,
-                           imu=ImuConfig(rate=self.imu_rate))
+                           imu=ImuConfig(rate=self.imu_rate), edition=self.edition)
 
 
 DOCS = {
@@ -63,6 +63,7 @@ DOCS = {
     "scene_seconds": ("length of one scene (new room, new people)", 5, 3600),
     "rate": ("real-time factor: 1 = real time, 2 = twice as fast", 0.01, 100),
     "duration": ("simulated seconds to publish before exiting; 0 = forever", 0, 1e6),
+    "edition": ("world edition: 1 = the 15 base classes, 2 = + fall, lying, get up (docs/synthetic-world.md)", 1, 2),
 }
 
 
@@ -119,7 +120,7 @@ class SimNode(Node):
         for pid, cid, c in ground_truth(scene, scan.stamp):
             gt.people.append(PersonActivity(
                 track_id=pid, wearer_id=f"person_{pid}", position=Point(x=float(c[0]), y=float(c[1]), z=float(c[2])),
-                label=CLASS_NAMES[cid] if cid >= 0 else "", class_id=cid if cid >= 0 else UNLABELLED_CLASS_ID,
+                label=self.config.class_names[cid] if cid >= 0 else "", class_id=cid if cid >= 0 else UNLABELLED_CLASS_ID,
                 confidence=1.0, window_start=stamp, window_duration=1.0 / self.params.lidar_rate))
         self.gt_pub.publish(gt)
 

@@ -13,7 +13,6 @@ from despite_core.data.pointcloud2 import encode
 from despite_core.data.rosbag import GT_TOPIC, BagWriter, to_nanoseconds, to_time, typestore
 from despite_core.data.rotations import matrix_to_quat
 from despite_core.data.synth.lidar import Scan
-from despite_core.data.synth.motion import CLASS_NAMES
 from despite_core.data.synth.world import SceneState, WorldConfig, ground_truth
 
 LIDAR_TOPIC = "/lidar/points"
@@ -115,7 +114,7 @@ class SynthBagWriter:
         Point = T["geometry_msgs/msg/Point"]
         people = [T["despite_ros/msg/PersonActivity"](
             track_id=pid, wearer_id=f"person_{pid}", position=Point(x=float(c[0]), y=float(c[1]), z=float(c[2])),
-            label=CLASS_NAMES[cid] if cid >= 0 else "", class_id=cid if cid >= 0 else UNLABELLED_CLASS_ID,
+            label=self.config.class_names[cid] if cid >= 0 else "", class_id=cid if cid >= 0 else UNLABELLED_CLASS_ID,
             confidence=1.0, scores=np.zeros(0, np.float32), window_start=to_time(self.store, EPOCH + stamp),
             window_duration=float(1.0 / scene.lidar.config.rate))
             for pid, cid, c in ground_truth(scene, scene_stamp)]

@@ -16,7 +16,6 @@ import numpy as np
 from despite_core.data.store import SMPL_JOINT_NAMES, StoreWriter
 from despite_core.data.synth.bag import SynthBagWriter
 from despite_core.data.synth.imu import store_layout
-from despite_core.data.synth.motion import CLASS_NAMES
 from despite_core.data.synth.world import SceneState, WorldConfig, build_scene, iter_scans, iter_timeline, person_sequence
 
 
@@ -36,7 +35,7 @@ def generate(config: WorldConfig, out: str | Path | None, *, bag: str | Path | N
     total_scans = sum(int(np.floor(d * config.lidar.rate + 1e-9)) for d in durations)
     writer = None
     if out is not None:
-        writer = StoreWriter(out, CLASS_NAMES, imu_layout=store_layout(config.imu.sites),
+        writer = StoreWriter(out, config.class_names, imu_layout=store_layout(config.imu.sites),
                              joint_names=SMPL_JOINT_NAMES, source="despite synth",
                              description=f"synthetic world, seed {config.seed}, difficulty {config.difficulty}",
                              overwrite=overwrite)
@@ -96,7 +95,7 @@ def generate(config: WorldConfig, out: str | Path | None, *, bag: str | Path | N
         "points_per_person_frame": {"mean": float(ppf.mean()) if ppf.size else 0.0,
                                     "median": float(np.median(ppf)) if ppf.size else 0.0,
                                     "empty_fraction": float((ppf == 0).mean()) if ppf.size else 0.0},
-        "class_frames": {name: int((labels == i).sum()) for i, name in enumerate(CLASS_NAMES)},
+        "class_frames": {name: int((labels == i).sum()) for i, name in enumerate(config.class_names)},
         "unlabelled_frames": int((labels < 0).sum()),
         "seconds": round(time.perf_counter() - t_start, 2),
         "bag_mb": (sum(f.stat().st_size for f in [Path(bag), *Path(bag).rglob("*")] if f.is_file()) / 1e6

@@ -18,11 +18,25 @@ CLASS_NAMES = (
     "stand", "walk", "run", "jump", "squat", "sit down", "sitting", "stand up", "wave", "clap",
     "punch", "kick", "bend to pick up", "turn in place", "jumping jacks",
 )
+FALL_CLASSES = ("fall", "lying", "get up")   # world edition 2 (WorldConfig.edition)
+EDITIONS = (1, 2)
 SEATED_START = {"sitting", "stand up"}     # activities that begin seated
 SEATED_END = {"sit down", "sitting"}       # activities that end seated
 MOVING = {"walk", "run"}                   # activities that translate the body through the room
+LYING_START = {"lying", "get up"}          # activities that begin lying (edition 2)
 TAU = 2 * np.pi
 SEAT_DROP = 0.45                           # pelvis lowering when seated, m (for a 1.75 m body)
+LYING_POSES = ("back", "front", "left side", "right side")
+
+
+def class_names(edition: int = 1) -> tuple[str, ...]:
+    """The activity classes of a world edition: 1 = the 15 base classes, 2 = these + fall, lying, get up.
+
+    Edition 2 appends, so a class id means the same activity in both.
+    """
+    if edition not in EDITIONS:
+        raise ValueError(f"world edition must be one of {EDITIONS}, got {edition!r}")
+    return CLASS_NAMES + (FALL_CLASSES if edition >= 2 else ())
 
 
 @dataclass(frozen=True)
@@ -92,9 +106,65 @@ def seated_pose(p: np.ndarray, w: np.ndarray, scale: float) -> None:
     p[:, CH["spine_pitch"]] += 0.1 * w
 
 
+def _key(style: Style, **channels: float) -> np.ndarray:
+    """A key pose (C,): channel offsets from the relaxed standing pose; the standing lean removed
+    when the body is not upright."""
+    k = np.zeros(len(POSE_CHANNELS))
+    for name, v in channels.items():
+        if name in ("hip_flex", "hip_abd", "knee", "ankle", "sh_flex", "sh_abd", "sh_rot", "elbow"):
+            k[CH[f"l_{name}"]] += v
+            k[CH[f"r_{name}"]] += v
+        else:
+            k[CH[name]] += v
+    return k
+
+
+def lying_key(style: Style, pose: str) -> np.ndarray:
+    """Lying on the floor (or a bed): on the back, face down, or on a side with the knees drawn up."""
+    h = np.pi / 2
+    if pose == "back":
+        return _key(style, pelvis_pitch=-h, spine_pitch=-style.lean, neck_pitch=0.15, sh_abd=0.15, elbow=0.1)
+    if pose == "front":
+        return _key(style, pelvis_pitch=h, spine_pitch=-style.lean, neck_pitch=-0.4, sh_abd=0.3, elbow=0.05,
+                    ankle=-1.2)
+    if pose in ("left side", "right side"):
+        return _key(style, pelvis_roll=h if pose == "right side" else -h, spine_pitch=0.2, hip_flex=0.6, knee=0.9,
+                    sh_flex=0.9, elbow=0.8)
+    raise ValueError(f"unknown lying pose {pose!r}; known: {LYING_POSES}")
+
+
+def _floor_keys(style: Style, pose: str) -> list[np.ndarray]:
+    """Getting up from the floor: from the back via sitting up, from the front or a side via hands and knees,
+    then a crouch, then standing."""
+    lying = lying_key(style, pose)
+    sit = _key(style, hip_flex=1.55, spine_pitch=0.3, sh_flex=0.3, elbow=0.3, ankle=0.3)
+    fours = _key(style, pelvis_pitch=1.35, spine_pitch=-style.lean, hip_flex=1.5, knee=1.6, sh_flex=1.45, ankle=-1.3)
+    crouch = _key(style, hip_flex=1.9, knee=2.1, spine_pitch=0.6, ankle=0.5, sh_flex=0.6, elbow=0.4)
+    return [lying, sit if pose == "back" else fours, crouch, np.zeros(len(POSE_CHANNELS))]
+
+
+def _through_keys(tau: np.ndarray, at: list[float], keys: list[np.ndarray], ease) -> np.ndarray:
+    """Pose offsets (n, C) moving through ``keys`` reached at local times ``at`` (s), eased per piece."""
+    out = np.empty((len(tau), len(keys[0])))
+    out[:] = keys[0]
+    for k in range(1, len(keys)):
+        u = ease((tau - at[k - 1]) / max(at[k] - at[k - 1], 1e-6))
+        sel = tau >= at[k - 1]
+        out[sel] = keys[k - 1] + u[sel, None] * (keys[k] - keys[k - 1])
+    return out
+
+
+def _toppling(x: np.ndarray) -> np.ndarray:
+    """A body tipping over under gravity: slow at first, fastest at impact (0 -> 1 on [0, 1])."""
+    x = np.clip(x, 0.0, 1.0)
+    return x * x * (1.6 - 0.6 * x)
+
+
 def draw_params(activity: str, rng: np.random.Generator) -> dict[str, float]:
     """Per-segment parameters of one activity."""
     u = rng.uniform
+    if activity in FALL_CLASSES:   # edition 2; drawn apart so that edition 1's draws stay as they were
+        return _fall_params(activity, rng)
     side = float(rng.random() < 0.5)
     return {
         "stand": {"sway": u(0.01, 0.04)},
@@ -113,6 +183,20 @@ def draw_params(activity: str, rng: np.random.Generator) -> dict[str, float]:
         "turn in place": {"rate": u(0.8, 1.8) * (1 if rng.random() < 0.5 else -1)},
         "jumping jacks": {"freq": u(0.9, 1.5)},
     }[activity]
+
+
+def _fall_params(activity: str, rng: np.random.Generator) -> dict[str, float]:
+    """Falls: the pose the person ends in (index into LYING_POSES; forward falls most often), when
+    balance is lost (s), how long the descent takes (s), whether the knees buckle first; ``bed`` = 1
+    when lying on a bed (set by the plan)."""
+    u = rng.uniform
+    if activity == "fall":
+        return {"pose": float(rng.choice(4, p=[0.3, 0.4, 0.15, 0.15])), "onset": u(0.15, 0.4),
+                "descent": u(0.55, 0.9), "collapse": float(rng.random() < 0.35), "bed": 0.0}
+    if activity == "lying":
+        return {"pose": float(rng.choice(4)), "fidget": u(0.0, 0.4), "bed": 0.0}
+    return {"pose": float(rng.choice(4)), "speed": u(0.75, 1.3), "bed": 0.0,
+            "turn": 1.0 if rng.random() < 0.5 else -1.0}
 
 
 def activity_pose(seg: Segment, tau: np.ndarray, style: Style, scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -256,27 +340,83 @@ def activity_pose(seg: Segment, tau: np.ndarray, style: Style, scale: float) -> 
             p[:, CH[f"{s}_sh_abd"]] += 2.6 * c * amp
             p[:, CH[f"{s}_hip_abd"]] += 0.3 * c
             p[:, CH[f"{s}_knee"]] += 0.25 * (1 - hop)
+    elif a == "fall":
+        pose = LYING_POSES[int(pr["pose"])]
+        t0, t1 = pr["onset"], pr["onset"] + pr["descent"]
+        stagger = _key(style, spine_pitch=0.25 if pose != "back" else -0.2, sh_abd=0.5, sh_flex=0.5, knee=0.25)
+        if pr["collapse"] > 0.5:  # the knees give way first, then the body tips over
+            mid = _key(style, hip_flex=1.2, knee=1.8, spine_pitch=0.4, sh_abd=0.4)
+        else:  # a topple: rigid, arms thrown out to break the fall
+            mid = 0.45 * lying_key(style, pose) + _key(style, sh_flex=1.4 if pose == "front" else 0.6, sh_abd=0.6,
+                                                       knee=0.4)
+        keys = [np.zeros(len(POSE_CHANNELS)), stagger, mid, lying_key(style, pose)]
+        p += _through_keys(tau, [0.0, t0, t0 + 0.5 * (t1 - t0), t1], keys, _toppling)
+    elif a == "lying":
+        pose = LYING_POSES[int(pr["pose"])]
+        p += lying_key(style, pose)
+        p[:, CH["spine_pitch"]] += 0.015 * np.sin(TAU * 0.25 * tau)          # breathing
+        p[:, CH[f"{hand}_sh_flex"]] += pr["fidget"] * (0.5 - 0.5 * np.cos(TAU * 0.15 * tau))
+        if pr["bed"] > 0:
+            p[:, CH["dz"]] += bed_lying_dz(scale)
+    elif a == "get up":
+        pose = LYING_POSES[int(pr["pose"])]
+        dur = 3.0 / pr["speed"]
+        if pr["bed"] > 0:  # sit up on the bed's edge, turning the legs off it, then stand up as from a seat
+            sitting = seated_key(style, scale)
+            keys = [lying_key(style, "back") + _key(style, dz=bed_lying_dz(scale)), sitting, sitting,
+                    np.zeros(len(POSE_CHANNELS))]
+            at = [0.0, 0.45 * dur, 0.55 * dur, dur]
+            yaw = np.where(tau < 0.45 * dur, pr["turn"] * (np.pi / 2) / (0.45 * dur), 0.0)
+        else:
+            keys = _floor_keys(style, pose)
+            at = [0.0, 0.35 * dur, 0.7 * dur, dur]
+        p += _through_keys(tau, at, keys, _smooth)
     else:
-        raise ValueError(f"unknown activity {a!r}; known: {CLASS_NAMES}")
+        raise ValueError(f"unknown activity {a!r}; known: {class_names(2)}")
     return p, speed, yaw
 
 
+def bed_lying_dz(scale: float) -> float:
+    """Pelvis lowering (m) when lying on a bed at seat height (the seat box of a seated person)."""
+    return -SEAT_DROP * scale - 0.1 + 0.12 * scale
+
+
+def seated_key(style: Style, scale: float) -> np.ndarray:
+    """The seated pose as a key (C,) (see seated_pose)."""
+    k = np.zeros((1, len(POSE_CHANNELS)))
+    seated_pose(k, np.ones(1), scale)
+    return k[0]
+
+
 def plan_segments(duration: float, rng: np.random.Generator, *, min_len: float = 2.0, max_len: float = 7.0,
-                  start_seated: bool = False, weights: dict[str, float] | None = None) -> list[Segment]:
-    """A sequence of activity segments covering ``duration`` s, obeying the sit/stand grammar."""
+                  start_seated: bool = False, weights: dict[str, float] | None = None, edition: int = 1,
+                  start_on_bed: bool = False) -> list[Segment]:
+    """A sequence of activity segments covering ``duration`` s, obeying the sit/stand grammar.
+
+    Edition 2 adds falls: any standing activity may be followed by ``fall``, which leads to
+    ``lying`` (in the pose the fall ended in) and then ``get up``; ``start_on_bed`` begins the
+    sequence lying on a bed, then getting up from it. Edition 1 draws exactly what it always drew.
+    """
+    names = class_names(edition)
     segs: list[Segment] = []
     t = 0.0
     seated = start_seated
-    w = {a: 1.0 for a in CLASS_NAMES}
+    lying = start_on_bed
+    w = {a: 1.0 for a in names}
     w.update({"walk": 2.0, "stand": 1.2})
+    if edition >= 2:
+        w["fall"] = 1.0
     if weights:
         w.update(weights)
     while t < duration - 1e-9:
-        if seated:
+        if lying:
+            prev = segs[-1].activity if segs else None
+            choices = ["get up"] if prev == "lying" else ["lying"]
+        elif seated:
             choices = ["sitting", "stand up"]
         else:
-            choices = [a for a in CLASS_NAMES if a not in SEATED_START]
-        if segs:  # no immediate repetition of a standing activity: more transitions to learn
+            choices = [a for a in names if a not in SEATED_START and a not in LYING_START]
+        if segs and not lying:  # no immediate repetition of a standing activity: more transitions to learn
             prev = segs[-1].activity
             if prev in choices and len(choices) > 2:
                 choices.remove(prev)
@@ -284,15 +424,33 @@ def plan_segments(duration: float, rng: np.random.Generator, *, min_len: float =
         act = str(rng.choice(choices, p=probs / probs.sum()))
         if act in ("sit down", "stand up"):
             length = rng.uniform(2.4, 3.5)
+        elif act == "fall":
+            length = rng.uniform(1.3, 2.0)      # from losing balance to lying still: at least half a window
+        elif act == "get up":
+            length = rng.uniform(2.6, 4.0)
+        elif act == "lying":
+            length = rng.uniform(3.0, 10.0)
         else:
             length = rng.uniform(min_len, max_len)
         length = min(length, duration - t) if duration - t > 1.0 else duration - t
-        segs.append(Segment(act, t, float(length), draw_params(act, rng)))
+        params = draw_params(act, rng)
+        if act in LYING_START:   # lie and get up in the pose the fall ended in (or on the bed)
+            if segs:
+                params.update(pose=segs[-1].params["pose"], bed=segs[-1].params["bed"])
+            else:
+                params.update(pose=0.0, bed=1.0)
+            if act == "get up":
+                params["speed"] = max(params["speed"], 3.0 / max(length, 1e-6))   # up by the segment's end
+        segs.append(Segment(act, t, float(length), params))
         t += length
         if act in SEATED_END:
             seated = True
         if act == "stand up":
             seated = False
+        if act == "fall":
+            lying = True
+        if act == "get up":
+            lying = False
     return segs
 
 

@@ -19,6 +19,10 @@ PARAPHRASES: dict[str, tuple[str, ...]] = {
     "bend to pick up": ("pick up", "a person bends down to pick something up", "bend over", "pick up an object from the floor", "someone reaches down to the ground"),
     "turn in place": ("turn", "a person turns around", "turning in place", "turn around on the spot", "someone rotates in place"),
     "jumping jacks": ("jumping jacks", "a person does jumping jacks", "star jumps", "doing jumping jacks", "someone jumps spreading arms and legs"),
+    # world edition 2
+    "fall": ("fall", "a person falls down", "falling to the floor", "someone trips and falls", "collapse onto the ground"),
+    "lying": ("lie", "a person is lying down", "lying on the floor", "someone lies still", "lying on the back"),
+    "get up": ("get up", "a person gets up from the floor", "getting up off the ground", "someone stands back up", "rise from lying"),
 }
 
 

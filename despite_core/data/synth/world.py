@@ -19,11 +19,16 @@ from despite_core.data.synth.body import BodyShape, CapsuleMesh, capsule_endpoin
 from despite_core.data.synth.imu import ImuConfig, ImuStream, simulate_imu, store_layout
 from despite_core.data.synth.kinematics import Kinematics
 from despite_core.data.synth.lidar import LidarConfig, LidarSimulator, Room, Scan, _box_mesh
-from despite_core.data.synth.motion import (CLASS_NAMES, MOVING, SEAT_DROP, Segment, Style, plan_segments,
-                                            synthesize_pose)
+from despite_core.data.synth.motion import (CLASS_NAMES, EDITIONS, FALL_CLASSES, MOVING, SEAT_DROP, Segment, Style,
+                                            base_pose, class_names, plan_segments, synthesize_pose)
 from despite_core.data.synth.text import segment_text
 
 SEATED_ACTIVITIES = ("sit down", "sitting", "stand up")
+BED_START = 0.15            # edition 2: chance that a person begins the scene lying on a bed
+# LiDARs of a mixed training set (WorldConfig.lidar_mix): vertical fields of view (up, down deg) per beam count,
+# as VLP-16, OS0/OS1, HDL-32/64-like sensors.
+LIDAR_MIX_FOV = {16: ((15.0, -15.0),), 32: ((22.5, -22.5), (45.0, -45.0), (10.67, -30.67)),
+                 64: ((22.5, -22.5), (45.0, -45.0), (2.0, -24.8)), 128: ((22.5, -22.5), (45.0, -45.0))}
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,8 @@ class WorldConfig:
     in_place: bool = False                    # everyone stays where they are from the first scan (no walk / run)
     distance: tuple[float, float] | None = None   # people's horizontal distance from the LiDAR (m), e.g. (10, 15)
     tall_objects: int = 0                     # extra free-standing person-sized objects (cabinets, poles)
+    edition: int = 1                          # 1 = the 15 base classes; 2 = + fall, lying, get up, beds
+    lidar_mix: bool = False                   # draw each scene's LiDAR (beams, FOV, mounting 0.5-3 m) at random
 
     def __post_init__(self) -> None:
         if self.minutes <= 0 or self.scene_minutes <= 0:
@@ -54,10 +61,16 @@ class WorldConfig:
             raise ValueError(f"difficulty must be within [0, 2], got {self.difficulty}")
         if not 0.0 <= self.untexted <= 1.0:
             raise ValueError(f"untexted must be within [0, 1], got {self.untexted}")
+        if self.edition not in EDITIONS:
+            raise ValueError(f"edition must be one of {EDITIONS}, got {self.edition}")
         if self.distance is not None and not 1.0 <= self.distance[0] < self.distance[1] <= 30.0:
             raise ValueError(f"distance must be (near, far) metres with 1 <= near < far <= 30, got {self.distance}")
         if abs(self.imu.rate * round(1 / self.lidar.rate, 6) - round(self.imu.rate / self.lidar.rate)) > 1e-6:
             raise ValueError(f"IMU rate {self.imu.rate} Hz must be a multiple of the LiDAR rate {self.lidar.rate} Hz")
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return class_names(self.edition)
 
     @property
     def scenes(self) -> list[float]:
@@ -84,6 +97,7 @@ class Person:
     reflectivity: float
     mesh: CapsuleMesh
     seats: list[tuple[float, float, np.ndarray, np.ndarray]] = field(default_factory=list)  # (t0, t1, verts, tris)
+    class_names: tuple[str, ...] = CLASS_NAMES
 
     def sample_index(self, t: np.ndarray | float) -> np.ndarray:
         """Nearest kinematic sample of time(s) t."""
@@ -95,7 +109,7 @@ class Person:
         seg = self.seg_index[self.sample_index(t)]
         if not self.segments:
             return np.full(len(t), -1, np.int64), np.full(len(t), "", dtype="<U1")
-        ids = np.array([CLASS_NAMES.index(s.activity) for s in self.segments])
+        ids = np.array([self.class_names.index(s.activity) for s in self.segments])
         texts = np.array([s.text for s in self.segments])
         return np.where(seg >= 0, ids[seg], -1), np.where(seg >= 0, texts[seg], "")
 
@@ -192,6 +206,53 @@ def _seat_props(person_xy: np.ndarray, heading: np.ndarray, segments: list[Segme
     return seats
 
 
+def _oriented_box(center: np.ndarray, heading: float, length: float, width: float, top: float):
+    """A box on the floor, ``length`` along ``heading``: 8 vertices and 12 triangles."""
+    from despite_core.data.rotations import rot_z
+
+    v, tri, _ = _box_mesh(np.array([-length / 2, -width / 2, 0.0]), np.array([length / 2, width / 2, top]), 0.4)
+    v = v.astype(np.float64) @ rot_z(np.array(heading)).T + np.r_[center, 0.0]
+    return v.astype(np.float32), tri
+
+
+def _bed_props(person_xy: np.ndarray, heading: np.ndarray, segments: list[Segment],
+               shape: BodyShape) -> list[tuple[float, float, np.ndarray, np.ndarray]]:
+    """A bed (2.0 x 0.9 m, top at seat height) under a person who begins the scene lying on it, for the
+    whole scene, its edge on the side they get up to."""
+    if not segments or segments[0].activity != "lying" or segments[0].params.get("bed", 0.0) <= 0:
+        return []
+    fwd = np.array([np.cos(heading[0]), np.sin(heading[0])])
+    left = np.array([-fwd[1], fwd[0]])
+    turn = next((s.params["turn"] for s in segments if s.activity == "get up"), 1.0)
+    center = person_xy[0] + 0.08 * shape.height / 1.75 * fwd - turn * 0.3 * left
+    top = shape.pelvis_height - SEAT_DROP * shape.height / 1.75 - 0.1
+    v, tri = _oriented_box(center, float(heading[0]), 2.0, 0.9, top)
+    return [(-np.inf, np.inf, v, tri)]
+
+
+def _floor_contact(kin: Kinematics, shape: BodyShape, style: Style, segments: list[Segment],
+                   seg_index: np.ndarray, rate: float) -> None:
+    """Edition 2's floor: no body part below it (the joint-angle blends of sitting down and standing up
+    push the feet through it), and while falling, lying on or getting up from the floor the lowest surface
+    point is where a standing person's is (the generators give the orientation, the floor the height).
+    Moves the body vertically, in place."""
+    a, b, r = capsule_endpoints(kin.positions, shape.girth)
+    low = (np.minimum(a[..., 2], b[..., 2]) - r).min(axis=-1)
+    stand = forward_kinematics(shape, base_pose(1, style), np.zeros((1, 2)), np.zeros(1), np.zeros(1))
+    a0, b0, _ = capsule_endpoints(stand.positions, shape.girth)
+    target = float((np.minimum(a0[..., 2], b0[..., 2]) - r).min())
+    on_floor = np.array([s.activity in FALL_CLASSES and s.params.get("bed", 0.0) <= 0 for s in segments])
+    w = on_floor[seg_index].astype(np.float64) if len(segments) else np.zeros(len(low))
+
+    def box(x: np.ndarray, seconds: float) -> np.ndarray:
+        k = max(int(seconds * rate), 1)
+        return np.convolve(np.pad(x, (k, k), mode="edge"), np.ones(2 * k + 1) / (2 * k + 1), mode="same")[k:-k]
+
+    w = box(w, 0.2)                        # 0.2 s ramps where the floor takes over and lets go
+    shift = w * (target - low) + (1 - w) * np.maximum(target - low, 0.0)
+    kin.positions[..., 2] += box(shift, 0.05)[:, None]
+
+
 def simulate_person(pid: int, subject: str, duration: float, room: Room, config: WorldConfig,
                     rng: np.random.Generator, lidar_origin_x: float, lidar_xy: np.ndarray | None = None) -> Person:
     """Draw a body, a style and an activity plan; derive kinematics and IMU readings."""
@@ -222,20 +283,25 @@ def simulate_person(pid: int, subject: str, duration: float, room: Room, config:
         seats: list = []
     else:
         # In place: no activity that translates the body, so everyone stays where the first scan sees them.
-        segments = plan_segments(duration + 0.3, rng, weights={a: 0.0 for a in MOVING} if config.in_place else None)
+        on_bed = config.edition >= 2 and bool(rng.random() < BED_START)
+        segments = plan_segments(duration + 0.3, rng, weights={a: 0.0 for a in MOVING} if config.in_place else None,
+                                 edition=config.edition, start_on_bed=on_bed)
         for seg in segments:
             seg.text = segment_text(seg.activity, rng, config.untexted)
         pose, speed, yaw, seg_index = synthesize_pose(segments, times, style, scale, rng)
         moving = np.array([segments[k].activity in MOVING for k in seg_index])
         xy, heading = _root_path(speed, yaw, moving, 1.0 / rate, room, rng, max_dist, band)
         kin = forward_kinematics(shape, pose, xy, heading, times)
-        seats = _seat_props(xy, heading, segments, times, shape)
+        if config.edition >= 2:
+            _floor_contact(kin, shape, style, segments, seg_index, rate)
+        seats = _seat_props(xy, heading, segments, times, shape) + _bed_props(xy, heading, segments, shape)
     imu_cfg = config.imu.scaled(d)
     measured, ideal = simulate_imu(kin, imu_cfg, rng)
     return Person(pid=pid, subject=subject, shape=shape, style=style, segments=segments, kin=kin,
                   seg_index=seg_index, imu=measured, imu_ideal=ideal,
                   reflectivity=float(rng.uniform(0.15, 0.7) if d > 0 else 0.5),
-                  mesh=CapsuleMesh(capsule_endpoints(kin.positions[0], shape.girth)[2]), seats=seats)
+                  mesh=CapsuleMesh(capsule_endpoints(kin.positions[0], shape.girth)[2]), seats=seats,
+                  class_names=config.class_names)
 
 
 def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.Generator,
@@ -268,9 +334,18 @@ def build_scene(config: WorldConfig, index: int, duration: float) -> SceneState:
     h = float(rng.uniform(1.2, 2.5))
     pitch = float(np.deg2rad(rng.uniform(0, 8)) * (h > 1.8))
     y = float(rng.uniform(-1, 1))
+    lidar = config.lidar
+    if config.lidar_mix:   # its own stream: the room and the people are those of the same seed without the mix
+        mix = np.random.default_rng([config.seed, index, 11])
+        beams = int(mix.choice(sorted(LIDAR_MIX_FOV)))
+        fovs = LIDAR_MIX_FOV[beams]
+        up, down = fovs[int(mix.integers(len(fovs)))]
+        lidar = replace(lidar, beams=beams, fov_up=up, fov_down=down)
+        h = float(mix.uniform(0.5, 3.0))
+        pitch = float(np.deg2rad(mix.uniform(0.0, np.clip(9.0 * (h - 1.0), 0.0, 25.0))))
     if config.mount is not None:
         y, h, pitch = config.mount[0], config.mount[1], float(np.deg2rad(config.mount[2]))
-    lidar_cfg = replace(config.lidar, mount_xyz=(0.2, y, h), mount_rpy=(0.0, pitch, 0.0))
+    lidar_cfg = replace(lidar, mount_xyz=(0.2, y, h), mount_rpy=(0.0, pitch, 0.0))
     sim = LidarSimulator(lidar_cfg, room)
     people = [simulate_person(k, f"seed{config.seed}_scene{index:04d}_p{k}", duration, room, config, rng,
                               lidar_cfg.mount_xyz[0], np.array(lidar_cfg.mount_xyz[:2]))
