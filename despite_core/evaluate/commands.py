@@ -54,6 +54,14 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     perception.add_arguments(q)
     q.set_defaults(func=perception.run)
+    from despite_core.evaluate import waterfall
+
+    w = sub.add_parser("waterfall", help="where activity accuracy is lost: joints, IMU, point clouds with "
+                       "ground-truth segmentation, live, on the same held-out windows",
+                       description=(waterfall.__doc__ or "").strip().split("\n\n")[0],
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    waterfall.add_arguments(w)
+    w.set_defaults(func=waterfall.main)
 
 
 def _embed(args):

@@ -73,8 +73,12 @@ def load_perception_from_git(rev: str):
 
 
 def evaluate_scene(runtime, kind: str, seed: int, seconds: float, *, background: bool = True, stride: int = 3,
-                   baseline=None, max_missed: int | None = None) -> dict:
-    """One simulated scene through the live pipeline and ground-truth segmentation; its metrics."""
+                   baseline=None, max_missed: int | None = None, keep_records: bool = False) -> dict:
+    """One simulated scene through the live pipeline and ground-truth segmentation; its metrics.
+
+    With ``keep_records``: also the live window records (``records``) and the ground-truth
+    person-windows labelled by the model on ground-truth segmentation of the same scans
+    (``truth_windows``: (newest stamp ns, person) -> (true label, distance m, visible, predicted))."""
     from despite_core.data.synth.bag import scan_arrays
     from despite_core.data.synth.world import build_scene, ground_truth, iter_timeline
     from despite_core.runtime.buffers import NS
@@ -91,10 +95,11 @@ def evaluate_scene(runtime, kind: str, seed: int, seconds: float, *, background:
     live = HarPipeline(runtime, pcfg, stride=stride)
     if baseline is not None:
         live.perception = baseline.Perception(baseline.PerceptionConfig(background=background))
-    truth_pipe = HarPipeline(runtime, stride=stride, infer=False)
+    truth_pipe = HarPipeline(runtime, stride=stride, infer=keep_records)
     gt = GroundTruth(list(names))
     board = Scoreboard(list(names))
     truth: dict = {}
+    predicted: dict = {}
     scan_ms: list[float] = []
     by_points = [[0, 0] for _ in POINT_BINS]              # per-scan person detection by the person's returns
     points: dict[int, list[int]] = {}
@@ -124,6 +129,8 @@ def evaluate_scene(runtime, kind: str, seed: int, seconds: float, *, background:
             w = truth_window(gt, r)
             if w is not None:
                 truth[w[0]] = w[1]
+                if keep_records:
+                    predicted[w[0]] = r.class_id
                 points.setdefault(w[0][1], []).append(int(sum(c.get(w[0][1], 0) for c in r.extras[-1:])))
     m = live_vs_truth(truth, board.records, seconds)
     summary = board.summary()
@@ -134,7 +141,9 @@ def evaluate_scene(runtime, kind: str, seed: int, seconds: float, *, background:
             "perception_ms_p50": round(float(np.median(scan_ms)), 2) if scan_ms else None,
             "perception_ms_p95": round(float(np.percentile(scan_ms, 95)), 2) if scan_ms else None,
             "person_points_median": int(np.median([v for vs in points.values() for v in vs])) if points else None,
-            "detected_by_points": {_bin_name(k): v for k, v in enumerate(by_points)}}
+            "detected_by_points": {_bin_name(k): v for k, v in enumerate(by_points)},
+            **({"records": board.records, "truth_windows": {k: (*v, predicted[k]) for k, v in truth.items()}}
+               if keep_records else {})}
 
 
 POINT_BINS = (0, 1, 5, 10, 20, 50, 100, 200)
