@@ -19,6 +19,7 @@ class ImuEncoderConfig:
     hidden: int = 512
     layers: int = 2
     embed_dim: int = 512
+    input_norm: bool = False     # standardise each input channel by the training data's statistics (in the graph)
 
     @classmethod
     def for_layout(cls, layout: ImuLayout, **kw) -> "ImuEncoderConfig":
@@ -31,6 +32,9 @@ class ImuEncoder(nn.Module):
     def __init__(self, config: ImuEncoderConfig = ImuEncoderConfig()) -> None:
         super().__init__()
         self.config = config
+        if config.input_norm:   # identity until set_input_stats; saved with the weights, exported in the ONNX graph
+            self.register_buffer("input_mean", torch.zeros(config.input_dim))
+            self.register_buffer("input_std", torch.ones(config.input_dim))
         self.lstm = nn.LSTM(config.input_dim, config.hidden, num_layers=config.layers, batch_first=True)
         self.proj = nn.Identity() if config.hidden == config.embed_dim else nn.Linear(config.hidden, config.embed_dim)
 
@@ -39,6 +43,22 @@ class ImuEncoder(nn.Module):
             imu = imu.flatten(2)
         if imu.shape[-1] != self.config.input_dim:
             raise ValueError(f"IMU input has {imu.shape[-1]} channels, the encoder expects {self.config.input_dim}")
+        if self.config.input_norm:
+            imu = (imu - self.input_mean) / self.input_std
         out, _ = self.lstm(imu)                 # (B, T, hidden)
         features = out[:, -1]                   # (B, hidden)
         return features, F.normalize(self.proj(features), dim=-1)
+
+    def set_input_stats(self, mean, std) -> None:
+        """Per-channel mean and standard deviation (C,) of the training inputs (channels with a spread
+        under 1e-3 are left unscaled: a constant channel carries nothing to amplify)."""
+        if not self.config.input_norm:
+            raise ValueError("this IMU encoder was built without input_norm")
+        mean = torch.as_tensor(mean, dtype=torch.float32).reshape(-1)
+        std = torch.as_tensor(std, dtype=torch.float32).reshape(-1)
+        if mean.shape != (self.config.input_dim,) or std.shape != mean.shape:
+            raise ValueError(f"IMU input statistics must have {self.config.input_dim} channels, got {tuple(mean.shape)}")
+        if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+            raise ValueError("IMU input statistics must be finite")
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(torch.where(std < 1e-3, torch.ones_like(std), std))

@@ -24,19 +24,30 @@ from despite_core.data.sampling import normalise_frame
 from despite_core.data.store import Sequence, Store
 from despite_core.data.windows import FPS, WINDOW, window_label, window_text
 
-def model_imu_layout(store_layout: ImuLayout | None) -> ImuLayout | None:
+def model_imu_layout(store_layout: ImuLayout | None, gyro: bool = False) -> ImuLayout | None:
     """The IMU layout a model trains on, from the store's declared layout.
 
     The reference input (LIPD's four sites x (rotation matrix 9 + acceleration 3) = 48) when the
-    store has those sites and channels, in the store's own conventions (frame, gravity, world);
-    otherwise the store's layout as it is (one phone with acc + gyro, six sites, quaternions ...).
+    store has those sites and channels, in the store's own conventions (frame, gravity, world), plus
+    the angular rate (+ 3 per site = 60) with ``gyro`` when the store has it; otherwise the store's
+    layout as it is (one phone with acc + gyro, six sites, quaternions ...).
     """
     if store_layout is None:
         return None
     if set(LIPD_SITES) <= set(store_layout.sites) and {"rotmat", "acc"} <= set(store_layout.channels):
-        return ImuLayout(sites=LIPD_SITES, channels=("rotmat", "acc"), acc_frame=store_layout.acc_frame,
+        channels = ("rotmat", "acc", "gyro") if gyro and "gyro" in store_layout.channels else ("rotmat", "acc")
+        return ImuLayout(sites=LIPD_SITES, channels=channels, acc_frame=store_layout.acc_frame,
                          gravity=store_layout.gravity, world=store_layout.world)
     return store_layout
+
+
+def imu_input_stats(ds: "WindowDataset") -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of the IMU inputs over every frame of the dataset's
+    sequences (the training data, before augmentation)."""
+    frames = np.concatenate([g.imu for g in ds.sequences if g.imu is not None])
+    if frames.size == 0:
+        raise ValueError("no IMU frames to compute input statistics from")
+    return frames.mean(0), frames.std(0)
 
 
 @dataclass

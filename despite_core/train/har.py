@@ -20,7 +20,7 @@ from despite_core.data.store import Store
 from despite_core.evaluate.har import har_metrics, plot_confusion, segment_ids
 from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
 from despite_core.train import checkpoint as ckpt
-from despite_core.train.data import Augment, WindowDataset, collate, model_imu_layout, split_ids
+from despite_core.train.data import Augment, WindowDataset, collate, imu_input_stats, model_imu_layout, split_ids
 from despite_core.train.heads import FEATURE_DIM, PRESET_WITH, make_head
 
 
@@ -74,7 +74,8 @@ def build(args: argparse.Namespace, num_classes: int, imu_layout=None, init_stat
     else:
         from despite_core.train.pretrain import model_config
 
-        cfg = model_config(argparse.Namespace(preset=PRESET_WITH[args.modality], small=args.small), imu_layout)
+        cfg = model_config(argparse.Namespace(preset=PRESET_WITH[args.modality], small=args.small,
+                                              imu_norm=getattr(args, "imu_norm", False)), imu_layout)
         full = DeSPITEModel(cfg)
     encoder = full.encoders[args.modality]
     model = HarModel(encoder, FEATURE_DIM[args.modality](cfg), num_classes, args.head)
@@ -144,7 +145,7 @@ def run(args: argparse.Namespace) -> dict:
     store = Store(args.store)
     cache = args.store / ".cache"
     mods = (args.modality,)
-    layout = model_imu_layout(store.imu_layout)
+    layout = model_imu_layout(store.imu_layout, gyro=getattr(args, "imu_gyro", False))
     init_state = load_init(args.init) if args.init is not None else None
     if init_state is not None:
         layout = ckpt.imu_layout_of(init_state) or layout
@@ -164,6 +165,8 @@ def run(args: argparse.Namespace) -> dict:
     test = WindowDataset(test_store, split_ids(test_store, args.split_scheme, args.test_split), mods,
                          stride=args.eval_stride, cache_dir=test_store.root / ".cache", imu_layout=layout)
     model, cfg = build(args, len(store.class_names), layout, init_state, list(store.class_names))
+    if args.modality == "imu" and init_state is None and cfg.imu.input_norm:
+        model.encoder.set_input_stats(*imu_input_stats(train_all))
     mask = loss_mask(args.loss_classes, model.init_head, train_all.labels[keep], len(store.class_names))
     optim = torch.optim.SGD(param_groups(model, args.lr, args.encoder_lr), lr=args.lr, momentum=0.9,
                             weight_decay=1e-4)

@@ -31,6 +31,11 @@ def pretrain_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--small", action="store_true",
                    help="a reduced model for CPU budgets (PST depth 2, skeleton 2 layers x 256, IMU hidden 256)")
+    p.add_argument("--imu-norm", action="store_true",
+                   help="standardise each IMU channel by the training data's mean and spread (kept in the model "
+                        "and its ONNX graph)")
+    p.add_argument("--imu-gyro", action="store_true",
+                   help="also feed the IMUs' angular rate where the store has it (LIPD's 4 sites: 60 channels, not 48)")
     p.add_argument("--quiet", action="store_true")
 
 
@@ -68,6 +73,12 @@ def har_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stride", type=int, default=1, help="training window stride")
     p.add_argument("--eval-stride", type=int, default=2, help="test window stride")
     p.add_argument("--small", action="store_true", help="the reduced model (scratch only; --init brings its own)")
+    p.add_argument("--imu-norm", action="store_true",
+                   help="scratch IMU models: standardise each IMU channel by the training data's mean and spread "
+                        "(kept in the model and its ONNX graph; --init brings its own)")
+    p.add_argument("--imu-gyro", action="store_true",
+                   help="scratch IMU models: also feed the angular rate where the store has it (LIPD's 4 sites: 60 "
+                        "channels instead of 48; --init brings its own layout)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--quiet", action="store_true")

@@ -22,13 +22,18 @@ from despite_core.models.imu import ImuEncoderConfig
 from despite_core.presets import PRESETS, loss_pairs
 from despite_core.train.options import pretrain_arguments as add_arguments  # noqa: F401  (the entry point)
 from despite_core.train import checkpoint as ckpt
-from despite_core.train.data import Augment, WindowDataset, collate, describe, model_imu_layout, split_ids
+from despite_core.train.data import (Augment, WindowDataset, collate, describe, imu_input_stats, model_imu_layout,
+                                     split_ids)
 from despite_core.train.distributed import DistInfo, all_reduce_mean, cleanup, ranks_in_sync, setup
 
 
 def model_config(args: argparse.Namespace, imu_layout=None) -> DeSPITEConfig:
     """The model for a preset; the IMU encoder's input width follows ``imu_layout`` (default 48)."""
     imu = ImuEncoderConfig.for_layout(imu_layout) if imu_layout is not None else ImuEncoderConfig()
+    if getattr(args, "imu_norm", False):
+        from dataclasses import replace as _replace
+
+        imu = _replace(imu, input_norm=True)
     cfg = DeSPITEConfig(preset=args.preset, imu=imu)
     if args.small:
         from dataclasses import replace
@@ -62,7 +67,7 @@ def _train(args: argparse.Namespace, info: DistInfo) -> dict:
     if args.batch_size % info.world_size:
         raise ValueError(f"--batch-size {args.batch_size} is not divisible by the {info.world_size} ranks")
     store = Store(args.store)
-    layout = model_imu_layout(store.imu_layout)
+    layout = model_imu_layout(store.imu_layout, gyro=getattr(args, "imu_gyro", False))
     cfg = model_config(args, layout)
     mods = cfg.modalities
     if "imu" in mods and layout is None:
@@ -84,7 +89,10 @@ def _train(args: argparse.Namespace, info: DistInfo) -> dict:
     order = torch.Generator()            # reseeded every epoch: a resumed run sees the same batches
     loader = DataLoader(train_ds, batch_size=local_bs, shuffle=sampler is None, sampler=sampler, drop_last=True,
                         collate_fn=collate, num_workers=args.workers, generator=order)
-    model = DeSPITEModel(cfg).to(info.device)
+    model = DeSPITEModel(cfg)
+    if "imu" in mods and cfg.imu.input_norm:     # the same statistics on every rank (same data); resume restores them
+        model.encoders["imu"].set_input_stats(*imu_input_stats(train_ds))
+    model = model.to(info.device)
     loss_fn = DeSPITELoss(LossConfig(temperature=args.temperature, learnable_temperature=args.learnable_temperature)).to(info.device)
     params = list(model.parameters()) + list(loss_fn.parameters())
     optim = torch.optim.Adam(params, lr=args.lr)
