@@ -121,6 +121,31 @@ def test_arguments_reach_the_nodes(monkeypatch):
     assert ("lidar/points", "/ouster/points") in rviz["remappings"]
 
 
+def test_the_launch_testing_runs_fit_the_launch_arguments(monkeypatch):
+    """test/test_har_launch.py (launch_testing: skipped here, run by colcon test) launches har.launch.py
+    with its CASES: they are launch arguments, and through the launch file the simulated run starts
+    sim_node, while the real-sensor run (the default) starts no simulator and remaps har_node's input
+    to the topic that test publishes on and looks up in the node graph."""
+    import ast
+
+    tree = ast.parse((REPO / "test" / "test_har_launch.py").read_text())
+    cases = next(ast.literal_eval(n.value) for n in tree.body
+                 if isinstance(n, ast.Assign) and [getattr(t, "id", None) for t in n.targets] == ["CASES"])
+    assert set(cases) == {"sim", "real_sensor"}
+    names = {a.name for a in LAUNCH_ARGUMENTS}
+    for values in cases.values():
+        assert set(values) <= names, set(values) - names
+    _, _, sim = launch(monkeypatch, **cases["sim"])
+    assert set(sim) == {"sim_node", "har_node", "matching_node"}
+    _, _, real = launch(monkeypatch, **cases["real_sensor"])
+    topic = cases["real_sensor"]["points_topic"]
+    assert set(real) == {"har_node", "matching_node"} and "use_sim" not in cases["real_sensor"]
+    assert topic.startswith("/") and topic != NODES["har_node"]["~/input/points"]
+    assert ("~/input/points", topic) in real["har_node"]["remappings"] and real["har_node"]["namespace"] is None
+    # the launch test reads har_node's /diagnostics key scans_selected
+    assert '"scans_selected"' in (REPO / "despite_ros" / "nodes" / "har_node.py").read_text()
+
+
 @pytest.mark.parametrize("given, message", [
     ({"use_sim": "maybe"}, "expected true or false"),
     ({"points_topic": "/bad topic"}, "not a ROS topic"),

@@ -127,9 +127,9 @@ def test_torchrun_two_processes_stay_in_sync(tiny_store, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    torchrun = Path(sys.executable).with_name("torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([str(torchrun), "--nproc_per_node=2", f"--master_port={port}", "-m", "despite_core.train.pretrain",
+    # `python -m torch.distributed.run` is torchrun, without assuming where pip put the script
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", f"--master_port={port}", "-m", "despite_core.train.pretrain",
                           *args(tiny_store, tmp_path / "ddp", "--preset", "DeSPIE", "--epochs", "2")],
                          capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert out.returncode == 0, out.stderr[-3000:]
