@@ -68,10 +68,14 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("bench", help="perception vs Open3D, end-to-end latency at 10/20 Hz with 1/2/4 people",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
                        description=__import__("despite_ros.bench", fromlist=["x"]).__doc__)
-    e.add_argument("kind", nargs="?", default="all", choices=("all", "perception", "latency", "soak"),
+    e.add_argument("kind", nargs="?", default="all", choices=("all", "perception", "latency", "soak", "imu-rate"),
                    help="soak: har_node and matching_node driven for --minutes (memory, latency, drops per minute; "
-                        "not part of 'all')")
-    e.add_argument("--seconds", type=float, default=12.0, help="simulated seconds per latency run")
+                        "not part of 'all'); imu-rate: matching_node offered rising Imu rates (--imu-hz), received "
+                        "vs sent")
+    e.add_argument("--seconds", type=float, default=12.0, help="simulated seconds per latency run; imu-rate: seconds "
+                                                               "per rate")
+    e.add_argument("--imu-hz", default="100,200,400,800,1600", metavar="HZ,HZ",
+                   help="imu-rate: the rates per Imu topic offered in turn (wearers x 4 topics)")
     e.add_argument("--minutes", type=float, default=10.0, help="soak: minutes to run")
     e.add_argument("--rate", type=float, default=20.0, help="soak: LiDAR scans per second")
     e.add_argument("--beams", type=int, default=128, help="soak: LiDAR beams (1024 columns)")
@@ -83,17 +87,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if args.kind != "soak":
+    if args.kind not in ("soak", "imu-rate"):
         return __import__("despite_ros.bench", fromlist=["run"]).run(args.kind, args.seconds, args.out)
     import json
 
-    from despite_ros.soak import soak, table
+    from despite_ros.soak import imu_rate, imu_rate_table, soak, table
 
-    result = soak(args.minutes, args.rate, args.beams, args.people, args.wearers)
-    print(table(result))
+    if args.kind == "imu-rate":
+        try:
+            rates = [float(x) for x in args.imu_hz.split(",") if x.strip()]
+        except ValueError:
+            raise ValueError(f"--imu-hz {args.imu_hz!r}: expected comma-separated rates in Hz") from None
+        result = imu_rate(rates, args.seconds, args.wearers)
+        print(imu_rate_table(result))
+    else:
+        result = soak(args.minutes, args.rate, args.beams, args.people, args.wearers)
+        print(table(result))
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(result, indent=1))
+    if args.kind == "imu-rate":
+        return 0 if all(c in (0, -2) for c in result["exit_codes"].values()) else 1
     return 0 if result["nodes_alive"] else 1
 
 
@@ -161,6 +175,9 @@ def _bag_eval(args: argparse.Namespace) -> int:
         print(f"  without fusion {'n/a' if raw is None else f'{raw:.3f}'}; segments F1 {'n/a' if f1 is None else f'{f1:.3f}'} "
               f"({result['matched_segments']} of {result['true_segments']} true, {result['predicted_segments']} "
               f"predicted), median event delay {result['event_delay_s_median']} s")
+    if result.get("corrupt_chunks"):
+        print(f"  corrupt chunks: {result['corrupt_chunks']} (their CRC failed: skipped, their messages are not "
+              "in the score)")
     return 0
 
 
@@ -179,13 +196,21 @@ def _fusion_config(alert_sequence: str | None):
                         alert_within_s=float(p.get("alert_within_s", FusionConfig.alert_within_s)))
 
 
+def _terminate_as_interrupt(signum, frame) -> None:
+    """SIGTERM handled as Ctrl-C (KeyboardInterrupt), so every command's clean-up runs."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     import signal
 
     args = build_parser().parse_args(argv)
     # Ctrl-C works even when started with SIGINT ignored (a background job): a replay then stops,
-    # scores and records what it has; bringup stops its nodes
+    # scores and records what it has; bringup stops its nodes. SIGTERM (kill, systemd, docker stop,
+    # a CI timeout) does the same: without this it ended the process at once, leaving the nodes it
+    # started (in sessions of their own) running as orphans, and no results or recording.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _terminate_as_interrupt)
     try:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, KeyError, RuntimeError) as e:   # BagEvalError, BundleError: ValueErrors

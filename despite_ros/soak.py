@@ -159,7 +159,8 @@ def soak(minutes: float, rate: float = 20.0, beams: int = 128, people: int = 4, 
 
 
 DROPS = {"har_node": ("invalid", "decode_errors", "missing_periods", "duplicates", "backwards", "bad_stamps",
-                      "stamps_held", "errors"),
+                      "stamps_held", "errors", "tracks_refused", "lost_tracks_evicted", "track_windows_evicted",
+                      "track_windows_refused", "tube_caches_evicted", "fusion_tracks_evicted"),
          "matching_node": ("invalid", "late", "duplicate", "backwards", "bad_embeddings", "stale_batches", "errors")}
 
 
@@ -199,4 +200,129 @@ def table(r: dict) -> str:
     lines.append("")
     lines.append(f"RSS slope after the first 30 s (MB/min): {r['rss_slope_mb_per_min']}; nodes alive at the end: "
                  f"{r['nodes_alive']}")
+    return "\n".join(lines)
+
+
+IMU_RAMP_HZ = (100.0, 200.0, 400.0, 800.0, 1600.0)     # per Imu topic
+
+
+def imu_rate(rates_hz=IMU_RAMP_HZ, seconds: float = 10.0, wearers: int = 4, progress: bool = True) -> dict:
+    """The highest sensor_msgs/Imu message rate matching_node takes in: matching_node alone (no
+    scans, so no matching: its IMU intake only) subscribed to ``wearers`` x 4 Imu topics, offered
+    each per-topic rate of ``rates_hz`` in turn for ``seconds`` by this one Python process (every
+    topic one message per tick, stamped with the wall clock). Per step: offered, sent (what the
+    publisher managed) and received (matching_node's own count from its /diagnostics: samples
+    accepted, plus those it dropped as invalid, duplicate or backwards) messages per second, and
+    both processes' CPU; sustained: the highest step at which received was at least 99 % of sent."""
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from rclpy.qos import qos_profile_sensor_data
+    from sensor_msgs.msg import Imu
+
+    from despite_core.runtime.inference import default_bundle_path, load_bundle
+    from despite_ros.bringup import Bringup, plan, use_shipped_dds_profile
+    from despite_ros.nodes.har_node import to_time
+
+    rates = [float(r) for r in rates_hz]
+    if not rates or min(rates) <= 0 or seconds <= 0 or wearers < 1:
+        raise ValueError("need rates > 0 Hz, --seconds > 0 and --wearers >= 1")
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    sites = load_bundle(default_bundle_path()).imu_layout.sites
+    names = [f"w{k + 1}" for k in range(wearers)]
+    b = Bringup(plan({"wearers": ",".join(names)}, overrides={"matching_node": {"providers": "cpu"}},
+                     only=("matching_node",)), stdout=open(os.devnull, "w")).start()
+    use_shipped_dds_profile()
+    ctx = rclpy.Context()
+    rclpy.init(context=ctx)
+    node = rclpy.create_node("despite_imu_rate", context=ctx)
+    diag: dict[str, str] = {}
+    seen = [0]
+
+    def on_diag(msg):
+        for st in msg.status:
+            if st.name.startswith("matching_node"):
+                diag.update({kv.key: kv.value for kv in st.values})
+                seen[0] += 1
+
+    def received() -> int:
+        return sum(int(diag.get(k, 0)) for k in ("imu", "invalid", "duplicate", "backwards"))
+
+    node.create_subscription(DiagnosticArray, "/diagnostics", on_diag, 50)
+    pubs = [node.create_publisher(Imu, f"/{w}/imu/{s}", qos_profile_sensor_data) for w in names for s in sites]
+    ex = rclpy.executors.SingleThreadedExecutor(context=ctx)
+    ex.add_node(node)
+    pid = b.procs["matching_node"].pid
+    msg = Imu()
+    msg.orientation.w, msg.linear_acceleration.z = 1.0, 9.81
+    steps = []
+
+    def settle(s: float) -> None:
+        """Spin until two diagnostics newer than now have come (each 1 s): the counts include all sent."""
+        want, end = seen[0] + 2, time.monotonic() + s
+        while (seen[0] < want or time.monotonic() < end) and time.monotonic() < end + 10:
+            ex.spin_once(timeout_sec=0.05)
+
+    try:
+        deadline = time.monotonic() + 90
+        while any(p.get_subscription_count() == 0 for p in pubs) or not diag:
+            ex.spin_once(timeout_sec=0.1)
+            if (done := b.poll()) is not None:
+                raise RuntimeError(f"{done[0]} exited with code {done[1]} before the run started")
+            if time.monotonic() > deadline:
+                raise RuntimeError("matching_node did not subscribe and report within 90 s")
+        settle(1.0)
+        last_ns = 0
+        for rate in rates:
+            got0, cpu0, own0 = received(), _cpu_s(pid), time.process_time()
+            sent, period = 0, 1.0 / rate
+            t0 = time.perf_counter()
+            tick, next_spin = t0, t0
+            while (now := time.perf_counter()) - t0 < seconds:
+                if now >= tick:
+                    last_ns = max(time.time_ns(), last_ns + 1)
+                    msg.header.stamp = to_time(last_ns)
+                    for p in pubs:
+                        p.publish(msg)
+                    sent += len(pubs)
+                    tick += period
+                    if tick < now - 0.1:                  # more than 100 ms behind: the publisher is the limit
+                        tick = now
+                if now >= next_spin:
+                    ex.spin_once(timeout_sec=0.0)
+                    next_spin = now + 0.05
+                elif tick > now:
+                    time.sleep(min(tick - now, 0.001))
+            span = time.perf_counter() - t0
+            cpu, own = _cpu_s(pid) - cpu0, time.process_time() - own0
+            settle(2.0)
+            if (done := b.poll()) is not None:
+                raise RuntimeError(f"{done[0]} exited with code {done[1]} at {rate:g} Hz per topic")
+            got = received() - got0
+            steps.append({"hz_per_topic": rate, "offered_msgs_per_s": round(rate * len(pubs), 1),
+                          "sent_msgs_per_s": round(sent / span, 1), "received_msgs_per_s": round(got / span, 1),
+                          "received_fraction": round(got / sent, 4) if sent else None,
+                          "matching_node_cpu_percent": round(100 * cpu / span, 1),
+                          "publisher_cpu_percent": round(100 * own / span, 1)})
+            if progress:
+                print(json.dumps(steps[-1]), flush=True)
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown(context=ctx)
+        codes = b.stop()
+    kept = [s for s in steps if s["received_fraction"] is not None and s["received_fraction"] >= 0.99]
+    return {"topics": len(pubs), "wearers": wearers, "seconds_per_step": seconds, "steps": steps,
+            "sustained_msgs_per_s": max((s["received_msgs_per_s"] for s in kept), default=None),
+            "exit_codes": codes, "diagnostics": dict(diag)}
+
+
+def imu_rate_table(r: dict) -> str:
+    lines = [f"imu-rate: matching_node alone, {r['wearers']} wearers x 4 Imu topics ({r['topics']}), "
+             f"{r['seconds_per_step']:g} s per step, one publishing process", "",
+             "| Hz per topic | offered msgs/s | sent msgs/s | received msgs/s | received / sent | "
+             "matching_node CPU % | publisher CPU % |", "|---:|---:|---:|---:|---:|---:|---:|"]
+    for s in r["steps"]:
+        lines.append(f"| {s['hz_per_topic']:g} | {s['offered_msgs_per_s']:g} | {s['sent_msgs_per_s']:g} | "
+                     f"{s['received_msgs_per_s']:g} | {s['received_fraction']} | {s['matching_node_cpu_percent']} | "
+                     f"{s['publisher_cpu_percent']} |")
+    lines += ["", f"highest rate received in full (>= 99 % of sent): {r['sustained_msgs_per_s']} msgs/s"]
     return "\n".join(lines)

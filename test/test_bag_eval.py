@@ -242,20 +242,35 @@ def _default_model() -> Path:
     return default_bundle_path()
 
 
-def test_an_interrupted_replay_still_scores_and_records(synth, tmp_path):
-    """Ctrl-C during a replay: what was replayed is scored (`interrupted` true) and --record leaves a
-    readable bag of what the nodes published until then. The signal comes once 40 % of the bag is
-    sent: windows are out and 60 % is still to go."""
+@pytest.mark.parametrize("signame", ["SIGINT", "SIGTERM"])
+def test_an_interrupted_replay_still_scores_and_records(synth, tmp_path, signame):
+    """Ctrl-C (SIGINT) or SIGTERM (kill, systemd, docker stop, a CI timeout) during a replay: what
+    was replayed is scored (`interrupted` true), --record leaves a readable bag of what the nodes
+    published until then, and the nodes bag-eval started are stopped. SIGTERM used to end bag-eval
+    at once (exit -15): no results, no recording, and har_node and matching_node (in sessions of
+    their own) left running as orphans. The signal comes once 40 % of the bag is sent: windows are
+    out and 60 % is still to go."""
     import os
     import signal
 
+    from helpers.procs import children
+
     run = Replay([str(synth / "bag"), "--out", str(tmp_path / "r"), "--rate", "0.5",
                   "--record", str(tmp_path / "rec.mcap")], tmp_path)
+    nodes: list[int] = []
     try:
         run.wait_sent(0.4)
-        os.kill(run.proc.pid, signal.SIGINT)
-    finally:
+        nodes = children(run.proc.pid, "har_node") + children(run.proc.pid, "matching_node")
+        assert len(nodes) == 2, nodes
+        os.kill(run.proc.pid, getattr(signal, signame))
         err = run.finish()
+        left = [pid for pid in nodes if _running(pid)]
+    finally:
+        run.finish()
+        for pid in nodes:                          # never leave an orphan behind, whatever happened
+            if _running(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert not left, f"nodes still running after bag-eval exited: {left}"
     proc = run.proc
     assert proc.returncode == 0, err[-2000:]
     res = json.loads((tmp_path / "r" / "results.json").read_text())
@@ -263,3 +278,102 @@ def test_an_interrupted_replay_still_scores_and_records(synth, tmp_path):
     assert 0 < res["scans"] < 140, res["scans"]           # scored what was replayed: part of the 150 scans
     got = mcap_messages(tmp_path / "rec.mcap")
     assert got.get("/despite/activities"), list(got)
+
+
+def _running(pid: int) -> bool:
+    """The process exists and is not a zombie (exited, not yet reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+Y2038_NS = 2_145_916_800 * 10**9                       # 2038-01-01T00:00:00Z
+
+
+def _with_extra_scan(src: Path, dst: Path, after: int, change) -> None:
+    """``src`` rewritten with one more PointCloud2 right after scan ``after``: a copy of that scan
+    changed by ``change`` (a rosbags message -> message)."""
+    from helpers.bags import edit_cdr, rewrite_bag
+
+    def edit(topic, t, raw, k):
+        if topic != "/lidar/points" or k != after:
+            return [(t, raw)]
+        return [(t, raw), (t + 1, edit_cdr(raw, "sensor_msgs/msg/PointCloud2", change))]
+
+    rewrite_bag(src, dst, edit)
+
+
+def test_offline_a_malformed_cloud_or_a_2038_stamp_changes_no_window(synth, tmp_path):
+    """Offline bag-eval of the bag with one extra scan: (a) whose x field has count 2 (offline
+    bag-eval aborted on it): counted invalid, the run completes; (b) stamped in 2038 (billions of
+    dropped periods, 5 windows instead of 24): held and dropped. Either way every window, every
+    perception figure and the dropped periods equal those of the bag without it."""
+    import dataclasses
+
+    from despite_ros.bag_eval import evaluate_offline
+
+    model = _default_model()
+    base = evaluate_offline(synth / "bag", model, progress=False)
+    assert base["windows"] > 20 and base["invalid"] == 0
+
+    def x_count_2(m):              # x of count 2 at 0-8 (not overlapping), y at 8, z at 12: as in the report
+        f = {x.name: x for x in m.fields}
+        return dataclasses.replace(m, fields=[dataclasses.replace(f["x"], count=2), dataclasses.replace(f["y"], offset=8),
+                                              dataclasses.replace(f["z"], offset=12), f["gt_person"]])
+
+    def in_2038(m):
+        return dataclasses.replace(m, header=dataclasses.replace(
+            m.header, stamp=dataclasses.replace(m.header.stamp, sec=Y2038_NS // 10**9, nanosec=0)))
+
+    keys = ("windows", "accuracy", "ambiguous", "unassociated", "dropped", "coverage", "recall",
+            "false_tracks_per_minute", "id_switches_per_person_minute", "truth_windows", "segment_f1")
+    for name, change, counted in (("x_count_2", x_count_2, "invalid"), ("y2038", in_2038, None)):
+        _with_extra_scan(synth / "bag", tmp_path / name, 60, change)
+        res = evaluate_offline(tmp_path / name, model, progress=False)
+        assert res["scans"] == base["scans"] + 1, name
+        assert res["invalid"] == base["invalid"] + (counted == "invalid"), (name, res["invalid"])
+        assert res["records"] == base["records"], name                  # every window, label and outcome
+        assert {k: res.get(k) for k in keys} == {k: base.get(k) for k in keys}, name
+        assert not res["interrupted"] and not res["truncated"]
+
+
+def test_corrupt_chunks_are_reported_in_both_modes_without_a_gt_person_field(synth, tmp_path):
+    """A bag with one bit-flipped chunk, clouds without gt_person and sidecar labels: the corrupt
+    chunk is on the console summary and in report.html (it was only in results.json), and the
+    replay's preparation counts it too (it stopped reading at the first cloud without gt_person and
+    reported 0)."""
+    import dataclasses
+
+    from helpers.bags import edit_cdr, flip_bit_in_chunk, mcap_chunks, rewrite_bag
+
+    from despite_core.runtime.inference import load_bundle
+    from despite_ros.bag_eval.replay import load_replay
+
+    def edit(topic, t, raw, k):
+        if topic != "/lidar/points":
+            return [(t, raw)]
+        return [(t, edit_cdr(raw, "sensor_msgs/msg/PointCloud2",
+                             lambda m: dataclasses.replace(m, fields=[f for f in m.fields if f.name != "gt_person"])))]
+
+    bag = tmp_path / "nogt"
+    rewrite_bag(synth / "bag", bag, edit, topics={"/lidar/points"})
+    assert len(mcap_chunks(bag / "nogt_0.mcap")) >= 3
+    flip_bit_in_chunk(bag / "nogt_0.mcap")
+    labels = tmp_path / "labels.csv"
+    labels.write_text("start,end,label\n1767225600.0,1767225615.0,walk\n")      # the bag's 15 s
+    out = bag_eval([str(bag), "--out", str(tmp_path / "o"), "--labels", str(labels)], tmp_path)
+    assert out.returncode == 0, out.stderr
+    res = json.loads((tmp_path / "o" / "results.json").read_text())
+    assert res["corrupt_chunks"] == 1 and res["coverage"] is None
+    assert "corrupt chunks: 1" in out.stdout, out.stdout
+    assert "<th>corrupt_chunks</th><td>1</td>" in (tmp_path / "o" / "report.html").read_text()
+    gt, wearers, imu_topics, tw, plan, counts = load_replay(bag, load_bundle(_default_model()), labels,
+                                                            "/lidar/points", "/{wearer}/imu/{site}", None, 3)
+    assert tw is None and plan and counts["corrupt_chunks"] == 1, counts
+    # and a clean bag prints nothing about chunks
+    out = bag_eval([str(synth / "bag"), "--out", str(tmp_path / "clean"), "--segmentation", "ground-truth",
+                    "--no-fusion"], tmp_path)
+    assert out.returncode == 0 and "corrupt chunks" not in out.stdout
+    assert "corrupt_chunks" not in (tmp_path / "clean" / "report.html").read_text()

@@ -1,22 +1,26 @@
 """Property-based fuzzing (hypothesis) of the parsers of outside input on the live path: the
 PointCloud2 codec and the sensor_msgs/Imu conversion and buffering. A fixed number of examples
-runs in `make test`; a longer run: `DESPITE_FUZZ_EXAMPLES=20000 .venv/bin/pytest test/test_fuzz.py`.
+runs in `make test`; DESPITE_FUZZ_EXAMPLES=N runs N per test, randomised, in every fuzz file
+(helpers/fuzz.py; the long-run command is in the README's Reliability section).
 (The sidecar, bundle and store parsers: test_hostile_inputs.py; the importers: test_fuzz_importers.py.)"""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from despite_core.data.pointcloud2 import PointCloud2Error, decode, decode_fields, decode_points, encode
 from despite_core.runtime.buffers import NS, BufferConfig, WearerImu, imu_message_values, to_layout
 from despite_core.runtime.inference import default_bundle_path, load_bundle
+from helpers.fuzz import fuzz_settings
 
-EXAMPLES = int(os.environ.get("DESPITE_FUZZ_EXAMPLES", "300"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = fuzz_settings(300)
 NAMES = ["x", "y", "z", "intensity", "t", "ring", "gt_person", "", "x\x00", "é"]
 
 fields_st = st.lists(st.builds(lambda n, o, d, c: SimpleNamespace(name=n, offset=o, datatype=d, count=c),
@@ -99,3 +103,51 @@ def test_imu_buffer_stays_ordered_and_bounded(events):
     stamps = np.array([10**9 + k * 10**8 for k in range(24)], np.int64)
     win, why = imu.window(stamps)                                # never raises, whatever came before
     assert (win is None) == bool(why)
+
+
+_SETTINGS_OF = r"""
+import importlib, inspect, json, sys
+out = {}
+for name in sys.argv[1:]:
+    mod = importlib.import_module(name)
+    for fname, fn in vars(mod).items():
+        if inspect.isfunction(fn) and hasattr(fn, "hypothesis") and fn.__module__ == name:
+            s = getattr(fn, "_hypothesis_internal_use_settings", None)
+            out[f"{name}.{fname}"] = None if s is None else [s.max_examples, s.derandomize]
+print(json.dumps(out))
+"""
+
+
+def test_every_fuzzer_honours_DESPITE_FUZZ_EXAMPLES(tmp_path):
+    """One knob sizes every hypothesis fuzzer in test/ (helpers/fuzz.py): with DESPITE_FUZZ_EXAMPLES
+    set, each @given test of each file that imports hypothesis runs that many examples, randomised
+    (whole-import fuzzers a quarter of them); unset, each runs its own fixed number, derandomized.
+    test_hostile_inputs.py's fuzzers stayed at 150 whatever the variable said."""
+    import json
+    import re
+
+    here = Path(__file__).resolve().parent
+    files = sorted(p.stem for p in here.glob("test_*.py")
+                   if re.search(r"^from hypothesis import", p.read_text(), re.M))
+    assert {"test_fuzz", "test_hostile_inputs", "test_fuzz_importers"} <= set(files), files
+
+    def settings_of(value: str | None) -> dict:
+        env = {k: v for k, v in os.environ.items() if k != "DESPITE_FUZZ_EXAMPLES"}
+        # helpers and the test modules first; despite_* as installed (the venv, or a colcon workspace's path)
+        env["PYTHONPATH"] = os.pathsep.join([str(here)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+        if value is not None:
+            env["DESPITE_FUZZ_EXAMPLES"] = value
+        out = subprocess.run([sys.executable, "-c", _SETTINGS_OF, *files], env=env, cwd=tmp_path,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-3000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    default, long = settings_of(None), settings_of("4000")
+    assert set(default) == set(long) and len(default) >= 20, sorted(default)
+    for f in files:
+        assert any(k.startswith(f + ".") for k in default), f"{f}: no fuzzer found"
+    for test, s in long.items():
+        assert s is not None, f"{test}: no settings (hypothesis' defaults ignore DESPITE_FUZZ_EXAMPLES)"
+        assert s in ([4000, False], [1000, False]), (test, s)
+        assert default[test][1] is True and default[test][0] not in (1000, 4000), (test, default[test])
+    assert sum(s[0] == 4000 for s in long.values()) > len(long) / 2

@@ -20,18 +20,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, event, given, settings, strategies as st
+from hypothesis import HealthCheck, event, given, strategies as st
 from hypothesis.extra import numpy as hnp
 
 from despite_core.data.imu_layout import ImuLayout
 from despite_core.data.store import SMPL_JOINT_NAMES, Sequence, Store, StoreError, StoreWriter
 from despite_core.runtime.inference import BundleError, Runtime, StreamingPointEncoder, default_bundle_path, load_bundle
 from despite_core.runtime.scoring import NS, SIDECAR_MAX_BYTES, SIDECAR_MAX_S, GroundTruth, LabelError
+from helpers.fuzz import fuzz_settings
 
 LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)      # libyaml when PyYAML has it: faster
 DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-FUZZ = settings(max_examples=150, deadline=None, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+FUZZ = fuzz_settings(150, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 class Hang(BaseException):

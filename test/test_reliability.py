@@ -207,3 +207,132 @@ def test_matching_node_takes_late_imu_and_reports_data(ros):
         assert "no IMU data" not in st.message
     finally:
         node.destroy_node()
+
+
+def test_perception_tracker_holds_at_most_max_tracks():
+    """Every per-track store is bounded by count (issue: "every buffer bounded by count as well as
+    time"): perception's tracker took a track for every person-like cluster, however many; now a new
+    track beyond MAX_TRACKS is refused (the tracks held keep their people) and the lost tracks kept
+    for re-identification are capped too, the oldest loss forgotten first; both counted."""
+    from despite_core.runtime.buffers import MAX_TRACKS
+    from despite_core.runtime.perception import PerceptionConfig, Tracker
+
+    assert MAX_TRACKS == 64
+    tr = Tracker(PerceptionConfig(min_hits=1, max_missed=0))
+    crowd = lambda x0: np.array([[x0 + 3.0 * k, 0.0] for k in range(100)])      # noqa: E731 - 3 m apart
+    ids, _ = tr.update(0.0, crowd(0.0))
+    assert len(tr.tracks) == MAX_TRACKS and tr.refused == 100 - MAX_TRACKS
+    assert ids[:MAX_TRACKS] == list(range(1, MAX_TRACKS + 1)) and ids[MAX_TRACKS:] == [None] * (100 - MAX_TRACKS)
+    ids, _ = tr.update(0.1, crowd(0.0))                                   # the same 64 continue
+    assert ids[:MAX_TRACKS] == list(range(1, MAX_TRACKS + 1)) and tr.refused == 2 * (100 - MAX_TRACKS)
+    _, lost = tr.update(0.2, np.zeros((0, 2)))                            # all gone: 64 wait for re-id
+    assert len(lost) == MAX_TRACKS and len(tr.lost) == MAX_TRACKS and tr.lost_evicted == 0
+    tr.update(0.3, crowd(1000.0))                                         # a new crowd far away
+    tr.update(0.4, np.zeros((0, 2)))
+    assert len(tr.lost) == MAX_TRACKS and tr.lost_evicted == MAX_TRACKS
+    assert min(t.tid for t in tr.lost) > MAX_TRACKS                       # the newest losses are kept
+
+
+def test_track_windows_encoder_caches_and_fusion_hold_at_most_max_tracks():
+    """TrackBuffers, the streaming encoder's tube cache and the fusion filters each hold at most
+    MAX_TRACKS tracks (they took one per id, however many ids a scan or a ground-truth field
+    brought); the stalest goes first, or a new track is refused when every one held is current."""
+    from despite_core.runtime.buffers import MAX_TRACKS, TrackBuffers
+    from despite_core.runtime.fusion import ActivityFusion
+    from despite_core.runtime.inference import StreamingPointEncoder, TrackWindow
+
+    buf = TrackBuffers(BufferConfig())
+    frame = (np.zeros((4, 3), np.float32), np.zeros(3, np.float32), None)
+    buf.push(10**9, {tid: frame for tid in range(100)})
+    assert sorted(buf.tracks) == list(range(MAX_TRACKS)) and buf.refused == 100 - MAX_TRACKS and buf.evicted == 0
+    dropped = buf.push(10**9 + 10**8, {tid: frame for tid in range(1000, 1010)})    # 10 new, the 64 unseen
+    assert sorted(dropped) == list(range(10)) and buf.evicted == 10                  # stalest, lowest ids first
+    assert len(buf.tracks) == MAX_TRACKS and set(range(1000, 1010)) <= set(buf.tracks)
+
+    class FakeRuntime:                                 # what the encoder asks of a Runtime, no ONNX
+        bundle = SimpleNamespace(root="fake", meta={"window": 24, "provenance": {"config": {"pointcloud": {
+            "temporal_kernel": 3, "temporal_stride": 2, "temporal_padding": [1, 0]}}}},
+            parts={"pointcloud_window": {"inputs": [{"shape": [1, 12]}]}})
+
+        def has(self, part):
+            return True
+
+        def tube(self, prev, cur, nxt):
+            return np.zeros((len(cur), 2, 3), np.float32), np.zeros((len(cur), 2, 5), np.float32)
+
+        def window_from_tubes(self, a, t):
+            return np.zeros((len(a), 8), np.float32), np.zeros((len(a), 4), np.float32)
+
+    enc = StreamingPointEncoder(FakeRuntime())
+    stamps = np.arange(24, dtype=np.int64) * 10**8 + 10**9
+    for call in range(3):                              # 90 tracks within the idle limit
+        enc.encode([TrackWindow(30 * call + k, stamps, np.zeros((24, 4, 3), np.float32)) for k in range(30)])
+    assert len(enc._cache) == MAX_TRACKS and enc.evicted == 90 - MAX_TRACKS
+    assert set(range(30, 90)) <= set(enc._cache)       # the least recently encoded went
+
+    fusion = ActivityFusion(["a", "b"])
+    scores = np.array([0.9, 0.1])
+    win = lambda t: np.arange(24, dtype=np.int64) * 10**8 + t - 23 * 10**8     # noqa: E731 - ends at t
+    fusion.update(3 * NS, [(tid, win(3 * NS), scores) for tid in range(MAX_TRACKS)])
+    _, events = fusion.update(3 * NS + 10**8, [(tid, win(3 * NS + 10**8), scores) for tid in range(500, 510)])
+    assert len(fusion.tracks) == MAX_TRACKS and fusion.evicted == 10
+    assert sorted(e.track_id for e in events if not e.ongoing) == list(range(10))   # their segments ended
+
+
+def test_har_node_counts_tracks_over_the_cap_in_diagnostics(ros):
+    """har_node's /diagnostics give the tracks refused or evicted by store (HarPipeline.cap_counts),
+    with a WARN for the period; here the tracker's cap is lowered to 1 and the scene has 2 people."""
+    from rclpy.parameter import Parameter
+    from sensor_msgs.msg import PointCloud2, PointField
+
+    from despite_core.data.pointcloud2 import fill_message
+    from despite_ros.bench import sim_scans
+    from despite_ros.nodes.har_node import HarNode, to_time
+
+    node = HarNode(context=ros, parameter_overrides=[Parameter("model", value=str(default_bundle_path())),
+                                                     Parameter("providers", value="cpu")])
+    diags = []
+    node.diag_pub.publish = diags.append
+    try:
+        node.publish_diagnostics()
+        values = {kv.key: kv.value for kv in diags[-1].status[0].values}
+        keys = ("tracks_refused", "lost_tracks_evicted", "track_windows_evicted", "track_windows_refused",
+                "tube_caches_evicted", "fusion_tracks_evicted")
+        assert {k: values.get(k) for k in keys} == dict.fromkeys(keys, "0")
+        node.pipeline.perception.tracker.MAX_TRACKS = 1
+        for k, s in enumerate(sim_scans(2.0, 2, 10.0, beams=16, columns=256)):
+            m = PointCloud2()
+            fill_message(m, s, frame_id="lidar", field_factory=PointField)
+            m.header.stamp = to_time(10**9 + k * 10**8)
+            node.on_points(m)
+        node.publish_diagnostics()
+        st = diags[-1].status[0]
+        values = {kv.key: kv.value for kv in st.values}
+        assert int(values["tracks_refused"]) > 0 and values["tracks"] == "1", values
+        assert st.level == st.WARN and "tracks refused or evicted" in st.message, st.message
+    finally:
+        node.destroy_node()
+
+
+def test_imu_rate_bench_reports_received_against_sent(tmp_path):
+    """`despite-ros bench imu-rate` (the README's highest sustained IMU rate): matching_node offered
+    rising rates, each step reports offered, sent and received (matching_node's own count) messages
+    per second. Structure only, no speed: two short low steps, one wearer."""
+    import json
+    import subprocess
+    import sys
+
+    from helpers.ros_env import ros_env
+
+    # `python -m despite_ros.cli` is `despite-ros` under any install prefix (venv or colcon)
+    out = subprocess.run([sys.executable, "-m", "despite_ros.cli", "bench", "imu-rate", "--imu-hz", "20,40",
+                          "--seconds", "2", "--wearers", "1", "--out", str(tmp_path / "r.json")],
+                         env=ros_env(tmp_path), cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["topics"] == 4 and [s["hz_per_topic"] for s in r["steps"]] == [20, 40]
+    for s in r["steps"]:
+        assert s["offered_msgs_per_s"] == 4 * s["hz_per_topic"] and s["sent_msgs_per_s"] > 0
+        assert 0 < s["received_msgs_per_s"] and 0 < s["received_fraction"] <= 1, s
+    assert r["exit_codes"] == {"matching_node": r["exit_codes"]["matching_node"]}
+    assert "received / sent" in out.stdout and "highest rate received in full" in out.stdout

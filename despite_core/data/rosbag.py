@@ -328,7 +328,9 @@ def open_bag(path: Path):
 
 
 def iter_messages(reader, topics: set[str], counts: dict):
-    """(topic, log time ns, message) in bag order; messages that cannot be decoded are counted."""
+    """(topic, log time ns, message) in bag order; messages that cannot be decoded are counted, and
+    the reader's faults (:func:`reader_faults`) are added to ``counts`` at the end, also when the
+    caller stops early (close the generator, or use ``contextlib.closing``)."""
     conns = [c for c in reader.connections if c.topic in topics]
     try:
         for conn, t, raw in reader.messages(connections=conns):
@@ -340,10 +342,19 @@ def iter_messages(reader, topics: set[str], counts: dict):
             yield conn.topic, t, msg
     except Exception as e:  # a truncated final chunk: keep what was read
         counts["truncated"] = f"{type(e).__name__}: {e}"
+    finally:
+        reader_faults(reader, counts)
+
+
+def reader_faults(reader, counts: dict) -> dict:
+    """Add what the reader met in the whole file to ``counts``: ``truncated`` (where a cut-off file
+    stopped) and ``corrupt_chunks`` (chunks whose CRC failed, skipped; :class:`McapStream` checks
+    every chunk when the bag is opened, so the count is complete however little is read)."""
     if getattr(reader, "truncated", None):
         counts["truncated"] = reader.truncated
     if getattr(reader, "corrupt_chunks", 0):                 # chunks whose CRC failed: skipped, counted
         counts["corrupt_chunks"] = max(counts.get("corrupt_chunks", 0), reader.corrupt_chunks)
+    return counts
 
 
 def bag_sha256(path: Path) -> str:

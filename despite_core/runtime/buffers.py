@@ -29,6 +29,11 @@ from despite_core.data.rotations import quat_to_matrix
 
 NS = 1_000_000_000
 GRAVITY = 9.81
+# Tracks held at once by every per-track store of the live pipeline: perception's tracker and its
+# re-identification list, TrackBuffers, the streaming encoder's tube cache, the fusion filters (and
+# matching_node's batches). A flood of person-like clusters or track ids then costs bounded memory;
+# what is turned away or evicted is counted by store (HarPipeline.cap_counts, har_node's /diagnostics).
+MAX_TRACKS = 64
 
 
 def stamp_ns(t) -> int:
@@ -47,6 +52,7 @@ class BufferConfig:
     max_jump: float = 5.0             # s: a scan this far ahead of the last is held until confirmed
     imu_max_samples: int = 4096       # per site, whatever the stamps say (6 s at 680 Hz)
     imu_reorder: float = 0.5          # s: an IMU sample this much older than the newest is put in order
+    max_tracks: int = MAX_TRACKS      # track windows held; when full the stalest goes (see TrackBuffers)
 
     def __post_init__(self) -> None:
         if self.fps <= 0 or self.window < 2:
@@ -55,6 +61,8 @@ class BufferConfig:
             raise ValueError("need 0 <= tolerance < 1, max_gap >= 0, max_stale >= 0")
         if self.max_jump <= (self.max_gap + 1) / self.fps or self.imu_max_samples < 16 or self.imu_reorder < 0:
             raise ValueError("need max_jump longer than max_gap periods, imu_max_samples >= 16, imu_reorder >= 0")
+        if self.max_tracks < 1:
+            raise ValueError(f"max_tracks must be >= 1, got {self.max_tracks}")
         if self.imu_horizon < self.window / self.fps + self.max_stale:
             raise ValueError(f"imu_horizon {self.imu_horizon} s is shorter than a window ({self.window / self.fps} s)")
 
@@ -136,7 +144,9 @@ class Window:
 
 
 class TrackBuffers:
-    """Per-track rolling windows at the selected scans' stamps."""
+    """Per-track rolling windows at the selected scans' stamps, at most ``cfg.max_tracks`` tracks: a
+    new track when full evicts the stalest one not observed in this scan (most scans missed, then
+    the lowest id; returned with the dropped ones), or is refused when every track held was observed."""
 
     def __init__(self, cfg: BufferConfig) -> None:
         self.cfg = cfg
@@ -145,6 +155,8 @@ class TrackBuffers:
         self.last: int | None = None
         self.filled_total = 0            # frames repeated (lost scans, missed detections)
         self.missing_total = 0           # model periods without a selected scan (dropped or lost scans)
+        self.evicted = 0                 # tracks dropped to make room (max_tracks held)
+        self.refused = 0                 # observed frames of new tracks turned away (max_tracks observed)
 
     def reset(self) -> None:
         self.tracks.clear()
@@ -189,6 +201,15 @@ class TrackBuffers:
                 else:
                     self._repeat(self.tracks[tid], stamp_ns)
         for tid, (pts, centroid, extra) in observed.items():
+            if tid not in self.tracks and len(self.tracks) >= self.cfg.max_tracks:
+                stale = [t for t in self.tracks if t not in observed]
+                if not stale:
+                    self.refused += 1
+                    continue
+                gone = max(stale, key=lambda t: (self.missed.get(t, 0), -t))
+                del self.tracks[gone], self.missed[gone]
+                dropped.append(gone)
+                self.evicted += 1
             dq = self.tracks.setdefault(tid, deque(maxlen=self.cfg.window))
             dq.append(_Frame(stamp_ns, np.asarray(pts, np.float32), np.asarray(centroid, np.float32), extra))
             self.missed[tid] = 0

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from despite_core.runtime.buffers import NS
+from despite_core.runtime.buffers import MAX_TRACKS, NS
 
 NO_CLASS = 65535                      # class id of a text label outside the bundle's classes
 
@@ -102,11 +102,13 @@ class ActivityFusion:
     """Per-track forward filter over ``labels`` and the segment events it produces.
 
     ``class_ids[k]`` is the message class id of label ``k`` (the bundle's class index, or
-    :data:`NO_CLASS`)."""
+    :data:`NO_CLASS`). At most ``max_tracks`` filters (buffers.MAX_TRACKS): a new track when full
+    ends the segment of the track silent longest (:attr:`evicted`)."""
 
     RECENT = 12                                     # windows kept to date a change back (3.6 s at stride 3)
 
-    def __init__(self, labels: list[str], class_ids: list[int] | None = None, config: FusionConfig | None = None) -> None:
+    def __init__(self, labels: list[str], class_ids: list[int] | None = None, config: FusionConfig | None = None,
+                 max_tracks: int = MAX_TRACKS) -> None:
         if len(labels) < 2:
             raise ValueError(f"fusion needs at least two labels, got {labels}")
         self.labels = list(labels)
@@ -116,6 +118,8 @@ class ActivityFusion:
         seq = self.cfg.alert_sequence
         self.alert_ids = [self.labels.index(s) for s in seq] if seq and all(s in self.labels for s in seq) else []
         self.alerts = 0                                 # alerts raised so far
+        self.max_tracks = max_tracks
+        self.evicted = 0                                # filters ended early to stay within max_tracks
 
     @property
     def alerts_enabled(self) -> bool:
@@ -153,6 +157,9 @@ class ActivityFusion:
             events += self.end(tid)
             tr = None
         if tr is None:
+            while len(self.tracks) >= self.max_tracks:    # full: the track silent longest ends its segment
+                events += self.end(min(self.tracks, key=lambda t: (self.tracks[t].last_ns, t)))
+                self.evicted += 1
             post = evidence / evidence.sum()
             tr = self.tracks[tid] = _Track(post, newest)
         else:

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from despite_core.runtime.buffers import MAX_TRACKS
 from despite_core.runtime.bundle import FORMAT_VERSION, REQUIRED_KEYS, sha256_file
 from despite_core.data.imu_layout import ImuLayout, ImuLayoutError
 from despite_core.data.store import checked_imu_layout
@@ -430,10 +431,11 @@ class StreamingPointEncoder:
     The encoder's temporal padding [1, 0] replicates a window's first frame, so the first tube of
     every window is its own cache entry (prev == cur). Cache keys are the stamps of (prev, cur,
     next), so gaps never return a tube computed from other frames; a track whose window starts earlier than
-    its previous one (time went backwards) loses its cache.
+    its previous one (time went backwards) loses its cache. At most ``max_tracks`` tracks keep a
+    cache (buffers.MAX_TRACKS): beyond, the least recently encoded are forgotten (:attr:`evicted`).
     """
 
-    def __init__(self, runtime: Runtime, idle_calls: int = 8) -> None:
+    def __init__(self, runtime: Runtime, idle_calls: int = 8, max_tracks: int = MAX_TRACKS) -> None:
         for part in ("pointcloud_tube", "pointcloud_window"):
             if not runtime.has(part):
                 raise BundleError(f"{runtime.bundle.root}: no {part} part; export the bundle with --streaming")
@@ -450,6 +452,8 @@ class StreamingPointEncoder:
             raise BundleError(f"{runtime.bundle.root}: pointcloud_window takes {declared} tubes, a {self.frames}-frame "
                               f"window gives {len(self.centres)}")
         self.idle_calls = idle_calls
+        self.max_tracks = max_tracks
+        self.evicted = 0                         # track caches forgotten to stay within max_tracks
         self._cache: dict[int, dict[tuple[int, int, int], tuple[np.ndarray, np.ndarray]]] = {}
         self._last_call: dict[int, int] = {}
         self._last_start: dict[int, int] = {}
@@ -517,6 +521,10 @@ class StreamingPointEncoder:
             self._last_call[w.track_id] = self._calls
         for tid in [t for t, c in self._last_call.items() if self._calls - c > self.idle_calls]:
             self.forget(tid)
+        if len(self._cache) > self.max_tracks:      # least recently encoded first, this call's tracks last
+            for tid in sorted(self._cache, key=lambda t: self._last_call.get(t, 0))[:len(self._cache) - self.max_tracks]:
+                self.forget(tid)
+                self.evicted += 1
         return feats, emb
 
 

@@ -38,6 +38,7 @@ from scipy import ndimage
 from scipy.optimize import linear_sum_assignment
 
 from despite_core.data.sampling import normalise_frames
+from despite_core.runtime.buffers import MAX_TRACKS
 from despite_core.runtime.floor import FloorPlane, fit_floor
 from despite_core.runtime.person import PersonClassifier, cluster_features
 
@@ -278,12 +279,15 @@ class Tracker:
     REID_S = 3.0               # s a lost confirmed track can be taken up again where it was lost
     REID_GATE = 1.0            # m from where it was last seen
     FRAGMENT_GAP = 0.45        # m: a detection this close to a tracked person's is part of them
+    MAX_TRACKS = MAX_TRACKS    # tracks held, and lost ones kept for re-identification (buffers.MAX_TRACKS)
 
     def __init__(self, cfg: PerceptionConfig) -> None:
         self.cfg = cfg
         self.tracks: list[_Track] = []
         self.lost: list[_Track] = []                    # confirmed tracks lost in the last REID_S
         self.next_id = 1
+        self.refused = 0                                # new tracks refused: MAX_TRACKS held
+        self.lost_evicted = 0                           # lost tracks forgotten early: MAX_TRACKS waiting
 
     def reset(self) -> list[int]:
         """Drop every track (ids are still never reused)."""
@@ -355,6 +359,10 @@ class Tracker:
             elif not strong[d]:
                 ids.append(None)
                 continue
+            elif len(self.tracks) >= self.MAX_TRACKS:   # full: the tracks held keep their people
+                self.refused += 1
+                ids.append(None)
+                continue
             elif (t := self._revive(stamp, xy)) is None:
                 t = _Track(self.next_id, xy.copy(), np.zeros(2), stamp)
                 self.next_id += 1
@@ -370,6 +378,9 @@ class Tracker:
                 lost.append(t.tid)
                 if t.hits >= c.min_hits:
                     self.lost.append(t)
+                    if len(self.lost) > self.MAX_TRACKS:
+                        self.lost.pop(0)                 # the oldest loss (appended in time order)
+                        self.lost_evicted += 1
             else:
                 keep.append(t)
         self.tracks = keep

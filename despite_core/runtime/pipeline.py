@@ -142,6 +142,18 @@ class HarPipeline:
         """End every ongoing segment (the end of a recording)."""
         return self.fusion.flush() if self.fusion is not None else []
 
+    def cap_counts(self) -> dict[str, int]:
+        """Tracks turned away or evicted because a per-track store already held buffers.MAX_TRACKS,
+        by store: perception's tracker (new tracks refused; lost tracks forgotten before their
+        re-identification time), the track windows (evicted, or refused when all were observed),
+        the encoder's tube caches and the fusion filters (evicted)."""
+        tracker = self.perception.tracker if self.perception is not None else None
+        return {"tracks_refused": tracker.refused if tracker else 0,
+                "lost_tracks_evicted": tracker.lost_evicted if tracker else 0,
+                "track_windows_evicted": self.buffers.evicted, "track_windows_refused": self.buffers.refused,
+                "tube_caches_evicted": self.encoder.evicted,
+                "fusion_tracks_evicted": self.fusion.evicted if self.fusion is not None else 0}
+
     def process_scan(self, xyz: np.ndarray, stamp_ns: int, truth: np.ndarray | None = None) -> ScanOutput:
         """One scan: (N, 3) sensor-frame points (NaN allowed) at ``stamp_ns``. ``truth`` (N,) is an
         optional per-point ground-truth person id (evaluation only): each frame then carries the

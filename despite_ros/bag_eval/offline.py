@@ -3,6 +3,7 @@ in-process and in bag order, as fast as possible (deterministic)."""
 from __future__ import annotations
 
 import time
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -133,7 +134,8 @@ def truth_windows(reader, points_topic: str, gt: GroundTruth, runtime, stride: i
                   counts: dict) -> tuple[dict, float] | None:
     """The bag's ground-truth person-windows (what ``--segmentation ground-truth`` scores, cut on
     the same frame grid and stride, without inference) and the scans' time span (s); None when
-    the clouds carry no gt_person field."""
+    the clouds carry no gt_person field. The reader's faults (corrupt chunks) reach ``counts``
+    either way."""
     from despite_core.data.pointcloud2 import PointCloud2Error, decode_points
     from despite_core.runtime.pipeline import HarPipeline
 
@@ -141,23 +143,26 @@ def truth_windows(reader, points_topic: str, gt: GroundTruth, runtime, stride: i
     out: dict = {}
     prev, seconds, seen = None, 0.0, False
     jump = pipe.buffer_cfg.max_jump * NS
-    for _, _, msg in iter_messages(reader, {points_topic}, counts):
-        if not any(f.name == "gt_person" for f in msg.fields):
-            return None
-        try:
-            xyz, cols = decode_points(msg, ["gt_person"])
-        except PointCloud2Error:
-            continue
-        s = stamp_ns(msg.header.stamp)
-        # the scored time: steps between consecutive scans, without jumps (an outlier stamp must not
-        # turn one minute into years)
-        if prev is not None and 0 < s - prev <= jump:
-            seconds += (s - prev) / NS
-        prev, seen = s, True
-        for r in pipe.process_ground_truth(xyz, s, cols["gt_person"], gt.people_at(s)).results:
-            w = truth_window(gt, r)
-            if w is not None:
-                out[w[0]] = w[1]
+    with closing(iter_messages(reader, {points_topic}, counts)) as messages:    # closed on the early return too
+        for _, _, msg in messages:
+            if not any(f.name == "gt_person" for f in msg.fields):
+                return None
+            try:
+                xyz, cols = decode_points(msg, ["gt_person"])
+            except PointCloud2Error:
+                continue
+            s = stamp_ns(msg.header.stamp)
+            res = pipe.process_ground_truth(xyz, s, cols["gt_person"], gt.people_at(s))
+            # the scored time: steps between consecutive scans, without jumps (an outlier stamp must not
+            # turn one minute into years, nor cost the step to the scan after it)
+            if res.status not in ("held", "bad_stamp"):
+                if prev is not None and 0 < s - prev <= jump:
+                    seconds += (s - prev) / NS
+                prev, seen = s, True
+            for r in res.results:
+                w = truth_window(gt, r)
+                if w is not None:
+                    out[w[0]] = w[1]
     return (out, seconds) if seen else None
 
 

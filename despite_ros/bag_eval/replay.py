@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from despite_core.data.rosbag import bag_sha256, open_bag
+from despite_core.data.rosbag import bag_sha256, open_bag, reader_faults
 from despite_core.runtime.buffers import NS, stamp_ns
 from despite_core.runtime.fusion import FusionConfig
 from despite_core.runtime.scoring import fusion_metrics, live_vs_truth
@@ -43,19 +43,8 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
                                                       else "its parent directory does not exist"))
     bundle = load_bundle(model)
     names = bundle.class_names
-    reader = open_bag(bag)
-    counts: dict = {"invalid": 0}
-    try:
-        gt, wearers = prepare(reader, bag, labels, names, points_topic, counts, wearers, imu_topic)
-        topics = {c.topic: c for c in reader.connections}
-        imu_topics = [t for t in imu_topic_table(imu_topic, wearers, bundle.imu_layout.sites) if t in topics]
-        from despite_core.runtime.inference import Runtime
-
-        tw = truth_windows(reader, points_topic, gt, Runtime(bundle, providers="cpu"), stride, counts)
-        plan = [(conn.topic, t, raw) for conn, t, raw in
-                reader.messages(connections=[topics[points_topic], *(topics[t] for t in imu_topics)])]
-    finally:
-        reader.close()
+    gt, wearers, imu_topics, tw, plan, counts = load_replay(bag, bundle, labels, points_topic, imu_topic, wearers,
+                                                            stride)
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     pipeline = {"stride": int(stride), "truth_field": "gt_person", "fusion": fusion is not None}
     if fusion is not None:
@@ -171,6 +160,29 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
             "undecodable": counts.get("undecodable", 0), "truncated": counts.get("truncated"),
             "corrupt_chunks": counts.get("corrupt_chunks", 0),
             "records": scorer.board.records, "events": events, "latencies": latencies}
+
+
+def load_replay(bag: Path, bundle, labels: Path | None, points_topic: str, imu_topic: str,
+                wearers: list[str] | None, stride: int) -> tuple:
+    """What the replay needs before any DDS: (ground truth, wearers, the Imu topics to publish, the
+    truth windows or None, the plan [(topic, log time, raw CDR)] in bag order, counts). ``counts``
+    holds the bag's faults, ``corrupt_chunks`` and ``truncated`` included, whatever the clouds
+    carry (with no gt_person field the truth windows stop at the first scan)."""
+    from despite_core.runtime.inference import Runtime
+
+    reader = open_bag(bag)
+    counts: dict = {"invalid": 0}
+    try:
+        gt, wearers = prepare(reader, bag, labels, bundle.class_names, points_topic, counts, wearers, imu_topic)
+        topics = {c.topic: c for c in reader.connections}
+        imu_topics = [t for t in imu_topic_table(imu_topic, wearers, bundle.imu_layout.sites) if t in topics]
+        tw = truth_windows(reader, points_topic, gt, Runtime(bundle, providers="cpu"), stride, counts)
+        plan = [(conn.topic, t, raw) for conn, t, raw in
+                reader.messages(connections=[topics[points_topic], *(topics[t] for t in imu_topics)])]
+        reader_faults(reader, counts)                  # the plan is read from the reader directly
+    finally:
+        reader.close()
+    return gt, wearers, imu_topics, tw, plan, counts
 
 
 def _record(path: Path, messages: list) -> None:

@@ -84,7 +84,8 @@ def write_results(result: dict, out: Path) -> dict:
                    ("accuracy", "accuracy_raw", "segment_f1", "segment_precision", "segment_recall",
                     "event_delay_s_median", "macro_f1", "windows", "ambiguous", "unassociated", "coverage", "recall",
                     "false_tracks_per_minute", "id_switches_per_person_minute", "dropped", "invalid", "model_id",
-                    "mode", "segmentation", "scans", "scans_per_second"))
+                    "mode", "segmentation", "scans", "scans_per_second")
+                   + (("corrupt_chunks",) if result.get("corrupt_chunks") else ()))
     match = "".join(f"<tr><th>{k}</th><td>{fmt(v)}</td></tr>" for k, v in result["matching_accuracy"].items())
     lat = result.get("latency_ms") or {}
     lat_rows = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in lat.items())
@@ -124,7 +125,8 @@ def _report_png(result: dict, records: list, latencies: list, png: Path) -> None
              f"false tracks/min: {fmt(result.get('false_tracks_per_minute'))}  "
              f"id switches/person/min: {fmt(result.get('id_switches_per_person_minute'))}",
              f"latency p50/p95: {lat['p50']}/{lat['p95']} ms" if lat else "latency: offline run",
-             f"scans: {result['scans']}, dropped periods: {result['dropped']}, invalid: {result['invalid']}"]
+             f"scans: {result['scans']}, dropped periods: {result['dropped']}, invalid: {result['invalid']}"
+             + (f", corrupt chunks: {result['corrupt_chunks']}" if result.get("corrupt_chunks") else "")]
     ax.text(0, 1, "despite bag-eval\n\n" + "\n".join(lines), va="top", family="monospace", fontsize=9)
     if result["confusion"]:
         conf = np.asarray(result["confusion"], np.float64)

@@ -33,7 +33,7 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from despite_core.data.pointcloud2 import PointCloud2Error, decode_points
-from despite_core.runtime.buffers import stamp_ns
+from despite_core.runtime.buffers import MAX_TRACKS, stamp_ns
 from despite_core.runtime.inference import PROVIDERS, Runtime, default_bundle_path
 from despite_ros.msg import ActivityArray, ActivityEvent, Embedding, PersonActivity
 from despite_ros.nodes import common
@@ -263,6 +263,8 @@ class HarNode(Node):
             "processing_ms_p50": f"{np.median(t):.2f}", "processing_ms_p95": f"{np.percentile(t, 95):.2f}",
             "processing_ms_max": f"{t.max():.2f}", "provider": self.runtime.provider, "model_id": self.model_id,
             "events": self.events,
+            # tracks over buffers.MAX_TRACKS, refused or evicted, by store (HarPipeline.cap_counts)
+            **self.pipeline.cap_counts(),
         }
         fusion = self.pipeline.fusion
         active = fusion.active_alerts() if fusion is not None else []
@@ -273,7 +275,8 @@ class HarNode(Node):
         message = "ok"
         # the level follows the last period (totals are in the values): OK again once inputs are good
         recent = self.since({"errors": self.errors, "invalid": self.invalid,
-                             "stamps": c["bad_stamp"] + c["held"] + c["backwards"] + c["jump"]})
+                             "stamps": c["bad_stamp"] + c["held"] + c["backwards"] + c["jump"],
+                             "capped": sum(self.pipeline.cap_counts().values())})
         if recent["errors"]:
             level, message = DiagnosticStatus.ERROR, f"{recent['errors']} scans failed in processing (see the log)"
         elif self.received == 0:
@@ -282,6 +285,9 @@ class HarNode(Node):
             level, message = DiagnosticStatus.WARN, f"{recent['invalid']} invalid messages dropped in the last period"
         elif recent["stamps"]:
             level, message = DiagnosticStatus.WARN, f"{recent['stamps']} scans with bad or jumping stamps in the last period"
+        elif recent["capped"]:
+            level, message = (DiagnosticStatus.WARN, f"{recent['capped']} tracks refused or evicted in the last period: "
+                              f"more than {MAX_TRACKS} at once")
         if active:                                          # an alert is never hidden by another state
             alert = (f"ALERT: {' then '.join(self.params.alert_sequence)} on track"
                      f"{'s' if len(active) > 1 else ''} {', '.join(map(str, active))}")

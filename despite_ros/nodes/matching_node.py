@@ -23,7 +23,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import Imu
 from std_msgs.msg import Header
 
-from despite_core.runtime.buffers import imu_values_of, stamp_ns
+from despite_core.runtime.buffers import MAX_TRACKS, imu_values_of, stamp_ns
 from despite_core.runtime.inference import PROVIDERS, Runtime, default_bundle_path
 from despite_ros.msg import ActivityArray, Embedding, MatchArray, MatchScore, PersonActivity
 from despite_ros.nodes.har_node import to_time
@@ -103,7 +103,7 @@ class MatchingNode(Node):
             self.counts[status] += 1
 
     MAX_PENDING = 32           # batches waiting for flush_delay; older ones are dropped (counted)
-    MAX_TRACKS = 64            # tracks in one batch
+    MAX_TRACKS = MAX_TRACKS    # tracks in one batch (buffers.MAX_TRACKS, as many as har_node holds)
 
     def on_embedding(self, msg: Embedding) -> None:
         data = np.asarray(msg.data, np.float32)
