@@ -1,8 +1,6 @@
 """End to end (tier c): real node processes over DDS on loopback (localhost discovery, a unique
-domain id, the shipped Fast DDS profile), fed by sim_node, scored against ground truth with fixed
-thresholds justified in each test (the demo's accuracy floor is 0.30, not the bundle's own metric,
-which would lower the bar with a weaker model); hostile input published to a running har_node and
-matching_node; and har_node's open-vocabulary (text) labels over DDS."""
+domain id, the shipped Fast DDS profile), fed by sim_node, scored against ground truth with
+thresholds tied to the bundle's own test metrics; and hostile input published to a running har_node."""
 from __future__ import annotations
 
 import re
