@@ -36,3 +36,16 @@ def synth(tmp_path_factory):
                           "--quiet"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     return d
+
+
+@pytest.fixture(scope="module")
+def tiny_store(tmp_path_factory):
+    """A 36 s, 2-person, 16-beam synthetic store for training tests (one per test module)."""
+    from despite_core.data.synth.generate import generate
+    from despite_core.data.synth.lidar import LidarConfig
+    from despite_core.data.synth.world import WorldConfig
+
+    out = tmp_path_factory.mktemp("train") / "store"
+    generate(WorldConfig(minutes=0.6, scene_minutes=0.15, people=2, seed=11, lidar=LidarConfig(beams=16, columns=512)),
+             out, progress=False)
+    return out

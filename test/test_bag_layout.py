@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import yaml
 
-from helpers.bags import mcap_messages
+from helpers.bags import mcap_chunks, mcap_messages
 
 BIN = Path(sys.prefix) / "bin"
 
@@ -91,22 +91,6 @@ def test_existing_bags_are_not_overwritten_and_failures_leave_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.mcap"]
 
 
-def _chunks(path: Path) -> list[tuple[int, int]]:
-    """(content offset, length) of every chunk record of an MCAP file."""
-    import struct
-
-    out, data = [], path.read_bytes()
-    pos = 8
-    while pos + 9 <= len(data):
-        op, length = data[pos], struct.unpack_from("<Q", data, pos + 1)[0]
-        if op == 0x06:
-            out.append((pos + 9, length))
-        if op == 0x02:
-            break
-        pos += 9 + length
-    return out
-
-
 def test_chunks_carry_crcs_and_a_corrupt_chunk_is_skipped_and_counted(bags, tmp_path):
     """Bit rot inside a chunk used to be decoded as data: chunks now carry CRC-32s (written by
     BagWriter), and the reader skips and counts a chunk whose CRC fails."""
@@ -117,7 +101,7 @@ def test_chunks_carry_crcs_and_a_corrupt_chunk_is_skipped_and_counted(bags, tmp_
     from despite_core.data.rosbag import iter_messages, open_bag
 
     src = bags / "scene.mcap"
-    chunks = _chunks(src)
+    chunks = mcap_chunks(src)
     assert len(chunks) >= 3
     crcs = [struct.unpack_from("<I", src.read_bytes(), off + 24)[0] for off, _ in chunks]
     assert all(crcs), crcs

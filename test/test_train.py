@@ -13,19 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from despite_core.data.synth.lidar import LidarConfig
-from despite_core.data.synth.generate import generate
-from despite_core.data.synth.world import WorldConfig
 from despite_core.train import checkpoint as ckpt
 from despite_core.train.pretrain import main as pretrain_main
-
-
-@pytest.fixture(scope="module")
-def tiny_store(tmp_path_factory):
-    out = tmp_path_factory.mktemp("train") / "store"
-    generate(WorldConfig(minutes=0.6, scene_minutes=0.15, people=2, seed=11, lidar=LidarConfig(beams=16, columns=512)),
-             out, progress=False)
-    return out
 
 
 def args(store, out, *extra):

@@ -190,18 +190,12 @@ def table(res: dict) -> str:
         sc = list(st[k]["per_scene"].values())
         lines.append(f"| {STAGE_TITLES[k]} | {st[k]['accuracy']:.3f} | {min(sc):.2f}-{max(sc):.2f} | "
                      f"{st[k]['macro_recall']:.3f} |")
-    classes = list(st["joints"]["per_class"])
-    lines += ["", "| class | windows | " + " | ".join(STAGE_TITLES[k] for k in STAGES) + " |",
-              "|---|---:|" + "---|" * len(STAGES)]
-    for c in classes:
-        lines.append(f"| {c} | {st['joints']['per_class'][c]['windows']} | "
-                     + " | ".join(f"{st[k]['per_class'][c]['recall']:.2f}" for k in STAGES) + " |")
-    bands = list(st["joints"]["per_distance"])
-    lines += ["", "| distance | windows | " + " | ".join(STAGE_TITLES[k] for k in STAGES) + " |",
-              "|---|---:|" + "---|" * len(STAGES)]
-    for b in bands:
-        lines.append(f"| {b} | {st['joints']['per_distance'][b]['windows']} | "
-                     + " | ".join(f"{st[k]['per_distance'][b]['accuracy']:.2f}" for k in STAGES) + " |")
+    for title, part, value in (("class", "per_class", "recall"), ("distance", "per_distance", "accuracy")):
+        lines += ["", f"| {title} | windows | " + " | ".join(STAGE_TITLES[k] for k in STAGES) + " |",
+                  "|---|---:|" + "---|" * len(STAGES)]
+        for row in st["joints"][part]:
+            lines.append(f"| {row} | {st['joints'][part][row]['windows']} | "
+                         + " | ".join(f"{st[k][part][row][value]:.2f}" for k in STAGES) + " |")
     return "\n".join(lines)
 
 
