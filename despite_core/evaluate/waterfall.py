@@ -213,10 +213,10 @@ def run(args: argparse.Namespace) -> dict:
     rt = Runtime(args.model, threads=args.threads)
     names = list(rt.bundle.class_names)
     t0 = time.perf_counter()
-    train = store_windows(args.train_store, rt, (args.split_scheme, "train"), args.stride, with_model=False)
     from despite_core.data.store import Store
     if list(Store(args.train_store).class_names) != names:
         raise ValueError(f"{args.train_store}: the store's classes differ from the bundle's")
+    train = store_windows(args.train_store, rt, (args.split_scheme, "train"), args.stride, with_model=False)
     clf = FeatureClassifier(len(names), seed=0).fit(train["features"], train["label"])
     cols = {k: [] for k in ("label", "distance", "scene_key", *STAGES)}
     with tempfile.TemporaryDirectory() as tmp:
