@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import rclpy
 from rclpy.parameter import Parameter
+from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Imu, PointCloud2, PointField
 
 from despite_core.data.pointcloud2 import fill_message
@@ -157,6 +158,11 @@ def test_matching_node_assigns_wearers_to_tracks(ros):
                                                            Parameter("flush_delay", value=0.0),
                                                            Parameter("providers", value="cpu")])
     try:
+        # IMU topics: best effort like a sensor, but half a second at 100 Hz queued per site, so a busy
+        # moment of the node does not cut a gap into the history (the sensor-data profile keeps 5)
+        imu_subs = [s_ for s_ in match.subscriptions if s_.msg_type is Imu]
+        assert imu_subs and all(s_.qos_profile.depth >= 50 and s_.qos_profile.reliability == ReliabilityPolicy.BEST_EFFORT
+                                for s_ in imu_subs), [s_.qos_profile for s_ in imu_subs]
         embs, truth = capture(har.emb_pub), capture(har.truth_pub)
         embs_kept = []
         matches, imu_acts = capture(match.match_pub), capture(match.imu_act_pub)

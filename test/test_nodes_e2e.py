@@ -1,6 +1,8 @@
 """End to end (tier c): real node processes over DDS on loopback (localhost discovery, a unique
-domain id, the shipped Fast DDS profile), fed by sim_node, scored against ground truth with
-thresholds tied to the bundle's own test metrics; and hostile input published to a running har_node."""
+domain id, the shipped Fast DDS profile), fed by sim_node, scored against ground truth with fixed
+thresholds justified in each test (the demo's accuracy floor is 0.30, not the bundle's own metric,
+which would lower the bar with a weaker model); hostile input published to a running har_node and
+matching_node; and har_node's open-vocabulary (text) labels over DDS."""
 from __future__ import annotations
 
 import re
@@ -217,6 +219,7 @@ def test_matching_node_survives_hostile_input_over_dds(tmp_path, monkeypatch):
     from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Imu
 
+    from despite_core.runtime.buffers import stamp_ns
     from despite_core.runtime.inference import default_bundle_path, load_bundle
     from despite_ros.bringup import Bringup, plan
     from despite_ros.msg import Embedding, MatchArray
@@ -271,7 +274,15 @@ def test_matching_node_survives_hostile_input_over_dds(tmp_path, monkeypatch):
             ex.spin_once(timeout_sec=0.1)
         assert emb_pub.get_subscription_count() > 0, "matching_node did not subscribe"
         t0 = 100 * 10**9
+        # the IMU goes out at its own rate (100 Hz), as from a sensor: a burst would overflow the
+        # node's IMU queue (50 per topic) on a loaded machine and leave gaps the matcher rightly refuses
+        start = time.monotonic()
+
+        def pace(k):
+            while time.monotonic() < start + k * 0.01:
+                ex.spin_once(timeout_sec=0.002)
         for k in range(400):                                        # 4 s of good IMU, with hostile samples mixed in
+            pace(k)
             t = t0 + k * 10**7
             for s, p in imu_pub.items():
                 p.publish(imu(t))
@@ -281,15 +292,14 @@ def test_matching_node_survives_hostile_input_over_dds(tmp_path, monkeypatch):
                     p.publish(imu(t + 3, q=(0.0, 0.0, 0.0, 0.0)))    # no orientation
                 if k in (60, 61):            # twice: best-effort QoS may lose one under load
                     p.publish(imu(t - 4 * 10**9))                    # far back in time: the history restarts
-            if k % 10 == 0:
-                spin(0.01)
         bad = [embedding(t0 + 35 * 10**8, n=5), embedding(t0 + 35 * 10**8, modality="imu"),
                embedding(t0 + 35 * 10**8, data=np.full(512, np.nan, np.float32)),
                embedding(t0 + 35 * 10**8, data=np.zeros(512, np.float32)), embedding(t0 + 35 * 10**8, data=np.ones(3, np.float32))]
         for e in bad:
             emb_pub.publish(e)
-        for k in range(100, 120):                                   # IMU goes on, then good embeddings
-            t = t0 + 4 * 10**9 + (k - 100) * 10**7
+        for k in range(400, 420):                                   # IMU goes on, then good embeddings
+            pace(k)
+            t = t0 + k * 10**7
             for p in imu_pub.values():
                 p.publish(imu(t))
         for j in range(5):
@@ -297,10 +307,16 @@ def test_matching_node_survives_hostile_input_over_dds(tmp_path, monkeypatch):
             emb_pub.publish(embedding(t_win, track=1))
             emb_pub.publish(embedding(t_win, track=2))
             spin(0.1)
+        last = t0 + 42 * 10**8
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and not matches:
+        while time.monotonic() < deadline and not any(stamp_ns(m.header.stamp) == last for m in matches):
             spin(0.1)
-        assert matches and matches[-1].wearer_ids == ["alice"], "no MatchArray for the good embeddings"
+        final = [m for m in matches if stamp_ns(m.header.stamp) == last]
+        waiting = [{kv.key: kv.value for kv in st.values if kv.key.startswith("waiting_")}
+                   for d in diags for st in d.status if st.name.startswith("matching_node")]
+        assert final and final[0].wearer_ids == ["alice"], \
+            f"no match of alice for the last good embeddings: {[(stamp_ns(m.header.stamp), m.wearer_ids) for m in matches]}, " \
+            f"waiting: {waiting[-1:] if waiting else 'no diagnostics'}"
         assert proc.poll() is None, "matching_node died on hostile input"
         # the drops are counted by cause
         deadline = time.monotonic() + 10

@@ -75,12 +75,15 @@ class MatchingNode(Node):
         self.model_id = str(self.runtime.bundle.meta["model_id"])
         self.embedding_dim = int(self.runtime.bundle.meta["embedding_dim"])
         reliable = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        # best effort like any sensor, but half a second of samples at 100 Hz queued per site (the
+        # sensor-data profile keeps 5: 50 ms, less than one match or a busy moment of this process)
+        imu_qos = QoSProfile(depth=self.IMU_QUEUE, reliability=qos_profile_sensor_data.reliability,
+                             durability=qos_profile_sensor_data.durability)
         self.create_subscription(Embedding, "~/input/embeddings", self.on_embedding, reliable)
         for wearer in p.wearers:
             for site in self.matcher.layout.sites:
                 topic = p.imu_topic.format(wearer=wearer, site=site)
-                self.create_subscription(Imu, topic, lambda m, w=wearer, s=site: self.on_imu(w, s, m),
-                                         qos_profile_sensor_data)
+                self.create_subscription(Imu, topic, lambda m, w=wearer, s=site: self.on_imu(w, s, m), imu_qos)
         self.match_pub = self.create_publisher(MatchArray, "~/output/matches", reliable)
         self.imu_act_pub = self.create_publisher(ActivityArray, "~/output/imu_activities", reliable)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", reliable)
@@ -102,6 +105,7 @@ class MatchingNode(Node):
         if status != "ok":
             self.counts[status] += 1
 
+    IMU_QUEUE = 50             # samples queued per IMU topic before the oldest are dropped
     MAX_PENDING = 32           # batches waiting for flush_delay; older ones are dropped (counted)
     MAX_TRACKS = MAX_TRACKS    # tracks in one batch (buffers.MAX_TRACKS, as many as har_node holds)
 
