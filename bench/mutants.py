@@ -3,13 +3,18 @@
 Each mutant is one small source edit in an installed module (despite_core or despite_ros). The
 edit is applied to a COPY of the package in a temporary overlay directory that is put first on
 PYTHONPATH of a child pytest, so the installed tree is never touched and the node processes the
-tests start see the mutant too. A mutant is "caught" when its tests fail.
+tests start see the mutant too. A mutant is "caught" only when pytest reports failed tests (exit
+status 1); its tests passing (0) is "survived", and any other outcome (2 interrupted or collection
+error, 4 usage error or test id not found, 5 no tests collected, a timeout, the overlay not
+imported) is an ERROR of the mutant run, never a catch: a renamed or deleted test cannot silently
+retire a mutant. `check_tests` collects every mutant's test ids before anything runs.
 
     .venv/bin/python bench/mutants.py              # every mutant (a few minutes), table on stdout
     .venv/bin/python bench/mutants.py --fast       # the quick ones (the subset make test runs)
     .venv/bin/python bench/mutants.py --only fps-first-points --markdown
 
-Exit status 1 when a mutant survives (its tests pass with the fault planted).
+Exit status 1 when a mutant survives (its tests pass with the fault planted) or its run is an
+ERROR; 2 when an edit site or a test id is missing.
 """
 from __future__ import annotations
 
@@ -58,7 +63,8 @@ MUTANTS: tuple[Mutant, ...] = (
            ("test/test_losses.py",), fast=True),
     Mutant("wearer-assignment-random", "wearer assignment ignores the similarities", "despite_core.runtime.pipeline",
            "rows, cols = linear_sum_assignment(-similarity)",
-           "rows, cols = linear_sum_assignment(np.random.default_rng().normal(size=similarity.shape))",
+           # a fixed seed: the same wrong assignment every run (an unseeded one matched by chance 1 run in ~48)
+           "rows, cols = linear_sum_assignment(np.random.default_rng(0).normal(size=similarity.shape))",
            ("test/test_matching.py",), fast=True),
     Mutant("zero-shot-wrong-label", "zero-shot phrases summed under the wrong label", "despite_core.runtime.inference",
            "    member[np.arange(len(labels)), [vocab.index(lb) for lb in labels]] = 1",
@@ -105,6 +111,39 @@ def check_sites() -> list[str]:
     return bad
 
 
+PYTEST = Path(sys.executable).with_name("pytest")   # the venv's script, not `python -m pytest` (source tree first)
+
+
+def check_tests() -> list[str]:
+    """Problems with the mutants' test ids: each must collect at least one test (installed code, no
+    mutant). One `pytest --collect-only` over all of them; a missing id is reported by name."""
+    ids = sorted({t for m in MUTANTS for t in m.tests})
+    out = subprocess.run([str(PYTEST), "--collect-only", "-q", *ids], cwd=REPO, capture_output=True, text=True,
+                         timeout=600)
+    collected = [ln.strip() for ln in out.stdout.splitlines() if "::" in ln]
+    bad = []
+    for m in MUTANTS:
+        for t in m.tests:
+            hits = [c for c in collected if c == t or c.startswith(t + "::") or c.startswith(t + "[")]
+            if not hits:
+                bad.append(f"{m.name}: its test {t} collects no test")
+    if out.returncode != 0 and not bad:
+        tail = (out.stdout + out.stderr).strip().splitlines()[-3:]
+        bad.append(f"collecting the mutants' tests exited {out.returncode}: {' | '.join(tail)}")
+    return bad
+
+
+def outcome(rc: int | None, overlay_used: bool) -> str:
+    """pytest's exit status under a mutant -> caught / survived / error (only 1 = tests failed is a catch)."""
+    if not overlay_used:
+        return "error"          # the child did not import the mutant: its verdict says nothing
+    return {1: "caught", 0: "survived"}.get(rc, "error")
+
+
+EXIT_MEANING = {0: "tests passed", 1: "tests failed", 2: "interrupted or collection error", 3: "internal error",
+                4: "usage error or test id not found", 5: "no tests collected", None: "timed out"}
+
+
 def run_mutant(m: Mutant, timeout: float = 900) -> dict:
     src = module_file(m.module)
     package = m.module.split(".")[0]
@@ -115,25 +154,32 @@ def run_mutant(m: Mutant, timeout: float = 900) -> dict:
         target = overlay / src.relative_to(pkg_dir)
         text = target.read_text()
         if text.count(m.old) != 1:
-            return {"name": m.name, "caught": None, "detail": "edit site not found once", "seconds": 0.0}
+            return {"name": m.name, "what": m.what, "tests": ", ".join(m.tests), "outcome": "error",
+                    "caught": False, "overlay_used": False, "exit": None, "detail": "edit site not found once",
+                    "seconds": 0.0}
         target.write_text(text.replace(m.old, m.new))
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([tmp, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
                    PYTHONDONTWRITEBYTECODE="1")
         t0 = time.perf_counter()
         try:
-            # the venv's pytest script, not `python -m pytest` (which would put the source tree first)
-            out = subprocess.run([str(Path(sys.executable).with_name("pytest")), "-x", "-q", *m.tests], cwd=REPO,
-                                 env=env, capture_output=True, text=True, timeout=timeout)
+            out = subprocess.run([str(PYTEST), "-x", "-q", *m.tests], cwd=REPO, env=env, capture_output=True,
+                                 text=True, timeout=timeout)
             rc, tail = out.returncode, (out.stdout + out.stderr).strip().splitlines()[-1:]
         except subprocess.TimeoutExpired:
-            rc, tail = -1, ["timed out"]
+            rc, tail = None, [f"timed out after {timeout:.0f} s"]
         seconds = time.perf_counter() - t0
         # sanity: the child really imported the mutant (and not the installed module)
         probe = subprocess.run([sys.executable, "-c", f"import {m.module} as x; print(x.__file__)"], env=env,
                                capture_output=True, text=True, timeout=120, cwd="/")
         used = probe.stdout.strip().startswith(tmp)
-    return {"name": m.name, "what": m.what, "tests": ", ".join(m.tests), "caught": rc not in (0,) and used,
-            "overlay_used": used, "exit": rc, "detail": tail[0] if tail else "", "seconds": round(seconds, 1)}
+    verdict = outcome(rc, used)
+    detail = tail[0] if tail else ""
+    if verdict == "error":
+        why = "the overlay was not imported" if not used else f"pytest exit {rc}: {EXIT_MEANING.get(rc, 'unknown')}"
+        detail = f"{why}; {detail}"
+    return {"name": m.name, "what": m.what, "tests": ", ".join(m.tests), "outcome": verdict,
+            "caught": verdict == "caught", "overlay_used": used, "exit": rc, "detail": detail,
+            "seconds": round(seconds, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -147,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         for m in MUTANTS:
             print(f"{m.name:28s} {'fast' if m.fast else '    '}  {m.what}  [{', '.join(m.tests)}]")
         return 0
-    bad = check_sites()
+    bad = check_sites() or check_tests()
     if bad:
         print("\n".join(bad), file=sys.stderr)
         return 2
@@ -160,16 +206,19 @@ def main(argv: list[str] | None = None) -> int:
     for m in chosen:
         r = run_mutant(m)
         rows.append(r)
-        print(f"{'caught  ' if r['caught'] else 'SURVIVED'} {m.name:28s} {r['seconds']:6.1f} s  {r['detail']}",
-              flush=True)
+        word = {"caught": "caught  ", "survived": "SURVIVED", "error": "ERROR   "}[r["outcome"]]
+        print(f"{word} {m.name:28s} {r['seconds']:6.1f} s  {r['detail']}", flush=True)
     if a.markdown:
         print("\n| planted fault | tests | caught | s |\n|---|---|---|---:|")
         for r in rows:
-            print(f"| {r['what']} (`{r['name']}`) | `{r['tests']}` | {'yes' if r['caught'] else '**no**'} | {r['seconds']} |")
-    survived = [r["name"] for r in rows if not r["caught"]]
-    print(f"{len(rows) - len(survived)} of {len(rows)} planted faults caught" +
-          (f"; survived: {', '.join(survived)}" if survived else ""))
-    return 1 if survived else 0
+            cell = {"caught": "yes", "survived": "**no**", "error": "**error**"}[r["outcome"]]
+            print(f"| {r['what']} (`{r['name']}`) | `{r['tests']}` | {cell} | {r['seconds']} |")
+    survived = [r["name"] for r in rows if r["outcome"] == "survived"]
+    errors = [r["name"] for r in rows if r["outcome"] == "error"]
+    print(f"{sum(r['caught'] for r in rows)} of {len(rows)} planted faults caught" +
+          (f"; survived: {', '.join(survived)}" if survived else "") +
+          (f"; ERROR (not a catch): {', '.join(errors)}" if errors else ""))
+    return 1 if survived or errors else 0
 
 
 if __name__ == "__main__":

@@ -299,11 +299,18 @@ def tampered(tmp_path, shipped, edit) -> Path:
     return write_bundle(tmp_path / "bundle", src, meta)
 
 
+def _motion(rt, n: int):
+    """Zero body motion for a head that declares the input (bundle v2), else None."""
+    if not rt.takes_body_motion("pointcloud_head"):
+        return None
+    return np.zeros((n, rt.bundle.parts["pointcloud_head"]["inputs"][1]["shape"][1]), np.float32)
+
+
 def test_bundle_copy_loads_and_runs(tmp_path, shipped):
     b = load_bundle(tampered(tmp_path, shipped, lambda m: None))
     assert b.class_names == shipped[1]["class_names"] and b.text_queries[1].shape == (3, 512)
     rt = Runtime(b, providers="cpu", threads=1)
-    assert rt.classify("pointcloud", np.zeros((2, 80), np.float32)).shape == (2, 15)
+    assert rt.classify("pointcloud", np.zeros((2, 80), np.float32), _motion(rt, 2)).shape == (2, len(b.class_names))
     assert rt.zero_shot(np.full((1, 512), 512 ** -0.5, np.float32))[1].shape == (1, 3)
 
 
@@ -322,13 +329,16 @@ def _setter(path: str, value):
 
 
 _DELETE = object()
+_DEFAULT_META = yaml.safe_load((default_bundle_path() / "model.yaml").read_text())
+N_CLASSES = len(_DEFAULT_META["class_names"])
+LAB = "imu_har" if "imu_har" in _DEFAULT_META["parts"] else "imu_head"     # the IMU labeller part (v2: its own model)
 _BUNDLE_CASES = [
     # (what, key path, new value or function of the old one, message after "model.yaml: ")
-    ("class_names shorter than the heads' output", "class_names", lambda v: v[:14],
-     r"parts\.pointcloud_head\.outputs\[0\]\.shape: the head's output \[None, 15\] does not give one score per class: "
-     r"class_names lists 14"),
+    ("class_names shorter than the heads' output", "class_names", lambda v: v[:N_CLASSES - 1],
+     rf"parts\.pointcloud_head\.outputs\[0\]\.shape: the head's output \[None, {N_CLASSES}\] does not give one score "
+     rf"per class: class_names lists {N_CLASSES - 1}"),
     ("parts a list", "parts", lambda v: list(v.values()), r"parts: expected a mapping with text keys, got a list"),
-    ("a part a string", "parts.imu_head", "imu_head.onnx", r"parts\.imu_head: expected a mapping with text keys, got 'imu_head"),
+    ("a part a string", f"parts.{LAB}", f"{LAB}.onnx", rf"parts\.{LAB}: expected a mapping with text keys, got '{LAB}"),
     ("provenance null", "provenance", None, r"provenance: expected a mapping with text keys, got None"),
     ("provenance.config a list", "provenance.config", [], r"provenance\.config: expected a mapping"),
     ("temporal_padding a number", "provenance.config.pointcloud.temporal_padding", 1,
@@ -336,24 +346,24 @@ _BUNDLE_CASES = [
     ("class_names a number", "class_names", 15, r"class_names: expected a non-empty list of names, got 15"),
     ("class_names a string", "class_names", "walk", r"class_names: expected a non-empty list of names"),
     ("class_names empty", "class_names", [], r"class_names: expected a non-empty list of names"),
-    ("class_names repeated", "class_names", lambda v: v[:14] + ["stand"], r"class_names: lists \['stand'\] more than once"),
+    ("class_names repeated", "class_names", lambda v: v[:N_CLASSES - 1] + ["stand"], r"class_names: lists \['stand'\] more than once"),
     ("a class name empty", "class_names.3", " ", r"class_names\[3\]: expected a non-empty string"),
     ("a class name a number", "class_names.3", 3, r"class_names\[3\]: expected a non-empty string, got 3"),
-    ("an input without shape", "parts.imu_head.inputs.0.shape", _DELETE,
-     r"parts\.imu_head\.inputs\[0\]\.shape: expected a list of dimensions"),
-    ("an input without name", "parts.imu_head.inputs.0.name", _DELETE, r"parts\.imu_head\.inputs\[0\]\.name"),
-    ("a dimension a string", "parts.imu_head.inputs.0.shape.1", "512", r"parts\.imu_head\.inputs\[0\]\.shape\[1\]"),
-    ("a dimension 0", "parts.imu_head.inputs.0.shape.1", 0, r"parts\.imu_head\.inputs\[0\]\.shape\[1\]"),
-    ("outputs missing", "parts.imu_head.outputs", _DELETE, r"parts\.imu_head\.outputs: expected a non-empty list"),
-    ("an output a string", "parts.imu_head.outputs.0", "logits", r"parts\.imu_head\.outputs\[0\]: expected a mapping"),
-    ("the head's classes dynamic", "parts.imu_head.outputs.0.shape", [None, None],
-     r"parts\.imu_head\.outputs\[0\]\.shape: the head's output \[None, None\]"),
+    ("an input without shape", f"parts.{LAB}.inputs.0.shape", _DELETE,
+     rf"parts\.{LAB}\.inputs\[0\]\.shape: expected a list of dimensions"),
+    ("an input without name", f"parts.{LAB}.inputs.0.name", _DELETE, rf"parts\.{LAB}\.inputs\[0\]\.name"),
+    ("a dimension a string", f"parts.{LAB}.inputs.0.shape.1", "512", rf"parts\.{LAB}\.inputs\[0\]\.shape\[1\]"),
+    ("a dimension 0", f"parts.{LAB}.inputs.0.shape.1", 0, rf"parts\.{LAB}\.inputs\[0\]\.shape\[1\]"),
+    ("outputs missing", f"parts.{LAB}.outputs", _DELETE, rf"parts\.{LAB}\.outputs: expected a non-empty list"),
+    ("an output a string", f"parts.{LAB}.outputs.0", "logits", rf"parts\.{LAB}\.outputs\[0\]: expected a mapping"),
+    ("the head's classes dynamic", f"parts.{LAB}.outputs.0.shape", [None, None],
+     rf"parts\.{LAB}\.outputs\[0\]\.shape: the head's output \[None, None\]"),
     ("an embedding output of another width", "parts.imu_encoder.outputs.1.shape", [None, 256],
      r"parts\.imu_encoder\.outputs\[1\]\.shape: an embedding output is \[null, embedding_dim\] = \[null, 512\]"),
-    ("a part file outside the bundle", "parts.imu_head.file", "../imu_head.onnx", r"parts\.imu_head\.file: expected a file name inside"),
-    ("a part file absolute", "parts.imu_head.file", "/etc/hostname", r"parts\.imu_head\.file: expected a file name inside"),
-    ("a part file a number", "parts.imu_head.file", 7, r"parts\.imu_head\.file"),
-    ("sha256 a number", "parts.imu_head.sha256", 12, r"parts\.imu_head\.sha256: expected the file's sha256"),
+    ("a part file outside the bundle", f"parts.{LAB}.file", f"../{LAB}.onnx", rf"parts\.{LAB}\.file: expected a file name inside"),
+    ("a part file absolute", f"parts.{LAB}.file", "/etc/hostname", rf"parts\.{LAB}\.file: expected a file name inside"),
+    ("a part file a number", f"parts.{LAB}.file", 7, rf"parts\.{LAB}\.file"),
+    ("sha256 a number", f"parts.{LAB}.sha256", 12, rf"parts\.{LAB}\.sha256: expected the file's sha256"),
     ("temperature 0", "temperature", 0, r"temperature: expected a finite number > 0, got 0$"),
     ("temperature negative", "temperature", -0.1, r"temperature: expected a finite number > 0"),
     ("temperature nan", "temperature", float("nan"), r"temperature: expected a finite number > 0, got nan"),
@@ -385,6 +395,9 @@ _BUNDLE_CASES = [
     ("an embedding a string", "text_queries.embeddings.2.0", "0.1", r"text_queries\.embeddings\[2\]\[0\]: expected a number"),
     ("labels fewer than phrases", "text_queries.labels", lambda v: v[:2], r"text_queries\.labels: 2 labels for 3 phrases"),
     ("a phrase a number", "text_queries.phrases.0", 1, r"text_queries\.phrases\[0\]: expected a non-empty string"),
+    *([("a body_motion input of another width", "parts.pointcloud_head.inputs.1.shape", [None, 95],
+        r"parts\.pointcloud_head\.inputs\[1\]\.shape: a body_motion input is \[null, 4 x window\] = \[null, 96\]")]
+      if len(_DEFAULT_META["parts"]["pointcloud_head"]["inputs"]) == 2 else []),
 ]
 
 
@@ -398,13 +411,13 @@ def test_tampered_bundle_metadata_is_a_bundle_error_naming_the_key(tmp_path, shi
 def test_class_names_and_declared_head_output_both_shortened_fail_at_the_onnx_check(tmp_path, shipped):
     """Consistent metadata that disagrees with the ONNX head is caught when the session opens."""
     def edit(m):
-        m["class_names"] = m["class_names"][:14]
+        m["class_names"] = m["class_names"][:N_CLASSES - 1]
         m["parts"] = {k: m["parts"][k] for k in ("pointcloud_head",)}
-        m["parts"]["pointcloud_head"]["outputs"][0]["shape"] = [None, 14]
+        m["parts"]["pointcloud_head"]["outputs"][0]["shape"] = [None, N_CLASSES - 1]
     root = tampered(tmp_path, shipped, edit)
     b = load_bundle(root)
-    with pytest.raises(BundleError, match=r"pointcloud_head\.onnx: output 'logits' has shape \['batch', 15\], "
-                                          r"model\.yaml says \[None, 14\]"):
+    with pytest.raises(BundleError, match=rf"pointcloud_head\.onnx: output 'logits' has shape \['batch', {N_CLASSES}\], "
+                                          rf"model\.yaml says \[None, {N_CLASSES - 1}\]"):
         Runtime(b, providers="cpu", threads=1)
 
 
@@ -527,7 +540,7 @@ def test_fuzz_bundle_metadata_raises_only_bundle_error(small_bundle, data):
     # Accepted metadata runs: the head gives one score per class, zero-shot over the queries.
     if rt.has("pointcloud_head"):
         width = b.parts["pointcloud_head"]["inputs"][0]["shape"][1]
-        assert rt.classify("pointcloud", np.zeros((1, width), np.float32)).shape == (1, len(b.class_names))
+        assert rt.classify("pointcloud", np.zeros((1, width), np.float32), _motion(rt, 1)).shape == (1, len(b.class_names))
     if rt.text_labels is not None:
         d = b.meta["embedding_dim"]
         assert np.isfinite(rt.zero_shot(np.full((1, d), d ** -0.5, np.float32))[1]).all()

@@ -30,11 +30,14 @@ def _sorted(p: np.ndarray) -> np.ndarray:
 
 def test_field_segmentation_gives_back_the_synth_store(synth, tmp_path):
     from despite_core.data.store import Store
+    from despite_core.runtime.inference import default_bundle_path, load_bundle
 
     summary = _import([synth / "bag"], tmp_path / "s", segmentation="field:gt_person")
     truth, got = Store(synth / "store"), Store(tmp_path / "s")
     assert summary["sequences"] == 2 and summary["labels"] == "/ground_truth/activities"
-    assert got.class_names == truth.class_names and got.imu_layout == truth.imu_layout
+    # the store takes the base bundle's classes (--class-names base): the bag's (an edition-1 world) come first
+    assert list(got.class_names) == load_bundle(default_bundle_path()).class_names
+    assert list(got.class_names)[:len(truth.class_names)] == list(truth.class_names) and got.imu_layout == truth.imu_layout
     for a in truth:
         b = got.read(f"bag/person_{a.person}")
         assert b.person == a.person and b.num_frames == a.num_frames == 150

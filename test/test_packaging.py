@@ -197,12 +197,16 @@ def test_every_test_import_is_declared_or_documented():
 # A test module that finds the installed executables through the interpreter's prefix (the venv's
 # bin/, lib/despite_ros/, share/: sys.prefix, or the directory of sys.executable), which a colcon
 # install space is not, runs in `make test` only; so does one using the `synth` fixture (conftest.py
-# runs the venv's bin/despite).
+# runs the venv's bin/despite), or one importing a test helper (test/helpers/) that does.
 def _needs_the_venv_layout(path: Path) -> bool:
     def is_sys(n, attr):
         return isinstance(n, ast.Attribute) and n.attr == attr and getattr(n.value, "id", None) == "sys"
 
     for n in ast.walk(ast.parse(path.read_text())):
+        if isinstance(n, ast.ImportFrom) and (n.module or "").startswith("helpers."):
+            helper = path.parent / "helpers" / f"{n.module.split('.', 1)[1]}.py"
+            if path.parent.name == "test" and helper.is_file() and _needs_the_venv_layout(helper):
+                return True
         if is_sys(n, "prefix"):
             return True
         if (isinstance(n, ast.Call) and n.args and is_sys(n.args[0], "executable")
