@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers.despite_cli import despite as run, store_pair, train_har
 
 BIN = Path(sys.executable).parent
 
@@ -20,26 +21,14 @@ def _default_model() -> Path:
     return default_bundle_path()
 
 
-def run(*args, timeout=600) -> subprocess.CompletedProcess:
-    out = subprocess.run([str(BIN / "despite"), *map(str, args)], capture_output=True, text=True, timeout=timeout)
-    assert out.returncode == 0, out.stderr[-3000:]
-    return out
-
-
 def fine_tune(stores: Path, out: Path, base: Path, lr: float, *extra) -> dict:
     """One epoch of `train har --init BASE` on the train store, scored on the whole test store."""
-    run("train", "har", *extra, "--store", stores / "train", "--test-store", stores / "test", "--test-split", "all",
-        "--train-split", "all", "--out", out, "--init", base, "--modality", "pointcloud", "--head", "mlp",
-        "--epochs", "1", "--lr", lr, "--batch-size", "8", "--stride", "12", "--eval-stride", "4", "--quiet")
-    return json.loads((out / "metrics.json").read_text())
+    return train_har(stores, out, *extra, "--init", base, "--modality", "pointcloud", "--head", "mlp", "--lr", lr)
 
 
 @pytest.fixture(scope="module")
 def stores(tmp_path_factory):
-    d = tmp_path_factory.mktemp("ft")
-    run("synth", "--out", d / "train", "--minutes", "0.25", "--people", "2", "--seed", "31", "--lidar-beams", "16", "--quiet")
-    run("synth", "--out", d / "test", "--minutes", "0.25", "--people", "2", "--seed", "32", "--lidar-beams", "16", "--quiet")
-    return d
+    return store_pair(tmp_path_factory.mktemp("ft"), (31, 32))
 
 
 def test_init_from_the_bundle_reproduces_it_and_export_keeps_the_unchanged_encoder(stores, tmp_path):
@@ -63,8 +52,9 @@ def test_init_from_the_bundle_reproduces_it_and_export_keeps_the_unchanged_encod
     assert res["fine_tuned_encoders"] == []
     meta = yaml.safe_load((tmp_path / "b0" / "model.yaml").read_text())
     base_meta = yaml.safe_load((base / "model.yaml").read_text())
-    for part in ("pointcloud_encoder", "pointcloud_tube", "pointcloud_window", "imu_encoder", "imu_head"):
-        assert meta["parts"][part]["sha256"] == base_meta["parts"][part]["sha256"], part
+    for part in base_meta["parts"]:                                     # every part but the replaced head
+        if part != "pointcloud_head":
+            assert meta["parts"][part]["sha256"] == base_meta["parts"][part]["sha256"], part
     assert meta["model_id"] == "t0" and meta["provenance"]["base_model"]["model_id"] == base_meta["model_id"]
     assert meta["metrics"]["matching"]["note"].startswith("the base model's")
 
@@ -89,6 +79,23 @@ def test_fine_tuning_moves_the_encoder_and_the_new_bundle_runs(stores, tmp_path)
         "--out", tmp_path / "e1", "--quiet")
     onnx = json.loads((tmp_path / "e1" / "har.json").read_text())
     assert m["test"]["accuracy"] == pytest.approx(onnx["accuracy"], abs=1.5 / onnx["windows"])
+    # its matching is the base's until measured on the bundle itself: eval matching --write-metrics does
+    assert meta["metrics"]["matching"]["note"].startswith("the base model's")
+    assert "--write-metrics" in meta["metrics"]["matching"]["note"]           # says how to measure this bundle
+    assert any("fine-tuned for activity recognition alone" in n for n in meta["provenance"]["notes"])
+    run("eval", "matching", "--checkpoint", tmp_path / "b1", "--store", stores / "test", "--split", "all",
+        "--sizes", "2,4", "--windows", "1", "--scenes", "50", "--out", tmp_path / "m1", "--write-metrics", "--quiet")
+    measured = json.loads((tmp_path / "m1" / "matching.json").read_text())
+    got = yaml.safe_load((tmp_path / "b1" / "model.yaml").read_text())["metrics"]["matching"]
+    assert "note" not in got and got["source"] == str(tmp_path / "m1" / "matching.json")
+    assert "--sizes 2,4 --windows 1" in got["command"]
+    assert got["pointcloud->imu"]["N2"] == round(measured["pairs"]["pointcloud->imu"]["all"]["w1"]["N2"]["accuracy"], 4)
+    from despite_core.runtime.inference import load_bundle
+
+    load_bundle(tmp_path / "b1")                                         # still verifies
+    out = run("eval", "matching", "--checkpoint", tmp_path / "r1" / "har.pt", "--store", stores / "test",
+              "--out", tmp_path / "m2", "--write-metrics", "--quiet", ok=False)
+    assert out.returncode == 2 and "bundle directory" in out.stderr
 
 
 def test_encoder_lr_zero_trains_the_head_alone(stores, tmp_path):
@@ -140,3 +147,60 @@ def test_seen_class_loss_leaves_the_other_classes_logits_alone():
     head.zero_grad()
     masked_cross_entropy(head(x), y, None).backward()                   # all classes: every row learns
     assert (head.weight.grad.abs().sum(1) > 0).all()
+
+
+def _pc_imu_nce(har_pt: Path, base: Path, store: Path) -> float:
+    """The pre-training's PC-IMU InfoNCE on every window of ``store``, between the point-cloud
+    encoder of a `train har` checkpoint and the base bundle's IMU encoder (lower: more aligned)."""
+    import torch
+
+    from despite_core.data.store import Store
+    from despite_core.losses import info_nce
+    from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
+    from despite_core.train import checkpoint as ckpt
+    from despite_core.train.data import WindowDataset, collate
+    from despite_core.evaluate.embed import load_model
+    from despite_core.runtime.inference import load_bundle
+    from despite_core.train.har import encoder_config
+
+    state = ckpt.load(har_pt, expect_kind="har")
+    enc = DeSPITEModel(encoder_config(DeSPITEConfig.from_dict(state["model_config"]), "pointcloud")).encoders["pointcloud"]
+    enc.load_state_dict({k[len("encoder."):]: v for k, v in state["model"].items() if k.startswith("encoder.")})
+    # the reference: the base bundle's IMU encoder and temperature, as eval matching loads them
+    bundle_model, bundle_state = load_model(str(base))
+    imu, temperature = bundle_model.encoders["imu"], float(load_bundle(base).meta["temperature"])
+    st = Store(store)
+    ds = WindowDataset(st, st.sequence_ids, ("pointcloud", "imu"), stride=12, imu_layout=ckpt.imu_layout_of(bundle_state))
+    batch = collate([ds[i] for i in range(len(ds))])
+    with torch.no_grad():
+        return float(info_nce(enc.eval()(batch["pointcloud"])[1], imu(batch["imu"])[1], temperature))
+
+
+def test_align_imu_keeps_a_fine_tuned_encoder_in_the_matching_space(stores, tmp_path):
+    """--align-imu adds the pre-training's PC-IMU term to the labels' loss: the same fine-tune (seed,
+    learning rates, a fast-moving encoder) leaves the point-cloud embedding better aligned to the IMU
+    encoder's than without it, and better than the base's, on the windows it trained on."""
+    base = _default_model()
+    runs = {}
+    for name, extra in (("plain", ()), ("aligned", ("--align-imu", "1"))):
+        run("train", "har", "--init", base, "--modality", "pointcloud", "--head", "mlp", "--lr", "0.01",
+            "--encoder-lr", "0.03", *extra, "--store", stores / "train", "--test-store", stores / "test",
+            "--test-split", "all", "--train-split", "all", "--out", tmp_path / name, "--epochs", "3",
+            "--batch-size", "8", "--stride", "6", "--eval-stride", "12", "--quiet")
+        runs[name] = json.loads((tmp_path / name / "metrics.json").read_text())
+        runs[name]["nce"] = _pc_imu_nce(tmp_path / name / "har.pt", base, stores / "train")
+    assert runs["aligned"]["align_imu"] == 1.0 and "align_loss" in runs["aligned"]["log"][-1]
+    assert runs["plain"]["align_imu"] == 0.0 and "align_loss" not in runs["plain"]["log"][-1]
+    zero = fine_tune(stores, tmp_path / "zero", base, lr=0)                  # nothing moves: the base's encoder
+    base_nce = _pc_imu_nce(tmp_path / "zero" / "har.pt", base, stores / "train")
+    assert zero["init_head"] is True
+    assert runs["aligned"]["nce"] < min(runs["plain"]["nce"], base_nce), (runs["aligned"]["nce"], runs["plain"]["nce"], base_nce)
+
+
+def test_align_imu_refuses_what_it_cannot_do(stores, tmp_path):
+    for extra, why in ((("--modality", "imu"), "--modality is imu"),
+                       (("--modality", "pointcloud"), "needs --init"),
+                       (("--modality", "pointcloud", "--init", _default_model(), "--freeze"), "no --freeze")):
+        out = run("train", "har", "--store", stores / "train", "--out", tmp_path / "x", "--align-imu", "0.5", *extra,
+                  "--epochs", "1", "--quiet", ok=False)
+        assert out.returncode == 2 and why in out.stderr and "Traceback" not in out.stderr, out.stderr[-2000:]

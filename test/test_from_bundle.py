@@ -129,33 +129,41 @@ def test_default_bundle_checkpoint_reproduces_the_shipped_onnx(default_state, tm
     assert state["model_config"] == dict(meta["provenance"]["config"], preset="DePIE")
     assert state["imu_layout"] == meta["imu_layout"] and state["class_names"] == meta["class_names"]
     assert state["source_bundle"]["model_id"] == meta["model_id"]
-    assert set(state["heads"]) == {"pointcloud", "imu"}
+    heads = {m for m in ("pointcloud", "imu") if f"{m}_head" in meta["parts"]}
+    assert "pointcloud" in heads and set(state["heads"]) == heads
     ckpt.save(state, tmp_path / "init.pt")                       # a plain, weights_only-loadable checkpoint
     state = ckpt.load(tmp_path / "init.pt", expect_kind="pretrain")
     assert ckpt.imu_layout_of(state).flat_width == 48
     g = torch.Generator().manual_seed(3)
     inputs = {"pointcloud": ("points", grid_points(g, 3)), "imu": ("imu", torch.randn(3, 24, 48, generator=g))}
-    for m, (name, x) in inputs.items():
+    for m in sorted(heads):
+        name, x = inputs[m]
         head = state["heads"][m]
+        motion = int(head.get("body_motion") or 0)             # a head that takes the body motion too (bundle v2)
         args = argparse.Namespace(modality=m, init=DEFAULT, freeze=True, head=head["kind"], small=False)
         har, _ = build(args, len(meta["class_names"]), init_state=state)
+        assert har.motion_dim == motion
         har.head.load_state_dict(head["state"])
         har.eval()
+        mo = torch.randn(3, motion, generator=g) if motion else None
         feats, emb = session(f"{m}_encoder.onnx").run(None, {name: x.numpy()})
-        logits = session(f"{m}_head.onnx").run(None, {"features": feats})[0]
+        feed = {"features": feats, **({"body_motion": mo.numpy()} if motion else {})}
+        logits = session(f"{m}_head.onnx").run(None, feed)[0]
         with torch.no_grad():
             f_t, e_t = har.encoder(x)
-            l_t = har(x)
+            l_t = har(x, mo)
         assert np.abs(f_t.numpy() - feats).max() < 1e-4
         assert np.abs(e_t.numpy() - emb).max() < 1e-4
         assert np.abs(l_t.numpy() - logits).max() < 1e-4
         assert (l_t.argmax(1).numpy() == logits.argmax(1)).all()
 
 
-def test_default_bundle_recovery_is_fast_and_complete(default_state):
+def test_default_bundle_recovery_is_complete(default_state):
+    """Every part recovered, nothing unused, every parameter of both encoders. How long the recovery
+    takes is not a correctness property (it depends on the machine): `bench/from_bundle_speed.py`."""
     src = default_state["source_bundle"]
-    assert src["seconds"] < 30
-    assert set(src["parts"]) == {"pointcloud_encoder", "imu_encoder", "pointcloud_head", "imu_head"}
+    heads = {p for p in ("pointcloud_head", "imu_head") if p in yaml.safe_load((DEFAULT / "model.yaml").read_text())["parts"]}
+    assert "pointcloud_head" in heads and set(src["parts"]) == {"pointcloud_encoder", "imu_encoder"} | heads
     assert all(not p["unused"] and max(p["max_abs_diff"].values()) < 1e-4 for p in src["parts"].values())
     n = sum(t.numel() for t in default_state["model"].values())
     want = sum(p.numel() for m in ("pointcloud", "imu")
@@ -188,7 +196,7 @@ def test_a_wrong_element_mapping_is_caught_by_the_parity_check(default_state, mo
 
     def reversed_values(self, a, b, s, what):
         original(self, a, b, s, what)
-        if "initializer '0.weight'" in what:
+        if "0.weight'" in what:                      # the head's first initializer (a bare or a body-motion head)
             self.values[-1] = self.values[-1][::-1].copy()
 
     monkeypatch.setattr(fb._Walk, "tensors", reversed_values)

@@ -27,6 +27,7 @@ def test_pretrain_smoke_16_windows_end_to_end(tiny_store, tmp_path):
     log = [json.loads(l) for l in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2]
     assert set(log[0]) >= {"loss", "skeleton-text", "pointcloud-imu", "windows_per_s", "val_loss"}
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 1000
     cfg = json.loads((tmp_path / "run" / "config.json").read_text())
     assert cfg["train"]["windows"] == 16
     state = ckpt.load(tmp_path / "run" / "last.pt", expect_kind="pretrain")
@@ -91,6 +92,49 @@ def test_har_head_learns(tiny_store, tmp_path):
     chance = counts.max() / counts.sum()
     assert m["test"]["accuracy"] >= chance + 0.4, (m["test"]["accuracy"], chance)
     assert len(Store(tiny_store).class_names) == len(counts)
+
+
+def test_har_resume_takes_the_uninterrupted_runs_steps(tiny_store, tmp_path, monkeypatch):
+    """train har killed right after epoch 1's last.pt, then --resume == 3 epochs in one go: the same
+    per-epoch log (losses, validation scores) and the same weights; curves.png and log.jsonl are
+    written; --resume with other options, or with nothing to resume, is refused."""
+    from despite_core.cli import main
+    from despite_core.train import har
+
+    def cmd(out, *extra):
+        # the MLP head's dropout draws from torch's RNG: the resumed run must restore it too
+        return ["train", "har", "--store", str(tiny_store), "--out", str(out), "--modality", "imu", "--small",
+                "--head", "mlp", "--epochs", "3", "--stride", "6", "--eval-stride", "6", "--lr", "0.05",
+                "--quiet", *extra]
+    a, b, n = tmp_path / "a", tmp_path / "b", tmp_path / "n"
+    a_cmd = cmd(a, "--val-split", "train")
+    assert main(a_cmd) == 0
+    assert main(cmd(n, "--val-split", "")) == 0                            # no validation: the same training steps
+    save = ckpt.save
+
+    def save_then_die(state, path):
+        save(state, path)
+        if state["kind"] == "har_resume" and state["epoch"] == 1:
+            raise KeyboardInterrupt                        # as a kill right after the first epoch's checkpoint
+    monkeypatch.setattr(har.ckpt, "save", save_then_die)
+    assert main(cmd(b, "--val-split", "train")) == 130                      # "interrupted"
+    monkeypatch.setattr(har.ckpt, "save", save)
+    assert not (b / "har.pt").exists() and len(read_log(b)) == 1
+    assert main(cmd(b, "--val-split", "train", "--resume")) == 0
+    ma, mb = (json.loads((d / "metrics.json").read_text()) for d in (a, b))
+    assert [r["epoch"] for r in mb["log"]] == [1, 2, 3] and read_log(b) == mb["log"]
+    for ra, rb in zip(ma["log"], mb["log"]):
+        assert {k: v for k, v in rb.items() if k != "seconds"} == pytest.approx(
+            {k: v for k, v in ra.items() if k != "seconds"}, rel=1e-4, abs=1e-5), (ma["log"], mb["log"])
+    assert {"val_accuracy", "val_macro_f1"} <= set(mb["log"][0])
+    sa, sb, sn = (ckpt.load(d / "har.pt", expect_kind="har") for d in (a, b, n))
+    for k, v in sa["model"].items():
+        assert torch.allclose(v, sb["model"][k], atol=1e-5), k
+        assert torch.equal(v, sn["model"][k]), k                           # validating moved no training step
+    assert "val_accuracy" not in read_log(n)[0]
+    assert (b / "curves.png").stat().st_size > 1000
+    assert main(cmd(b, "--val-split", "train", "--resume", "--lr", "0.01")) == 2      # other options
+    assert main(cmd(tmp_path / "c", "--resume")) == 2                       # nothing to resume
 
 
 def test_checkpoint_errors(tmp_path):

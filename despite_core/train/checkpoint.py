@@ -35,6 +35,16 @@ def make(kind: str, model: torch.nn.Module, model_config, store, epoch: int, arg
     return state
 
 
+def temperature_of(state: dict) -> float:
+    """The softmax temperature a checkpoint's embedding space was trained at: a pre-training
+    checkpoint's loss state, a checkpoint recovered from a bundle's ``temperature``, else the loss's
+    default (0.1)."""
+    t = (state.get("source_bundle") or {}).get("temperature")
+    if t is None and "loss" in state:
+        t = state["loss"]["log_temperature"].exp()
+    return float(t if t is not None else 0.1)
+
+
 def args_dict(args: argparse.Namespace | dict) -> dict:
     """The JSON-able options of a run (paths as strings; callables and other objects dropped)."""
     items = (vars(args) if not isinstance(args, dict) else args).items()

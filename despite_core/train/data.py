@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from despite_core.data.body_motion import body_motion, cloud_extent
 from despite_core.data.imu_layout import LIPD_SITES, ImuLayout
 from despite_core.data.resample import interp_linear, nearest_index, resample_imu
 from despite_core.data.sampling import normalise_frame
@@ -132,7 +133,7 @@ def cloud_stats(clouds: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     for i, p in enumerate(clouds):
         if len(p):
             cent[i] = p.mean(0)
-            stats[i] = (np.ptp(p[:, 2]), float(np.hypot(*np.ptp(p[:, :2], axis=0))), len(p))
+            stats[i] = (*cloud_extent(p), len(p))
     return cent, stats
 
 
@@ -153,15 +154,20 @@ class WindowDataset(Dataset):
 
     Item keys: the modalities present (``pointcloud`` (24, 256, 3), ``imu`` (24, C),
     ``skeleton`` (24, 24, 3), ``text`` str), ``label`` (int, -1 ambiguous/unlabelled),
-    ``text_mask`` (bool), ``index`` (int).
+    ``text_mask`` (bool), ``index`` (int); with ``body_motion`` also ``body_motion`` (96,), the
+    window's raw-cloud motion (despite_core.data.body_motion; never augmented).
     """
 
     def __init__(self, store: Store, sequence_ids: list[str], modalities: tuple[str, ...], *, stride: int = 1,
                  augment: Augment = Augment(enabled=False), seed: int = 0, cache_dir: Path | None = None,
-                 max_windows: int | None = None, progress: bool = False, imu_layout: ImuLayout | None = None) -> None:
+                 max_windows: int | None = None, progress: bool = False, imu_layout: ImuLayout | None = None,
+                 body_motion: bool = False) -> None:
         from tqdm import tqdm
 
+        if body_motion and "pointcloud" not in modalities:
+            raise ValueError("body_motion comes from the point clouds: add the pointcloud modality")
         self.modalities = tuple(modalities)
+        self.body_motion = body_motion
         self.augment = augment
         self.seed = seed
         self.epoch = 0
@@ -192,6 +198,12 @@ class WindowDataset(Dataset):
         """Augmentations are a deterministic function of (seed, epoch, index)."""
         self.epoch = epoch
 
+    def window_motion(self, i: int) -> np.ndarray:
+        """Window ``i``'s body motion (96,) from its raw clouds' centroids and extents (data.body_motion)."""
+        k, s = self.windows[i]
+        g = self.sequences[k]
+        return body_motion(g.centroids[s:s + WINDOW], g.raw_stats[s:s + WINDOW, :2])
+
     def sequence_of(self, i: int) -> GridSequence:
         return self.sequences[self.windows[i][0]]
 
@@ -207,6 +219,8 @@ class WindowDataset(Dataset):
             if a.enabled:
                 pts = self._geometry(pts, rng)
             item["pointcloud"] = torch.from_numpy(pts)
+            if self.body_motion:
+                item["body_motion"] = torch.from_numpy(self.window_motion(i))
         if "skeleton" in self.modalities:
             j = g.joints[sl] - g.joints[s, 0]                                  # centred on the first pelvis
             if a.enabled:

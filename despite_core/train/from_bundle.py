@@ -80,6 +80,7 @@ class RecoveredPart:
     max_abs_diff: dict[str, float] = field(default_factory=dict)
     unused: list[str] = field(default_factory=list)       # entries the forward pass never uses
     seconds: float = 0.0
+    body_motion: int = 0                                  # a head's body-motion input width (0: none)
 
     def report(self) -> dict[str, Any]:
         return {"file": self.file, "opset": self.opset, "max_abs_diff": self.max_abs_diff,
@@ -593,22 +594,29 @@ def encoder_state(bundle_dir, modality: str) -> dict[str, torch.Tensor]:
     return recover_encoder(bundle_dir, modality).state
 
 
-def _head_shape(model, path: Path, part: str) -> tuple[str, int, int]:
-    """(kind, F, C) of a head graph: ``mlp`` when it normalises its input (make_head's LayerNorm),
-    else ``linear``; F, C from its input (batch, F) and output (batch, C). The tag walk then checks
-    the whole graph against ``make_head(kind, F, C)``."""
-    kind = "mlp" if any(n.op_type == "LayerNormalization" for n in model.graph.node) else "linear"
+def _head_shape(model, path: Path, part: str) -> tuple[str, int, int, int]:
+    """(kind, F, M, C) of a head graph: ``mlp`` when it normalises its input (make_head's LayerNorm;
+    a body-motion head normalises its features once more), else ``linear``; F, C from its input
+    (batch, F) and output (batch, C), M from a second input ``body_motion`` (batch, M), 0 without one.
+    The tag walk then checks the whole graph against ``make_head(kind, F, C)`` or
+    ``MotionHead(kind, F, M, C)``."""
+    norms = sum(n.op_type == "LayerNormalization" for n in model.graph.node)
 
     def dim(v):
         d = v.type.tensor_type.shape.dim
         return d[1].dim_value if len(d) == 2 and d[1].HasField("dim_value") else None
 
-    f = dim(model.graph.input[0]) if len(model.graph.input) == 1 else None
+    inputs = list(model.graph.input)
+    f = dim(inputs[0]) if len(inputs) in (1, 2) else None
+    m = 0
+    if len(inputs) == 2:
+        m = dim(inputs[1]) if inputs[1].name == "body_motion" else None
     c = dim(model.graph.output[0]) if len(model.graph.output) == 1 else None
-    if not f or not c:
-        raise BundleWeightsError(f"{path} (part {part}): expected one input (batch, F) and one output (batch, C) "
-                                 f"with fixed F and C")
-    return kind, int(f), int(c)
+    if not f or not c or m is None:
+        raise BundleWeightsError(f"{path} (part {part}): expected inputs (batch, F) [and body_motion (batch, M)] and "
+                                 f"one output (batch, C) with fixed F, M and C")
+    kind = "mlp" if norms > (1 if m else 0) else "linear"
+    return kind, int(f), int(m), int(c)
 
 
 def recover_head(bundle_dir, modality: str, *, _loaded: tuple[Path, dict] | None = None
@@ -617,7 +625,7 @@ def recover_head(bundle_dir, modality: str, *, _loaded: tuple[Path, dict] | None
     import onnx
 
     from despite_core.onnx_export import EXPORT_BATCH
-    from despite_core.train.heads import FEATURE_DIM, make_head
+    from despite_core.train.heads import FEATURE_DIM, MotionHead, make_head
 
     root, meta = _loaded or _meta(bundle_dir)
     part = f"{modality}_head"
@@ -628,7 +636,7 @@ def recover_head(bundle_dir, modality: str, *, _loaded: tuple[Path, dict] | None
         model = onnx.load(str(path))
     except Exception as e:  # noqa: BLE001
         raise BundleWeightsError(f"{path} (part {part}): not a readable ONNX file ({type(e).__name__})") from None
-    kind, f, c = _head_shape(model, path, part)
+    kind, f, motion, c = _head_shape(model, path, part)
     names = meta.get("class_names")
     if not isinstance(names, list) or len(names) != c:
         raise BundleWeightsError(f"{path} (part {part}): {c} logits, but model.yaml's class_names has "
@@ -641,9 +649,16 @@ def recover_head(bundle_dir, modality: str, *, _loaded: tuple[Path, dict] | None
             raise BundleWeightsError(f"{path} (part {part}): the head takes {f} features, the {modality} encoder of "
                                      f"provenance.config gives {want}")
     g = torch.Generator().manual_seed(2)
-    example = (torch.randn(EXPORT_BATCH, f, generator=g),)
-    parity = (torch.randn(PARITY_BATCH, f, generator=g),)
-    rec = _recover(lambda: make_head(kind, f, c), example, parity, path, part, ["features"], ["logits"])
+    if motion:
+        example = (torch.randn(EXPORT_BATCH, f, generator=g), torch.randn(EXPORT_BATCH, motion, generator=g))
+        parity = (torch.randn(PARITY_BATCH, f, generator=g), torch.randn(PARITY_BATCH, motion, generator=g))
+        rec = _recover(lambda: MotionHead(kind, f, motion, c), example, parity, path, part,
+                       ["features", "body_motion"], ["logits"])
+    else:
+        example = (torch.randn(EXPORT_BATCH, f, generator=g),)
+        parity = (torch.randn(PARITY_BATCH, f, generator=g),)
+        rec = _recover(lambda: make_head(kind, f, c), example, parity, path, part, ["features"], ["logits"])
+    rec.body_motion = motion
     return kind, rec, [str(x) for x in names]
 
 
@@ -678,7 +693,7 @@ def checkpoint_from_bundle(bundle_dir) -> dict:
         got = recover_head(root, m, _loaded=(root, meta))
         if got is not None:
             kind, hrec, names = got
-            heads[m] = {"kind": kind, "state": hrec.state, "class_names": names}
+            heads[m] = {"kind": kind, "state": hrec.state, "class_names": names, "body_motion": hrec.body_motion}
             parts[hrec.part] = hrec.report()
     config = dict(raw, preset=_preset_for(mods))
     prov = meta.get("provenance") if isinstance(meta.get("provenance"), dict) else {}

@@ -58,6 +58,20 @@ def har_arguments(p: argparse.ArgumentParser) -> None:
                         "comes from --init, all otherwise")
     p.add_argument("--head", default="linear", choices=("linear", "mlp"),
                    help="linear, or the reference's small MLP (LayerNorm, 256, GELU, dropout 0.1)")
+    p.add_argument("--fresh-head", action="store_true",
+                   help="with a bundle as --init: start a new head instead of the bundle's own (its encoders only; "
+                        "how bench/default_model_v2.sh trains the default bundle's heads reproducibly)")
+    p.add_argument("--body-motion", action="store_true",
+                   help="point clouds: the head also takes the window's body motion (the centroid's height change and "
+                        "travel, the cloud's height and width per frame: what the per-frame centring hides), "
+                        "standardised by the training windows' statistics; the bundle's head then declares a "
+                        "body_motion input that the runtime fills from the track's raw clouds")
+    p.add_argument("--align-imu", type=float, default=0.0, metavar="WEIGHT",
+                   help="point clouds fine-tuned from an --init with an IMU encoder: add WEIGHT x the InfoNCE between "
+                        "each window's point-cloud embedding and the init's frozen IMU encoder's embedding of the same "
+                        "window (the pre-training's sensor term; its beta is 0.5), so the fine-tuned encoder can "
+                        "replace the matching encoder in a bundle: one encoder for labels and wearer matching, no "
+                        "extra cost per frame. 0: labels only (the embedding drifts; matching must be re-measured)")
     p.add_argument("--label-fraction", type=float, default=1.0, help="fraction of labelled training windows used")
     p.add_argument("--split-scheme", default="by_subject")
     p.add_argument("--train-split", default="train")
@@ -72,6 +86,13 @@ def har_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warmup-epochs", type=int, default=None, help="default: epochs / 3.5 (reference: 10 of 35)")
     p.add_argument("--stride", type=int, default=1, help="training window stride")
     p.add_argument("--eval-stride", type=int, default=2, help="test window stride")
+    p.add_argument("--val-split", default="auto",
+                   help="split of --split-scheme scored after every epoch (val_accuracy, val_macro_f1 in OUT/log.jsonl "
+                        "and OUT/curves.png; windows at stride max(--eval-stride, 4)): auto = 'val' when the scheme "
+                        "has it, '' = none")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from OUT/last.pt (written after every epoch), with the same "
+                        "options: the result equals the uninterrupted run's")
     p.add_argument("--small", action="store_true", help="the reduced model (scratch only; --init brings its own)")
     p.add_argument("--imu-norm", action="store_true",
                    help="scratch IMU models: standardise each IMU channel by the training data's mean and spread "

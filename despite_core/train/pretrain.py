@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from despite_core.data.store import Store
 from despite_core.losses import DeSPITELoss, LossConfig
 from despite_core.models.despite import DeSPITEConfig, DeSPITEModel
+from despite_core.train.curves import plot_curves
 from despite_core.models.imu import ImuEncoderConfig
 from despite_core.presets import PRESETS, loss_pairs
 from despite_core.train.options import pretrain_arguments as add_arguments  # noqa: F401  (the entry point)
@@ -159,6 +160,8 @@ def _train(args: argparse.Namespace, info: DistInfo) -> dict:
         if info.main:
             with log_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
+            plot_curves([json.loads(x) for x in log_path.read_text().splitlines()], out / "curves.png",
+                        f"pre-training {cfg.preset}, {out.name}")
             last = epoch + 1 == args.epochs
             if last or (epoch + 1) % args.checkpoint_every == 0:
                 state = ckpt.make("pretrain", model, cfg, store, epoch + 1, args, imu_layout=layout, optimizer=optim,
