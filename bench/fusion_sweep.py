@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
                      **rescore(kept, FusionConfig(switch_rate=r, sharpness=s, alert_sequence=seq), names)})
     print(f"bags: {', '.join(str(b) for b in args.bags)}; segmentation: {args.segmentation}\n")
     print("| switch rate /s | sharpness | window acc. raw | fused | segment P | R | F1 (bags min-max) | "
-          "median event delay s | stand-in alerts: recall, false / person-hour, median delay s (of bags) |")
+          f"median event delay s | alerts ({' then '.join(seq)}): recall, false / person-hour, median delay s (of bags) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         a = row["alerts"]

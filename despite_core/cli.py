@@ -278,6 +278,10 @@ def add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-model", type=Path, default=None, metavar="DIR",
                    help="instead of --checkpoint: the bundle that the --har checkpoints were fine-tuned from "
                         "(despite train har --init DIR); its parts are kept, the fine-tuned ones replaced")
+    p.add_argument("--har-part", action="store_true",
+                   help="with --base-model: an IMU HAR checkpoint whose encoder differs from the base's (trained from "
+                        "scratch for the labels) becomes its own part imu_har beside the base's encoder, which keeps "
+                        "serving wearer matching unchanged; without it such an encoder replaces the base's")
     p.add_argument("--out", type=Path, required=True, help="bundle directory")
     p.add_argument("--store", type=Path, required=True, help="store for class names and the parity windows")
     p.add_argument("--har", type=Path, nargs="*", default=[],

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+from helpers.editions import default_edition
 
 from despite_core.cli import main
 from despite_core.data.rotations import rot_z
@@ -62,8 +63,8 @@ def test_store_windows_are_the_windows_the_pipeline_scores(runtime, tmp_path):
 
 def test_eval_waterfall_end_to_end(tmp_path):
     train = tmp_path / "train"
-    generate(WorldConfig(minutes=1.0, scene_minutes=0.5, seed=100, lidar=LidarConfig(beams=32, columns=512)),
-             train, progress=False)
+    generate(WorldConfig(minutes=1.0, scene_minutes=0.5, seed=100, lidar=LidarConfig(beams=32, columns=512),
+                         edition=default_edition()), train, progress=False)        # the bundle's classes
     out = tmp_path / "wf"
     assert main(["eval", "waterfall", "--model", str(default_bundle_path()), "--train-store", str(train),
                  "--seeds", "906", "--seconds", "8", "--kind", "32 beams", "--out", str(out), "--quiet"]) == 0

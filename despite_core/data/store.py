@@ -539,6 +539,13 @@ class Store:
         d = self.root / "splits"
         return sorted(p.stem for p in d.glob("*.json")) if d.is_dir() else []
 
+    def split_names(self, scheme: str) -> list[str]:
+        """The split names of ``scheme`` ([] when the store has no such scheme)."""
+        if scheme not in self.split_schemes():
+            return []
+        splits = _read_json(self.root / "splits" / f"{scheme}.json")
+        return sorted(splits) if isinstance(splits, dict) else []
+
     def split(self, scheme: str, name: str) -> list[str]:
         """Sequence ids of split ``name`` (e.g. "train") in scheme ``scheme`` (e.g. "by_subject")."""
         path = self.root / "splits" / f"{scheme}.json"

@@ -10,8 +10,11 @@ import numpy as np
 from despite_core.data.store import Store
 
 
-def _common(p: argparse.ArgumentParser, checkpoint_required: bool = True) -> None:
-    p.add_argument("--checkpoint", type=Path, required=checkpoint_required)
+EMBEDDER = "a pre-training checkpoint (last.pt), or a bundle directory (its encoders recovered from the ONNX parts)"
+
+
+def _common(p: argparse.ArgumentParser, checkpoint_required: bool = True, checkpoint_help: str = EMBEDDER) -> None:
+    p.add_argument("--checkpoint", type=Path, required=checkpoint_required, help=checkpoint_help)
     p.add_argument("--store", type=Path, required=True)
     p.add_argument("--out", type=Path, required=True, help="directory for the JSON and plots")
     p.add_argument("--split-scheme", default="by_subject")
@@ -28,6 +31,9 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--sizes", default="2,4,8,12,16,20,24,28,32", help="scene sizes N")
     m.add_argument("--windows", default="1,2,4", help="consecutive windows w per entry")
     m.add_argument("--seed", type=int, default=0)
+    m.add_argument("--write-metrics", action="store_true",
+                   help="with a bundle as --checkpoint: also record the result (one window, N = 2, 4, 8, 32) as "
+                        "metrics.matching in its model.yaml, replacing figures an export carried over from a base")
     m.set_defaults(func=run_matching)
     r = sub.add_parser("retrieval", help="temporal retrieval within sequences (recall@1/5 within +-k frames)",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -35,7 +41,7 @@ def add_arguments(sub: argparse._SubParsersAction) -> None:
     r.set_defaults(func=run_retrieval)
     h = sub.add_parser("har", help="activity recognition of a `despite train har` checkpoint or an exported bundle",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    _common(h, checkpoint_required=False)
+    _common(h, checkpoint_required=False, checkpoint_help="a `despite train har` checkpoint (har.pt)")
     h.add_argument("--model", type=Path, default=None,
                    help="an exported bundle, run through the ONNX runtime instead of --checkpoint")
     h.add_argument("--modality", default="pointcloud", choices=("pointcloud", "imu"), help="with --model: whose head")
@@ -82,6 +88,9 @@ def _embed(args):
 def run_matching(args: argparse.Namespace) -> dict:
     from despite_core.evaluate.matching import MatchingConfig, evaluate_matching, plot_matching
 
+    if getattr(args, "write_metrics", False) and not (Path(args.checkpoint) / "model.yaml").is_file():
+        raise ValueError("--write-metrics records the figures in a bundle's model.yaml: give the bundle directory "
+                         f"as --checkpoint ({args.checkpoint} has no model.yaml)")
     cfg = MatchingConfig(sizes=tuple(int(x) for x in args.sizes.split(",")),
                          windows=tuple(int(x) for x in args.windows.split(",")), scenes=args.scenes, seed=args.seed)
     emb, state = _embed(args)
@@ -92,6 +101,18 @@ def run_matching(args: argparse.Namespace) -> dict:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "matching.json").write_text(json.dumps(res, indent=1))
     plot_matching(res, str(args.out / "matching.png"))
+    if getattr(args, "write_metrics", False):
+        import yaml
+
+        from despite_core.export import collect_metrics
+
+        meta_path = Path(args.checkpoint) / "model.yaml"
+        meta = yaml.safe_load(meta_path.read_text())
+        meta.setdefault("metrics", {})["matching"] = collect_metrics([], args.out / "matching.json")["matching"] | {
+            "command": f"despite eval matching --checkpoint DIR --store {args.store} --split-scheme {args.split_scheme} "
+                       f"--split {args.split} --scenes {args.scenes} --sizes {args.sizes} --windows {args.windows} "
+                       f"--seed {args.seed} --write-metrics"}     # replaces the base's, and its note
+        meta_path.write_text(yaml.safe_dump(meta, sort_keys=False, width=120))
     return summarise_matching(res)
 
 
@@ -142,11 +163,12 @@ def run_har(args: argparse.Namespace) -> dict:
     if list(store.class_names) != list(state["class_names"]):
         raise ckpt.CheckpointError(f"{args.checkpoint}: trained on classes {state['class_names'][:5]}..., "
                                    f"the store has {list(store.class_names)[:5]}...")
+    motion = int(state.get("body_motion") or 0)
     model = HarModel(DeSPITEModel(cfg).encoders[modality], FEATURE_DIM[modality](cfg), len(store.class_names),
-                     state.get("head", "linear"))
+                     state.get("head", "linear"), motion)
     model.load_state_dict(state["model"])
     ds = WindowDataset(store, split_ids(store, args.split_scheme, args.split), (modality,), stride=args.stride,
-                       cache_dir=store.root / ".cache", imu_layout=ckpt.imu_layout_of(state))
+                       cache_dir=store.root / ".cache", imu_layout=ckpt.imu_layout_of(state), body_motion=bool(motion))
     scores = predict(model, ds, modality)
     seq = np.array([k for k, _ in ds.windows])
     metrics = har_metrics(scores, ds.labels, store.class_names, groups=segment_ids(seq, ds.labels))
@@ -164,32 +186,40 @@ def _run_har_bundle(args: argparse.Namespace) -> dict:
     from despite_core.runtime.inference import Runtime
     rt = Runtime(args.model, threads=args.threads)
     store = Store(args.store)
-    if rt.bundle.class_names != list(store.class_names):
-        raise ValueError(f"{args.model}: the bundle's classes differ from the store's")
+    names = rt.bundle.class_names
+    unknown = [c for c in store.class_names if c not in names]
+    if unknown:
+        raise ValueError(f"{args.model}: the store's classes {unknown} are not classes of the bundle {names}")
+    # the store's classes may be fewer (an edition-1 store, a model that also knows falls): scored in the
+    # bundle's class space, each store label mapped by name
+    to_bundle = np.array([names.index(c) for c in store.class_names], np.int64)
+    motion = not args.zero_shot and rt.needs_body_motion(args.modality)
     ds = WindowDataset(store, split_ids(store, args.split_scheme, args.split), (args.modality,), stride=args.stride,
-                       cache_dir=store.root / ".cache", imu_layout=rt.bundle.imu_layout)
+                       cache_dir=store.root / ".cache", imu_layout=rt.bundle.imu_layout, body_motion=motion)
     if args.zero_shot:
         labels = rt.text_labels
         if labels is None:
             raise ValueError(f"{args.model}: the bundle holds no text queries (export with --text-queries)")
-        unknown = sorted(set(labels) - set(store.class_names))
+        unknown = sorted(set(labels) - set(names))
         if unknown:
-            raise ValueError(f"{args.model}: text-query labels {unknown} are not classes of the store; "
+            raise ValueError(f"{args.model}: text-query labels {unknown} are not classes of the bundle; "
                              "zero-shot accuracy needs every label to name a class")
-        vocab = [store.class_names.index(lb) for lb in labels]
+        vocab = [names.index(lb) for lb in labels]
     scores = []
     for i in range(0, len(ds), 64):
         batch = collate([ds[j] for j in range(i, min(i + 64, len(ds)))])
-        feats, emb = rt.encode(args.modality, batch[args.modality].numpy())
         if args.zero_shot:
-            probs = np.zeros((len(emb), len(store.class_names)), np.float32)
+            emb = rt.encode(args.modality, batch[args.modality].numpy())[1]
+            probs = np.zeros((len(emb), len(names)), np.float32)
             probs[:, vocab] = rt.zero_shot(emb)[1]               # classes outside the vocabulary score 0
             scores.append(probs)
         else:
-            scores.append(rt.classify(args.modality, feats))
+            scores.append(rt.scores(args.modality, batch[args.modality].numpy(),
+                                    batch["body_motion"].numpy() if motion else None))
     scores = np.concatenate(scores)
     seq = np.array([k for k, _ in ds.windows])
-    metrics = har_metrics(scores, ds.labels, store.class_names, groups=segment_ids(seq, ds.labels))
+    truth = np.where(ds.labels >= 0, to_bundle[np.maximum(ds.labels, 0)], -1)
+    metrics = har_metrics(scores, truth, names, groups=segment_ids(seq, truth))
     kind = "zero_shot" if args.zero_shot else "har_onnx"
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "har.json").write_text(json.dumps({"model": str(args.model), "model_id": rt.bundle.meta["model_id"],

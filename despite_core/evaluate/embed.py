@@ -30,7 +30,16 @@ class Embedded:
 
 
 def load_model(checkpoint: str, device: str = "cpu") -> tuple[DeSPITEModel, dict]:
-    state = ckpt.load(checkpoint, expect_kind="pretrain")
+    """A pre-training checkpoint (last.pt), or a bundle directory whose encoders are recovered from
+    its ONNX parts (despite_core.train.from_bundle): a bundle's matching is measured on what it ships."""
+    from pathlib import Path
+
+    if Path(checkpoint).is_dir():
+        from despite_core.train.from_bundle import checkpoint_from_bundle
+
+        state = checkpoint_from_bundle(Path(checkpoint))
+    else:
+        state = ckpt.load(checkpoint, expect_kind="pretrain")
     model = DeSPITEModel(DeSPITEConfig.from_dict(state["model_config"]))
     try:
         model.load_state_dict(state["model"])

@@ -44,7 +44,7 @@ SCENE_TYPES: dict[str, dict] = {
 }
 
 
-def world_config(kind: str, seed: int, seconds: float):
+def world_config(kind: str, seed: int, seconds: float, edition: int = 1):
     from despite_core.data.synth.lidar import LidarConfig
     from despite_core.data.synth.world import WorldConfig
 
@@ -52,7 +52,7 @@ def world_config(kind: str, seed: int, seconds: float):
     lidar = LidarConfig(beams=o.get("beams", 64), columns=o.get("columns", 1024))
     return WorldConfig(minutes=seconds / 60, scene_minutes=seconds / 60, people=o.get("people", 2), seed=seed,
                        lidar=lidar, mount=o.get("mount"), in_place=o.get("in_place", False),
-                       distance=o.get("distance"), tall_objects=o.get("tall_objects", 0))
+                       distance=o.get("distance"), tall_objects=o.get("tall_objects", 0), edition=edition)
 
 
 def load_perception_from_git(rev: str):
@@ -73,7 +73,8 @@ def load_perception_from_git(rev: str):
 
 
 def evaluate_scene(runtime, kind: str, seed: int, seconds: float, *, background: bool = True, stride: int = 3,
-                   baseline=None, max_missed: int | None = None, keep_records: bool = False) -> dict:
+                   baseline=None, max_missed: int | None = None, keep_records: bool = False,
+                   edition: int = 1) -> dict:
     """One simulated scene through the live pipeline and ground-truth segmentation; its metrics.
 
     With ``keep_records``: also the live window records (``records``) and the ground-truth
@@ -86,7 +87,7 @@ def evaluate_scene(runtime, kind: str, seed: int, seconds: float, *, background:
     from despite_core.runtime.pipeline import HarPipeline
     from despite_core.runtime.scoring import GroundTruth, Scoreboard, live_vs_truth, track_person, truth_window
 
-    cfg = world_config(kind, seed, seconds)
+    cfg = world_config(kind, seed, seconds, edition)
     scene = build_scene(cfg, 0, seconds)
     names = runtime.bundle.class_names
     pcfg = PerceptionConfig(background=background)

@@ -141,19 +141,18 @@ def store_windows(store_path: Path, runtime, split: tuple[str, str] | None, stri
         preds = []
         for i in range(0, len(ds), 64):
             batch = collate([ds[j] for j in range(i, min(i + 64, len(ds)))])
-            feats, _ = runtime.encode("imu", batch["imu"].numpy())
-            preds.append(runtime.classify("imu", feats).argmax(1))
+            preds.append(runtime.scores("imu", batch["imu"].numpy()).argmax(1))
         out["imu"] = np.concatenate(preds)
     return out
 
 
-def scene_predictions(runtime, kind: str, seed: int, seconds: float) -> tuple[dict, dict]:
+def scene_predictions(runtime, kind: str, seed: int, seconds: float, edition: int = 1) -> tuple[dict, dict]:
     """The scene's full scans through ground-truth segmentation and through the live pipeline, every
     scan (stride 1): ({(newest stamp ns, person): (true label, predicted)} of the ground-truth
     person-windows, {(newest stamp ns, person): labels of the live windows on that person's tracks})."""
     from despite_core.evaluate.perception import evaluate_scene
 
-    res = evaluate_scene(runtime, kind, seed, seconds, stride=1, keep_records=True)
+    res = evaluate_scene(runtime, kind, seed, seconds, stride=1, keep_records=True, edition=edition)
     live: dict[tuple[int, int], set[int]] = {}
     for r in res["records"]:
         if r["person"] > 0:
@@ -216,16 +215,22 @@ def run(args: argparse.Namespace) -> dict:
     from despite_core.data.store import Store
     if list(Store(args.train_store).class_names) != names:
         raise ValueError(f"{args.train_store}: the store's classes differ from the bundle's")
+    from despite_core.data.synth.motion import class_names as world_classes
+
+    scene_classes = list(world_classes(args.edition))
+    if names[:len(scene_classes)] != scene_classes:
+        raise ValueError(f"{args.model}: the bundle's classes {names} do not begin with the edition {args.edition} "
+                         f"scenes' {scene_classes}; a class id must mean the same activity in both")
     train = store_windows(args.train_store, rt, (args.split_scheme, "train"), args.stride, with_model=False)
     clf = FeatureClassifier(len(names), seed=0).fit(train["features"], train["label"])
     cols = {k: [] for k in ("label", "distance", "scene_key", *STAGES)}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in tqdm(seeds, desc="waterfall scenes", unit="scene", disable=args.quiet):
-            cfg = world_config(args.kind, seed, args.seconds)
+            cfg = world_config(args.kind, seed, args.seconds, args.edition)
             store = Path(tmp) / f"s{seed}"
             generate(cfg, store, progress=False)
             w = store_windows(store, rt, None, args.stride, with_model=True)
-            truth, live = scene_predictions(rt, args.kind, seed, args.seconds)
+            truth, live = scene_predictions(rt, args.kind, seed, args.seconds, args.edition)
             keys = [(int(round(t * NS)), int(p)) for t, p in zip(w["newest"], w["person"])]
             # The store's labelled windows that ground-truth segmentation scores too (a window whose person
             # has no return in any frame is not scored by it).
@@ -245,7 +250,7 @@ def run(args: argparse.Namespace) -> dict:
                                          np.int64))
     rows = {k: np.concatenate(v) for k, v in cols.items()}
     res = {"model": str(args.model), "model_id": rt.bundle.meta["model_id"], "train_store": str(args.train_store),
-           "scene_type": args.kind, "seeds": seeds, "seconds": args.seconds, "stride": args.stride,
+           "scene_type": args.kind, "edition": args.edition, "seeds": seeds, "seconds": args.seconds, "stride": args.stride,
            "train_windows": int((train["label"] >= 0).sum()), **summarise(rows, names),
            "wall_seconds": round(time.perf_counter() - t0, 1)}
     args.out.mkdir(parents=True, exist_ok=True)
@@ -272,6 +277,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seeds", default="901-908", help="held-out scene seeds, e.g. 901-908 or 901,905")
     p.add_argument("--seconds", type=float, default=60.0, help="length of each scene")
     p.add_argument("--kind", default="64 beams", help="scene type of `despite eval perception` (e.g. '16 beams')")
+    p.add_argument("--edition", type=int, default=1, choices=(1, 2),
+                   help="world edition of the held-out scenes (2: with fall, lying, get up; the bundle and "
+                        "--train-store must know those classes)")
     p.add_argument("--stride", type=int, default=3, help="window stride in frames")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, required=True, help="output directory (waterfall.json, waterfall.md)")
