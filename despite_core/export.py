@@ -110,16 +110,27 @@ def _head_from(har_path: Path, encoder_state: dict, modality_prefix: str) -> tup
 
 
 def _head_of(state: dict) -> tuple[nn.Module, list[str]]:
-    """The head (linear or MLP) of a HAR checkpoint, in eval mode, and its class names."""
-    from despite_core.train.heads import make_head
+    """The head (linear or MLP, with or without body-motion input) of a HAR checkpoint, in eval
+    mode, and its class names."""
+    from despite_core.train.heads import MotionHead, make_head
 
     weights = {k[len("head."):]: v for k, v in state["model"].items() if k.startswith("head.")}
     kind = state.get("head", "linear")
-    last = weights["weight"] if kind == "linear" else weights["4.weight"]
-    first_in = weights["weight"].shape[1] if kind == "linear" else weights["1.weight"].shape[1]
-    head = make_head(kind, first_in, last.shape[0])
+    motion = int(state.get("body_motion") or 0)
+    inner = {k[len("head."):]: v for k, v in weights.items() if k.startswith("head.")} if motion else weights
+    last = inner["weight"] if kind == "linear" else inner["4.weight"]
+    first_in = inner["weight"].shape[1] if kind == "linear" else inner["1.weight"].shape[1]
+    head = (MotionHead(kind, first_in - motion, motion, last.shape[0]) if motion
+            else make_head(kind, first_in, last.shape[0]))
     head.load_state_dict(weights)
     return head.eval(), list(state["class_names"])
+
+
+def _takes_motion(module: nn.Module) -> bool:
+    """A body-motion head, or a whole HAR model (_HarPart) whose head is one."""
+    from despite_core.train.heads import MotionHead
+
+    return isinstance(module, MotionHead) or isinstance(getattr(module, "head", None), MotionHead)
 
 
 def parse_text_queries(lines: list[str]) -> tuple[list[str], list[str]]:
@@ -143,7 +154,7 @@ def parse_text_queries(lines: list[str]) -> tuple[list[str], list[str]]:
 
 def collect_metrics(har: list[Path], matching: Path | None) -> dict:
     """model.yaml ``metrics``: each head's test figures (its run's metrics.json) and the matching
-    accuracy (``despite eval matching``'s matching.json, one window, N = 2, 4, 8 candidates)."""
+    accuracy (``despite eval matching``'s matching.json, one window, N = 2, 4, 8, 32 candidates)."""
     import json
 
     metrics = {}
@@ -159,7 +170,7 @@ def collect_metrics(har: list[Path], matching: Path | None) -> dict:
     if matching is not None:
         m = json.loads(Path(matching).read_text())
         metrics["matching"] = {"split": m["split"], "source": str(matching), **{
-            pair: {n: round(v["all"]["w1"][n]["accuracy"], 4) for n in ("N2", "N4", "N8") if n in v["all"]["w1"]}
+            pair: {n: round(v["all"]["w1"][n]["accuracy"], 4) for n in ("N2", "N4", "N8", "N32") if n in v["all"]["w1"]}
             for pair, v in m["pairs"].items()}}
     return metrics
 
@@ -194,25 +205,52 @@ def _export_encoder(enc: nn.Module, m: str, x: torch.Tensor, out: Path, opset: i
     return meta, parity, f_t, f_onnx
 
 
-def _export_head(head: nn.Module, m: str, f_t: torch.Tensor, f_onnx: np.ndarray, out: Path,
-                 opset: int) -> tuple[dict, dict]:
-    """``{m}_head.onnx`` on the encoder's features; ONNX and PyTorch must pick the same classes."""
+def _export_logits(module: nn.Module, part: str, first: str, x_t: torch.Tensor, x_onnx: np.ndarray,
+                   motion: torch.Tensor | None, out: Path, opset: int) -> tuple[dict, dict]:
+    """``{part}.onnx``: ``first`` (and ``body_motion`` when the module takes it) -> ``logits``;
+    ONNX and PyTorch must pick the same classes."""
     import onnxruntime as ort
 
-    hpath = out / f"{m}_head.onnx"
-    head = head.eval()
-    export_onnx(head, f_t[:EXPORT_BATCH], hpath, "features", ["logits"], opset)
-    hs = ort.InferenceSession(str(hpath), providers=["CPUExecutionProvider"])
-    logits = hs.run(None, {"features": f_onnx})[0]
+    path = out / f"{part}.onnx"
+    module = module.eval()
+    takes = _takes_motion(module)
+    if takes and motion is None:
+        raise ValueError(f"{part}: the head takes body motion but no windows' body motion was given")
+    args = (x_t[:EXPORT_BATCH], motion[:EXPORT_BATCH]) if takes else x_t[:EXPORT_BATCH]
+    names = (first, "body_motion") if takes else first
+    export_onnx(module, args, path, names, ["logits"], opset)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feed = {first: x_onnx, **({"body_motion": motion.numpy()} if takes else {})}
+    logits = sess.run(None, feed)[0]
     with torch.no_grad():
-        ref = head(f_t).numpy()
+        ref = (module(x_t, motion) if takes else module(x_t)).numpy()
     if not np.array_equal(logits.argmax(1), ref.argmax(1)):
-        raise RuntimeError(f"{hpath.name}: ONNX Runtime and PyTorch disagree on the predicted class")
-    parity = {f"{m}_head": {"max_abs_diff_logits": float(np.abs(logits - ref).max()), "argmax_equal": True}}
-    meta = {f"{m}_head": {"file": hpath.name, "sha256": sha256(hpath),
-                          "inputs": [{"name": "features", "shape": [None, int(f_t.shape[1])]}],
-                          "outputs": [{"name": "logits", "shape": [None, int(ref.shape[1])]}]}}
+        raise RuntimeError(f"{path.name}: ONNX Runtime and PyTorch disagree on the predicted class")
+    parity = {part: {"max_abs_diff_logits": float(np.abs(logits - ref).max()), "argmax_equal": True}}
+    inputs = [{"name": first, "shape": [None, *x_t.shape[1:]]}]
+    if takes:
+        inputs.append({"name": "body_motion", "shape": [None, int(motion.shape[1])]})
+    meta = {part: {"file": path.name, "sha256": sha256(path), "inputs": inputs,
+                   "outputs": [{"name": "logits", "shape": [None, int(ref.shape[1])]}]}}
     return meta, parity
+
+
+def _export_head(head: nn.Module, m: str, f_t: torch.Tensor, f_onnx: np.ndarray, out: Path,
+                 opset: int, motion: torch.Tensor | None = None) -> tuple[dict, dict]:
+    """``{m}_head.onnx`` on the encoder's features (and the windows' body motion when the head takes it)."""
+    return _export_logits(head, f"{m}_head", "features", f_t, f_onnx, motion, out, opset)
+
+
+class _HarPart(nn.Module):
+    """A HAR model exported whole (``{m}_har``): windows (and body motion) -> logits."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def forward(self, x, motion=None):
+        f = self.encoder(x)[0]
+        return self.head(f, motion) if motion is not None else self.head(f)
 
 
 def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] = (), parts: tuple[str, ...] = ("pointcloud", "imu"),
@@ -245,7 +283,7 @@ def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] =
     out.mkdir(parents=True, exist_ok=True)
     layout = ckpt.imu_layout_of(state)
     windows = WindowDataset(st, split_ids(st, split_scheme, split), tuple(parts), stride=24, cache_dir=st.root / ".cache",
-                            imu_layout=layout)
+                            imu_layout=layout, body_motion="pointcloud" in parts)
     batch = collate([windows[i] for i in range(min(len(windows), PARITY_BATCH))])
     if len(batch["index"]) < PARITY_BATCH:
         raise ValueError(f"{store}: fewer than {PARITY_BATCH} windows in {split_scheme}/{split} for the parity check")
@@ -256,7 +294,7 @@ def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] =
         part_meta.update(meta_m)
         parity.update(parity_m)
         if m in heads:
-            meta_h, parity_h = _export_head(heads[m], m, f_t, f_onnx, out, opset)
+            meta_h, parity_h = _export_head(heads[m], m, f_t, f_onnx, out, opset, batch.get("body_motion"))
             part_meta.update(meta_h)
             parity.update(parity_h)
     queries = None
@@ -275,7 +313,7 @@ def export_bundle(checkpoint: Path, out: Path, *, store: Path, har: list[Path] =
                                     f"{cfg.pointcloud.points} points from index 0 (fewer points cycle; empty frame: zeros)",
                           "imu": "the declared imu_layout, flattened site-major", "skeleton": "centred on the window's first pelvis"},
         "imu_layout": layout.to_dict() if layout else None, "embedding_dim": cfg.embed_dim,
-        "temperature": float(state["loss"]["log_temperature"].exp()) if "loss" in state else 0.1,
+        "temperature": ckpt.temperature_of(state),
         "parts": part_meta, "text_queries": queries,
         "provenance": {"checkpoint": str(checkpoint), "har": [str(h) for h in har], "data": str(store),
                        "config": state["model_config"], "git_revision": rev,
@@ -295,14 +333,21 @@ def _git_revision() -> str:
 
 
 def export_from_base(base: Path, har: list[Path], out: Path, *, store: Path, model_id: str | None = None,
-                     split_scheme: str = "by_subject", split: str = "all", opset: int = 17) -> dict:
+                     split_scheme: str = "by_subject", split: str = "all", opset: int = 17,
+                     har_part: bool = False) -> dict:
     """A new bundle from a base bundle and HAR checkpoints fine-tuned from it (``despite train har
     --init BASE``): the base's parts are copied; each HAR checkpoint's head replaces the base's head
     of its modality, and its encoder too when fine-tuning changed it (re-exported, with the
     streaming parts when the base has them, every part checked against PyTorch on ``store``'s
     windows). Heads of other modalities are kept when the class names are unchanged and dropped
     otherwise. model.yaml records the base, the checkpoints and what was re-exported; the base's
-    matching figures are kept under ``metrics.matching`` marked as not re-measured."""
+    matching figures are kept under ``metrics.matching`` marked as not re-measured.
+
+    ``har_part``: a HAR checkpoint whose encoder differs from the base's (trained from scratch or
+    fine-tuned for the labels) becomes a part of its own, ``{m}_har`` (windows -> logits, encoder and
+    head in one graph), beside the base's encoder, which keeps serving wearer matching and text
+    queries unchanged; the runtime labels that modality with it (IMU only: the live point-cloud
+    labels come from the streaming encoder's features)."""
     import copy
     import shutil
 
@@ -327,7 +372,7 @@ def export_from_base(base: Path, har: list[Path], out: Path, *, store: Path, mod
     out.mkdir(parents=True, exist_ok=True)
     for part in meta["parts"].values():
         shutil.copy2(base / part["file"], out / part["file"])
-    parity, fine_tuned, replaced, notes = {}, [], set(), []
+    parity, fine_tuned, replaced, har_parts, notes, aligned = {}, [], set(), set(), [], {}
     new_classes = list(st.class_names)
     for h in har:
         state = ckpt.load(h, expect_kind="har")
@@ -347,11 +392,27 @@ def export_from_base(base: Path, har: list[Path], out: Path, *, store: Path, mod
         changed = any(not torch.equal(v, base_enc[k]) for k, v in enc.state_dict().items() if k in base_enc)
         layout = ckpt.imu_layout_of(state)
         windows = WindowDataset(st, split_ids(st, split_scheme, split), (m,), stride=24, cache_dir=st.root / ".cache",
-                                imu_layout=layout)
+                                imu_layout=layout, body_motion=m == "pointcloud")
         batch = collate([windows[i] for i in range(min(len(windows), PARITY_BATCH))])
         if len(batch["index"]) < PARITY_BATCH:
             raise ValueError(f"{store}: fewer than {PARITY_BATCH} windows in {split_scheme}/{split} for the parity check")
+        motion = batch.get("body_motion")
+        if changed and har_part:
+            if layout is not None and b.imu_layout is not None and m == "imu" and layout.to_dict() != b.imu_layout.to_dict():
+                raise ValueError(f"{h}: its IMU layout {layout.to_dict()} is not the base bundle's "
+                                 f"{b.imu_layout.to_dict()}; the runtime feeds imu_har windows in the bundle's layout")
+            if m == "pointcloud":
+                raise ValueError(f"{h}: --har-part exports IMU (and skeleton) HAR models; the live point-cloud labels "
+                                 "come from the streaming encoder's features, so a point-cloud model with its own "
+                                 "encoder would not be used (export it without --har-part: it replaces the encoder)")
+            meta_h, parity_h = _export_logits(_HarPart(enc, head), f"{m}_har", INPUT_NAMES[m], batch[m],
+                                              batch[m].numpy(), motion, out, opset)
+            meta["parts"].update(meta_h)
+            parity.update(parity_h)
+            har_parts.add(m)
+            continue
         if changed:
+            aligned[m] = (float((state.get("args") or {}).get("align_imu") or 0.0), (state.get("args") or {}).get("init"))
             streaming = m == "pointcloud" and "pointcloud_tube" in meta["parts"]
             meta_m, parity_m, f_t, f_onnx = _export_encoder(enc, m, batch[m], out, opset, streaming)
             meta["parts"].update(meta_m)
@@ -364,20 +425,44 @@ def export_from_base(base: Path, har: list[Path], out: Path, *, store: Path, mod
             f_onnx = sess.run(None, {INPUT_NAMES[m]: batch[m].numpy()})[0]
             with torch.no_grad():
                 f_t = enc(batch[m])[0]
-        meta_h, parity_h = _export_head(head, m, f_t, f_onnx, out, opset)
+        meta_h, parity_h = _export_head(head, m, f_t, f_onnx, out, opset, motion)
         meta["parts"].update(meta_h)
         parity.update(parity_h)
         replaced.add(m)
-    if new_classes != list(meta["class_names"]):
-        for name in [n for n in meta["parts"] if n.endswith("_head") and n[:-len("_head")] not in replaced]:
-            (out / meta["parts"].pop(name)["file"]).unlink(missing_ok=True)
-            notes.append(f"{name} dropped: trained on the base's classes, not on {new_classes}")
-    if fine_tuned:
-        notes.append(f"encoders {fine_tuned} were fine-tuned for activity recognition: their embeddings (wearer "
-                     "matching, zero-shot text queries) were not re-trained; the matching figures are the base's")
-    metrics = {k: v for k, v in (meta.get("metrics") or {}).items() if not any(k == f"{m}_har" for m in replaced)}
+    if har_parts:
+        notes.append(f"{sorted(har_parts)} labelled by their own HAR models ({', '.join(m + '_har' for m in sorted(har_parts))}); "
+                     "the base's encoders serve matching and text queries unchanged")
+    changed_classes = new_classes != list(meta["class_names"])
+    for name in [n for n in meta["parts"] if n.endswith(("_head", "_har"))]:
+        m, kind = name.rsplit("_", 1)
+        fresh = m in (replaced if kind == "head" else har_parts)       # written by this export
+        if fresh:
+            continue
+        if kind == "har" and m in replaced:
+            why = f"the base's {name} would label {m} instead of the new {m}_head"
+        elif changed_classes:
+            why = f"trained on the base's classes, not on {new_classes}"
+        else:
+            continue
+        (out / meta["parts"].pop(name)["file"]).unlink(missing_ok=True)
+        notes.append(f"{name} dropped: {why}")
+    for m in fine_tuned:
+        w, init = aligned.get(m, (0.0, None))
+        # aligned to the IMU encoder this bundle ships only if it trained against the base's and the
+        # base's IMU encoder is kept
+        kept = w and "imu" not in fine_tuned and init is not None and Path(init).resolve() == base.resolve()
+        notes.append(f"the {m} encoder was fine-tuned for activity recognition " + (
+            f"with its embedding kept aligned to the base's IMU encoder (train har --align-imu {w:g})" if kept else
+            f"with --align-imu {w:g} against {init}, which is not this bundle's IMU encoder" if w else
+            "alone: its embedding (wearer matching, zero-shot text queries) was not re-trained"))
+    # a modality's HAR figures (the head's, and eval har's through the bundle) describe the labeller it had
+    relabelled = replaced | har_parts | {m for m in INPUT_NAMES if f"{m}_head" not in meta["parts"]
+                                         and f"{m}_har" not in meta["parts"]}
+    metrics = {k: v for k, v in (meta.get("metrics") or {}).items()
+               if not any(k == f"{m}_har" or k.startswith(f"{m}_har_") for m in relabelled)}
     if "matching" in metrics:
-        metrics["matching"] = {**metrics["matching"], "note": "the base model's, not re-measured"}
+        metrics["matching"] = {**metrics["matching"], "note": "the base model's, not re-measured: `despite eval "
+                               "matching --checkpoint THIS_BUNDLE --write-metrics` measures this bundle"}
     metrics.update(collect_metrics(list(har), None))
     meta.update({
         "model_id": model_id or f"{meta['model_id']}-finetuned", "class_names": new_classes, "metrics": metrics,
@@ -399,10 +484,12 @@ def run(args: argparse.Namespace) -> dict:
     if (args.checkpoint is None) == (args.base_model is None):
         raise ValueError("give --checkpoint (a pre-training checkpoint) or --base-model (a bundle the --har "
                          "checkpoints were fine-tuned from), not both")
+    if args.har_part and args.base_model is None:
+        raise ValueError("--har-part adds a HAR model beside a base bundle's encoders: give --base-model")
     if args.base_model is not None:
         return export_from_base(args.base_model, args.har, args.out, store=args.store, model_id=args.model_id,
                                 split_scheme=args.split_scheme, split=args.split or "all",
-                                opset=args.opset)
+                                opset=args.opset, har_part=args.har_part)
     queries = []
     if args.text_queries:
         queries = [q.strip() for q in args.text_queries.split(";") if q.strip()]

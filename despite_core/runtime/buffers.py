@@ -129,6 +129,7 @@ class _Frame:
     centroid: np.ndarray             # (3,) sensor frame
     extra: object = None             # caller's per-frame payload (e.g. ground-truth person counts)
     observed: bool = True
+    extent: np.ndarray = field(default_factory=lambda: np.full(2, np.nan, np.float32))   # (height, width) m, data.body_motion
 
 
 @dataclass
@@ -141,6 +142,7 @@ class Window:
     centroids: np.ndarray            # (T, 3)
     extras: list = field(default_factory=list)
     filled: int = 0                  # frames repeated to cover gaps
+    extents: np.ndarray | None = None   # (T, 2) raw cloud height and horizontal extent (NaN: not given)
 
 
 class TrackBuffers:
@@ -163,8 +165,10 @@ class TrackBuffers:
         self.missed.clear()
         self.last = None
 
-    def push(self, stamp_ns: int, observed: dict[int, tuple[np.ndarray, np.ndarray, object]]) -> list[int]:
-        """Add a selected scan: ``observed`` maps track id -> (normalised points, centroid, extra).
+    def push(self, stamp_ns: int, observed: dict[int, tuple]) -> list[int]:
+        """Add a selected scan: ``observed`` maps track id -> (normalised points, centroid, extra) or
+        (normalised points, centroid, extra, extent): the raw cloud's (height, horizontal) extent
+        (data.body_motion.cloud_extent), which a head with body-motion input needs.
         Returns the ids whose buffers were dropped (gone for more than ``max_gap`` scans)."""
         period = self.cfg.period_ns
         if self.last is not None:
@@ -187,6 +191,7 @@ class TrackBuffers:
 
     def _repeat(self, dq: deque, stamp: int) -> None:
         prev = dq[-1]
+        # no extent: data.body_motion fills an unobserved frame from the nearest observed one, as for the store
         dq.append(_Frame(stamp, prev.points, prev.centroid, prev.extra, observed=False))
         self.filled_total += 1
 
@@ -200,7 +205,7 @@ class TrackBuffers:
                     del self.tracks[tid], self.missed[tid]
                 else:
                     self._repeat(self.tracks[tid], stamp_ns)
-        for tid, (pts, centroid, extra) in observed.items():
+        for tid, (pts, centroid, extra, *rest) in observed.items():
             if tid not in self.tracks and len(self.tracks) >= self.cfg.max_tracks:
                 stale = [t for t in self.tracks if t not in observed]
                 if not stale:
@@ -211,7 +216,8 @@ class TrackBuffers:
                 dropped.append(gone)
                 self.evicted += 1
             dq = self.tracks.setdefault(tid, deque(maxlen=self.cfg.window))
-            dq.append(_Frame(stamp_ns, np.asarray(pts, np.float32), np.asarray(centroid, np.float32), extra))
+            extent = np.asarray(rest[0], np.float32) if rest else np.full(2, np.nan, np.float32)
+            dq.append(_Frame(stamp_ns, np.asarray(pts, np.float32), np.asarray(centroid, np.float32), extra, extent=extent))
             self.missed[tid] = 0
         return dropped
 
@@ -229,7 +235,7 @@ class TrackBuffers:
             frames = list(dq)
             out.append(Window(tid, np.array([f.stamp for f in frames], np.int64), np.stack([f.points for f in frames]),
                               np.stack([f.centroid for f in frames]), [f.extra for f in frames],
-                              sum(not f.observed for f in frames)))
+                              sum(not f.observed for f in frames), np.stack([f.extent for f in frames])))
         return out
 
 

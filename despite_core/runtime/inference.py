@@ -17,6 +17,7 @@ import numpy as np
 
 from despite_core.runtime.buffers import MAX_TRACKS
 from despite_core.runtime.bundle import FORMAT_VERSION, REQUIRED_KEYS, sha256_file
+from despite_core.data.body_motion import body_motion_dim
 from despite_core.data.imu_layout import ImuLayout, ImuLayoutError
 from despite_core.data.store import checked_imu_layout
 from despite_core.install import SOURCE_ROOT, install_prefixes, installed
@@ -261,9 +262,12 @@ def check_bundle_meta(meta: dict, meta_path: Path | str = "model.yaml") -> None:
                 for j, d in enumerate(shape):
                     if d is not None:
                         _int(d, f"{tw}.shape[{j}]", bad)
+                if t["name"] == "body_motion" and kind == "inputs" and shape != [None, body_motion_dim(meta["window"])]:
+                    raise bad(f"{tw}.shape", f"a body_motion input is [null, 4 x window] = "
+                                             f"[null, {body_motion_dim(meta['window'])}], got {shape}")
                 if t["name"] == "embedding" and kind == "outputs" and shape != [None, dim]:
                     raise bad(f"{tw}.shape", f"an embedding output is [null, embedding_dim] = [null, {dim}], got {shape}")
-        if name.endswith("_head"):
+        if name.endswith(("_head", "_har")):
             shape = part["outputs"][0]["shape"]
             if len(shape) != 2 or shape[1] != len(classes):
                 raise bad(f"{where}.outputs[0].shape", f"the head's output {shape} does not give one score per class: "
@@ -380,13 +384,53 @@ class Runtime:
                                                              "tubes": np.ascontiguousarray(tubes, dtype=np.float32)})
         return f, e
 
-    def classify(self, modality: str, features: np.ndarray) -> np.ndarray:
-        """Class probabilities (B, classes) from the modality's HAR head."""
+    def takes_body_motion(self, part: str) -> bool:
+        """Whether a part (a ``*_head`` or ``*_har``) declares the ``body_motion`` input
+        (despite_core.data.body_motion), which the caller must then give."""
+        return any(t["name"] == "body_motion" for t in self.bundle.parts.get(part, {}).get("inputs", []))
+
+    def _feed(self, name: str, first: tuple[str, np.ndarray], body_motion: np.ndarray | None) -> dict:
+        feed = {first[0]: np.ascontiguousarray(first[1], dtype=np.float32)}
+        if self.takes_body_motion(name):
+            if body_motion is None:
+                raise ValueError(f"part {name} of bundle {self.bundle.meta['model_id']} takes the windows' body_motion "
+                                 "too (despite_core.data.body_motion); none was given")
+            feed["body_motion"] = np.ascontiguousarray(body_motion, dtype=np.float32)
+        return feed
+
+    def classify(self, modality: str, features: np.ndarray, body_motion: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities (B, classes) from the modality's HAR head on the encoder's features
+        (and the windows' body motion when the head declares that input)."""
         name = f"{modality}_head"
         if name not in self.sessions:
             raise KeyError(f"bundle {self.bundle.meta['model_id']} has no {name}; parts: {list(self.sessions)}")
-        logits = self.sessions[name].run(None, {"features": np.ascontiguousarray(features, dtype=np.float32)})[0]
+        logits = self.sessions[name].run(None, self._feed(name, ("features", features), body_motion))[0]
         return _softmax(logits)
+
+    def recognise(self, modality: str, x: np.ndarray, body_motion: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities (B, classes) from the modality's own HAR model (``{modality}_har``: an
+        encoder trained for the labels, beside the matching encoder) on a batch of windows."""
+        name = f"{modality}_har"
+        if name not in self.sessions:
+            raise KeyError(f"bundle {self.bundle.meta['model_id']} has no {name}; parts: {list(self.sessions)}")
+        sess = self.sessions[name]
+        logits = sess.run(None, self._feed(name, (sess.get_inputs()[0].name, x), body_motion))[0]
+        return _softmax(logits)
+
+    def labeller(self, modality: str) -> str:
+        """The part that labels the modality: its own HAR model ``{modality}_har`` when the bundle has
+        one, else ``{modality}_head`` on the encoder's features."""
+        return f"{modality}_har" if f"{modality}_har" in self.sessions else f"{modality}_head"
+
+    def scores(self, modality: str, x: np.ndarray, body_motion: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities (B, classes) of a batch of windows by the modality's :meth:`labeller`."""
+        if self.labeller(modality).endswith("_har"):
+            return self.recognise(modality, x, body_motion)
+        return self.classify(modality, self.encode(modality, x)[0], body_motion)
+
+    def needs_body_motion(self, modality: str) -> bool:
+        """Whether :meth:`scores` for the modality needs the windows' body motion."""
+        return self.takes_body_motion(self.labeller(modality))
 
     @property
     def text_labels(self) -> list[str] | None:

@@ -64,6 +64,8 @@ class PerceptionConfig:
     min_top: float = 0.6              # m above the floor: a seated or crouching person's top
     max_top: float = 2.4
     min_extent: float = 0.3           # m, vertical extent of the cluster
+    min_top_down: float = 0.15        # m: a confirmed track's person who went down (fallen, lying on the floor)
+    down_gate: float = 1.2            # m from a confirmed track's predicted position for such a low cluster
     max_footprint: float = 2.2        # m, diagonal of the horizontal bounding box (arms out)
     track_gate: float = 1.0           # m
     min_hits: int = 3
@@ -83,6 +85,7 @@ class PerceptionConfig:
             (self.cell > 0, "cell > 0"),
             (self.min_points >= 1, "min_points >= 1"),
             (0 <= self.min_top < self.max_top, "0 <= min_top < max_top"),
+            (0 <= self.min_top_down <= self.min_top and self.down_gate > 0, "0 <= min_top_down <= min_top, down_gate > 0"),
             (self.track_gate > 0, "track_gate > 0"),
             (self.min_hits >= 1 and self.max_missed >= 0, "min_hits >= 1 and max_missed >= 0"),
             (self.points_per_frame >= 1, "points_per_frame >= 1"),
@@ -462,10 +465,16 @@ class Perception:
             hc = height[ci]
             labels, n_clusters = self._cluster(level)
             cut = self._cut_off(p[ci])
-            clusters = self._gate(hc, level, cut, self._split(level, labels, n_clusters, self.tracker.predict(stamp)))
+            pred = self.tracker.predict(stamp)
+            clusters = self._gate(hc, level, cut, self._split(level, labels, n_clusters, pred), pred)
             scores = self._score(level, hc, cut, clusters, finite[ci])
             clusters, scores = self._split_side_by_side(level, hc, cut, clusters, scores, finite[ci])
             thr = self.classifier.threshold
+            # a low cluster passed the gate only beside a confirmed track (a person who went down): the
+            # shape classifier, trained on upright people, does not judge it; it continues that track
+            down = np.array([float(hc[m].max()) < c.min_top for m in clusters], bool)
+            if down.any():
+                scores = np.where(down, np.maximum(scores, thr), scores)
             likely = scores >= 0.5 * thr                  # may continue a track; also kept out of the background
             dets = [m for m, ok in zip(clusters, likely) if ok]
             det_scores = scores[likely]
@@ -626,10 +635,15 @@ class Perception:
         left = b < best[1]
         return left, ~left
 
+    DOWN_MIN_EXTENT = 0.05                # m: the least visible height of a person lying on the floor
+    DOWN_MIN_LENGTH = 0.8                 # m: their least footprint diagonal (a body's length, not a cut-off leg)
+
     def _gate(self, height: np.ndarray, level: np.ndarray, cut: np.ndarray,
-              clusters: list[np.ndarray]) -> list[np.ndarray]:
+              clusters: list[np.ndarray], tracked: np.ndarray | None = None) -> list[np.ndarray]:
         """Loose size gates before the classifier: enough points, a person's height and footprint.
-        A cluster cut off at the bottom by the field of view needs less vertical extent."""
+        A cluster cut off at the bottom by the field of view needs less vertical extent. A low
+        cluster (top between ``min_top_down`` and ``min_top``: a person fallen or lying on the floor)
+        passes only within ``down_gate`` of a confirmed track's predicted position ``tracked``."""
         c = self.cfg
         out = []
         for members in clusters:
@@ -638,7 +652,14 @@ class Perception:
             h = height[members]
             top, bottom = float(h.max()), float(h.min())
             min_extent = self.CUT_MIN_EXTENT if cut[members].any() else c.min_extent
-            if top - bottom < min_extent or not (c.min_top <= top <= c.max_top):
+            if top < c.min_top and top >= c.min_top_down and top - bottom >= self.DOWN_MIN_EXTENT \
+                    and tracked is not None and len(tracked):
+                xy = level[members]
+                lo, hi = xy.min(0), xy.max(0)
+                near = np.min(np.linalg.norm(tracked - xy.mean(0), axis=1)) <= c.down_gate
+                if not near or math.hypot(hi[0] - lo[0], hi[1] - lo[1]) < self.DOWN_MIN_LENGTH:
+                    continue
+            elif top - bottom < min_extent or not (c.min_top <= top <= c.max_top):
                 continue
             xy = level[members]
             lo, hi = xy.min(0), xy.max(0)

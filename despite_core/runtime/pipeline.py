@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from despite_core.data.body_motion import body_motion, cloud_extent
 from despite_core.data.sampling import normalise_frame
 from despite_core.runtime.buffers import NS, BufferConfig, FrameSelector, TrackBuffers, Window, WearerImu
 from despite_core.runtime.inference import Runtime, StreamingPointEncoder, TrackWindow, _softmax
@@ -169,7 +170,7 @@ class HarPipeline:
             if truth is not None:
                 ids, counts = np.unique(np.asarray(truth)[p.indices], return_counts=True)
                 extra = dict(zip(ids.tolist(), counts.tolist()))
-            people[p.track_id] = (p.normalised, p.centroid, extra)
+            people[p.track_id] = (p.normalised, p.centroid, extra, cloud_extent(p.points))
         return self.push_people(stamp_ns, people, status, res, events)
 
     def process_ground_truth(self, xyz: np.ndarray, stamp_ns: int, truth: np.ndarray,
@@ -189,12 +190,12 @@ class HarPipeline:
             centroid = pts.mean(0) if len(pts) else np.zeros(3, np.float32)
             frame = (normalise_frame(pts, self.points_per_frame) if self.infer_windows
                      else np.zeros((1, 3), np.float32))            # no inference: the points are never used
-            observed[pid] = (frame, centroid, {pid: max(len(pts), 1)})
+            observed[pid] = (frame, centroid, {pid: max(len(pts), 1)}, cloud_extent(pts))
         return self.push_people(stamp_ns, observed, status, events=events)
 
     def push_people(self, stamp_ns: int, people: dict, status: str = "selected", res: ScanResult | None = None,
                     events: list[ActivityEvent] | None = None) -> ScanOutput:
-        """Add one selected scan's segmented people {track id: (normalised (P, 3), centroid, extra)}
+        """Add one selected scan's segmented people {track id: (normalised (P, 3), centroid, extra[, extent])}
         (perception's output, or ground-truth segmentation in bag-eval); infer when due."""
         events = list(events or [])
         events += self._forget(self.buffers.push(stamp_ns, people))
@@ -222,7 +223,9 @@ class HarPipeline:
         """All ready windows in one batch."""
         feats, emb = self.encoder.encode([TrackWindow(w.track_id, w.stamps, w.points) for w in windows])
         if self.label_source == "head":
-            probs = self.runtime.classify("pointcloud", feats)
+            motion = (np.stack([body_motion(w.centroids, w.extents) for w in windows])
+                      if self.runtime.takes_body_motion("pointcloud_head") else None)
+            probs = self.runtime.classify("pointcloud", feats, motion)
         else:
             probs = self.runtime.zero_shot(emb)[1]
         self.counts["inferences"] += 1
@@ -272,7 +275,7 @@ class WearerMatcher:
         self.wearers = {w: WearerImu(self.layout, self.cfg) for w in wearers}
         self.min_similarity = min_similarity
         self.temperature = float(meta["temperature"])
-        self.has_head = runtime.has("imu_head")
+        self.has_head = runtime.has("imu_head") or runtime.has("imu_har")   # imu_har first: trained for the labels
 
     def match(self, stamps_ns: np.ndarray, track_ids: list[int], embeddings: np.ndarray) -> MatchResult:
         """Tracks whose windows share the scan stamps ``stamps_ns`` (one har_node batch)."""
@@ -292,7 +295,8 @@ class WearerMatcher:
             if k:
                 sim = emb @ np.asarray(embeddings, np.float32).T                       # (W, K) both unit vectors
             if self.has_head:
-                probs = self.runtime.classify("imu", feats)
+                probs = (self.runtime.recognise("imu", np.stack(windows)) if self.runtime.labeller("imu") == "imu_har"
+                         else self.runtime.classify("imu", feats))      # the features already encoded above
                 names = self.runtime.bundle.class_names
                 for wid, p in zip(ready, probs):
                     c = int(np.argmax(p))
