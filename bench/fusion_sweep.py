@@ -28,7 +28,7 @@ def raw_segments(batches, names: list[str]) -> list:
     runs: dict[int, list] = {}                     # track -> [label, start, last newest stamp]
     events = []
     for _, batch in batches:
-        for tid, st, sc, _, _ in batch:
+        for tid, st, sc, *_ in batch:
             k, centre, newest = int(np.argmax(sc)), int((st[0] + st[-1]) // 2), int(st[-1])
             cur = runs.get(tid)
             if cur is None or cur[0] != k:
@@ -56,9 +56,9 @@ def rescore(kept: list[dict], cfg, names: list[str]) -> dict:
         board, events = Scoreboard(list(names)), []
         for stamp, batch in k["batches"]:
             if fusion is not None:
-                fused, ev = fusion.update(stamp, [(t, st, sc) for t, st, sc, _, _ in batch])
+                fused, ev = fusion.update(stamp, [(t, st, sc, cen, ext) for t, st, sc, _, _, cen, ext in batch])
                 events += ev
-            for i, (tid, st, sc, person, labels) in enumerate(batch):
+            for i, (tid, st, sc, person, labels, *_) in enumerate(batch):
                 raw = int(np.argmax(sc))
                 pred, conf = (fused[i].class_id, fused[i].confidence) if fusion is not None else (raw, float(sc[raw]))
                 for b in (board, boards):
@@ -68,9 +68,12 @@ def rescore(kept: list[dict], cfg, names: list[str]) -> dict:
         else:
             events = raw_segments(k["batches"], names)
         m = fusion_metrics(k["ground_truth"], board.records, events, cfg.alert_sequence if cfg else ())
+        a = m["alerts"] or {}
         per_bag.append({"bag": k["bag"], "accuracy_raw": board.accuracy_raw, "accuracy": board.accuracy,
                         "segment_f1": m["segment_f1"], "event_delay_s_median": m["event_delay_s_median"],
-                        "windows": board.windows})
+                        "windows": board.windows, "alert_instances": a.get("instances"),
+                        "alert_hits": round((a.get("alert_recall") or 0) * (a.get("instances") or 0)),
+                        "false_alarms": a.get("false_alarms"), "alert_delay_s_median": a.get("alert_delay_s_median")})
         segs["true"] += m["true_segments"]
         segs["pred"] += m["predicted_segments"]
         segs["match"] += m["matched_segments"]
@@ -91,7 +94,7 @@ def rescore(kept: list[dict], cfg, names: list[str]) -> dict:
             "segment_f1": round(2 * p * r / (p + r), 4) if p + r else 0.0,
             "segment_f1_per_bag_min": min(f1s) if f1s else None, "segment_f1_per_bag_max": max(f1s) if f1s else None,
             "event_delay_s_median_of_bags": float(np.median(delays)) if delays else None,
-            "alerts": alerts if alerts["instances"] else None, "per_bag": per_bag}
+            "alerts": alerts if alerts["instances"] or alerts["false"] else None, "per_bag": per_bag}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,8 +105,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rates", default="0.05,0.1,0.2,0.3,0.5,1.0", help="switch_rate values (changes / s)")
     ap.add_argument("--sharpness", default="0.3,0.45,0.6,0.8,1.0", help="sharpness values")
     ap.add_argument("--only", default=None, metavar="RATE,SHARPNESS", help="just this setting (and no fusion)")
-    ap.add_argument("--alert-sequence", default="sit down,sitting",
-                    help="stand-in alert sequence scored on today's classes (comma-separated)")
+    ap.add_argument("--alert-sequence", default="fall,lying", help="alert sequence scored (comma-separated)")
+    ap.add_argument("--alert-min-drop", type=float, default=None, metavar="M",
+                    help="the alert's body-down check: alert_min_drop_m (default FusionConfig's; 0 = labels alone)")
+    ap.add_argument("--alert-down-s", type=float, default=None, metavar="S",
+                    help="alert_down_s (default FusionConfig's; 0 = wait for the fused last label)")
+    ap.add_argument("--labels-only-alert", action="store_true",
+                    help="with --only: also the alert on the labels alone (alert_min_drop_m 0), as the last row")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -113,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
 
     model = args.model or default_bundle_path()
     seq = tuple(s.strip() for s in args.alert_sequence.split(",") if s.strip())
+    alert = {k: v for k, v in (("alert_min_drop_m", args.alert_min_drop), ("alert_down_s", args.alert_down_s))
+             if v is not None}
     kept = []
     for bag in args.bags:
         print(f"[fusion_sweep] {bag}: running the pipeline ({args.segmentation} segmentation)", file=sys.stderr)
@@ -128,25 +138,36 @@ def main(argv: list[str] | None = None) -> int:
     rows = [{"switch_rate": None, "sharpness": None, **rescore(kept, None, names)}]
     for r, s in grid:
         rows.append({"switch_rate": r, "sharpness": s,
-                     **rescore(kept, FusionConfig(switch_rate=r, sharpness=s, alert_sequence=seq), names)})
+                     **rescore(kept, FusionConfig(switch_rate=r, sharpness=s, alert_sequence=seq, **alert), names)})
+    if args.labels_only_alert and args.only:
+        r, s = grid[0]
+        rows.append({"switch_rate": r, "sharpness": s, "alert": "labels only",
+                     **rescore(kept, FusionConfig(switch_rate=r, sharpness=s, alert_sequence=seq,
+                                                  **{**alert, "alert_min_drop_m": 0.0}), names)})
     print(f"bags: {', '.join(str(b) for b in args.bags)}; segmentation: {args.segmentation}\n")
     print("| switch rate /s | sharpness | window acc. raw | fused | segment P | R | F1 (bags min-max) | "
-          f"median event delay s | alerts ({' then '.join(seq)}): recall, false / person-hour, median delay s (of bags) |")
+          f"median event delay s | alerts ({' then '.join(seq)}): found / instances, false alarms in person-hours, "
+          "median delay s (of bags) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         a = row["alerts"]
-        al = (f"{a['hits'] / a['instances']:.2f}, {a['false'] / a['hours']:.1f}, "
+        al = (f"{round(a['hits'])} / {a['instances']}, {a['false']} in {a['hours']:.2f} h "
+              f"({a['false'] / a['hours']:.1f} /h), "
               f"{np.median(a['delays']) if a.get('delays') else float('nan'):.2f}" if a and a["hours"] else "-")
+        if row.get("alert"):
+            al = f"{row['alert']}: {al}"
         f = lambda v, spec=".3f": "-" if v is None else format(v, spec)  # noqa: E731
         print(f"| {f(row['switch_rate'], 'g')} | {f(row['sharpness'], 'g')} | {f(row['accuracy_raw'])} | "
               f"{f(row['accuracy'])} | {f(row['segment_precision'])} | {f(row['segment_recall'])} | "
               f"{f(row['segment_f1'])} ({f(row['segment_f1_per_bag_min'], '.2f')}-{f(row['segment_f1_per_bag_max'], '.2f')}) | "
               f"{f(row['event_delay_s_median_of_bags'], '.2f')} | {al} |")
     if args.only:
-        print("\n| bag | windows | raw | fused | segment F1 | median delay s |\n|---|---|---|---|---|---|")
-        for b in rows[-1]["per_bag"]:
+        print("\n| bag | windows | raw | fused | segment F1 | median delay s | alerts found / instances | false alarms "
+              "| alert delay s |\n|---|---|---|---|---|---|---|---|---|")
+        for b in rows[1]["per_bag"]:
             print(f"| {Path(b['bag']).name} | {b['windows']} | {b['accuracy_raw']:.3f} | {b['accuracy']:.3f} | "
-                  f"{b['segment_f1']} | {b['event_delay_s_median']} |")
+                  f"{b['segment_f1']} | {b['event_delay_s_median']} | {b['alert_hits']} / {b['alert_instances']} | "
+                  f"{b['false_alarms']} | {b['alert_delay_s_median']} |")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(rows, indent=1))

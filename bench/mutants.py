@@ -89,6 +89,9 @@ MUTANTS: tuple[Mutant, ...] = (
            "self.next_k = int((stamp_ns - self.origin + early) // period) + 1",
            "self.next_k = int((stamp_ns - self.origin + early) // period) + 2",
            ("test/test_buffers.py",), fast=True),
+    Mutant("fall-alert-body-check-off", "the fall alert ignores whether the body went down", "despite_core.runtime.fusion",
+           "        return top - z >= self.cfg.alert_min_drop_m and h <= self.cfg.alert_max_height_m\n",
+           "        return True\n", ("test/test_fusion.py",), fast=True),
 )
 
 

@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="score every window's own label (no temporal fusion, no events, no segment scores)")
     g.add_argument("--alert-sequence", default=None, metavar="LABEL,LABEL",
                    help="fused segment labels that raise an alert, scored as fall alerts (default: har_node's "
-                        "alert_sequence in config/har.yaml, fall,lying; e.g. 'sit down,sitting' on today's classes)")
+                        "alert_sequence in config/har.yaml, fall,lying; the body-down check of config/har.yaml stays on: "
+                        "a sequence that is not a fall needs alert_min_drop_m: 0 there)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_bag_eval)
     e = sub.add_parser("bench", help="perception vs Open3D, end-to-end latency at 10/20 Hz with 1/2/4 people",
@@ -191,9 +192,10 @@ def _fusion_config(alert_sequence: str | None):
     p = yaml.safe_load((share_dir() / "config" / "har.yaml").read_text())["har_node"]["ros__parameters"]
     seq = (tuple(x.strip() for x in alert_sequence.split(",") if x.strip()) if alert_sequence is not None
            else tuple(p.get("alert_sequence", FusionConfig.alert_sequence)))
+    alert = {k: float(p.get(k, getattr(FusionConfig, k)))
+             for k in ("alert_within_s", "alert_min_drop_m", "alert_max_height_m", "alert_down_s")}
     return FusionConfig(switch_rate=float(p.get("fusion_switch_rate", FusionConfig.switch_rate)),
-                        sharpness=float(p.get("fusion_sharpness", FusionConfig.sharpness)), alert_sequence=seq,
-                        alert_within_s=float(p.get("alert_within_s", FusionConfig.alert_within_s)))
+                        sharpness=float(p.get("fusion_sharpness", FusionConfig.sharpness)), alert_sequence=seq, **alert)
 
 
 def _terminate_as_interrupt(signum, frame) -> None:

@@ -72,21 +72,21 @@ class LiveScorer:
 
     def on_event(self, msg) -> None:
         e = self._event(msg)
-        e.alert = (e.track_id, e.start_ns) in self.alert_keys
         self.events.append(e)
         self.new_events.append(e)
         self._keep("/despite/events", msg)
 
     def on_alert(self, msg) -> None:
-        """The alerting segments (also on /despite/events, possibly received first)."""
+        """An alert: the first ongoing message of each alerting segment, kept with its own stamp (when
+        the alert was raised) as an alert event; it repeats a segment start of /despite/events, so
+        segment scoring does not count it again (``repeat``). The segment ends of an active alert
+        come here too (not alerts themselves)."""
         e = self._event(msg)
-        self.alert_keys.add((e.track_id, e.start_ns))
-        for seen in self.events:
-            if (seen.track_id, seen.start_ns) == (e.track_id, e.start_ns):
-                if e.ongoing and seen.ongoing and not seen.alert and seen not in self.new_events:
-                    e.alert = True
-                    self.new_events.append(e)               # already shown without the alert: show it again
-                seen.alert = True
+        if e.ongoing and (e.track_id, e.start_ns) not in self.alert_keys:
+            self.alert_keys.add((e.track_id, e.start_ns))
+            e.alert, e.repeat = True, True
+            self.events.append(e)
+            self.new_events.append(e)
         self._keep("/despite/alerts", msg)
 
     def closed_events(self) -> list[ActivityEvent]:
@@ -98,10 +98,9 @@ class LiveScorer:
             last[r["track"]] = max(last.get(r["track"], 0), r["stamp"])
         out = list(self.events)
         for e in self.events:
-            if e.ongoing and (e.track_id, e.start_ns) not in ended:
+            if e.ongoing and not e.repeat and (e.track_id, e.start_ns) not in ended:
                 end = max(last.get(e.track_id, e.stamp_ns), e.start_ns + 1)
-                out.append(ActivityEvent(e.track_id, e.label, e.class_id, e.confidence, e.start_ns, end, False, end,
-                                         e.alert))
+                out.append(ActivityEvent(e.track_id, e.label, e.class_id, e.confidence, e.start_ns, end, False, end))
         return out
 
     def on_truth(self, msg) -> None:

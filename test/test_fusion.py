@@ -27,13 +27,15 @@ def scores(k: int, p: float = 0.6) -> np.ndarray:
     return s
 
 
-def run(seq, fusion=None, p=0.6, tid=1):
-    """Feed one track's windows with the labels ``seq``; returns fused labels and every event."""
+def run(seq, fusion=None, p=0.6, tid=1, body=None):
+    """Feed one track's windows with the labels ``seq``; returns fused labels and every event.
+    ``body(stamps) -> (centroids (T, 3), extents (T, 2))``: the windows' raw geometry (none: not passed)."""
     fusion = fusion or ActivityFusion(LABELS)
     labels, events = [], []
     for i, k in enumerate(seq):
         st = window(i)
-        fused, ev = fusion.update(int(st[-1]), [(tid, st, scores(k, p[i] if isinstance(p, list) else p))])
+        sc = scores(k, p[i] if isinstance(p, list) else p)
+        fused, ev = fusion.update(int(st[-1]), [(tid, st, sc, *body(st)) if body else (tid, st, sc)])
         labels.append(fused[0].label)
         events += ev
     return labels, events, fusion
@@ -106,7 +108,8 @@ def test_tracks_are_independent_and_end_when_lost_or_silent():
 
 
 def test_alert_on_the_sequence_only():
-    cfg = FusionConfig(alert_sequence=("sit down", "sitting"), alert_within_s=3.0)
+    # a sequence that is not a fall: no body-down check, no geometry needed
+    cfg = FusionConfig(alert_sequence=("sit down", "sitting"), alert_within_s=3.0, alert_min_drop_m=0)
     _, events, fusion = run([0] * 8 + [2] * 8 + [3] * 10, ActivityFusion(LABELS, config=cfg))
     alerts = [e for e in events if e.alert]
     assert [(e.label, e.ongoing) for e in alerts] == [("sitting", True)]
@@ -124,11 +127,114 @@ def test_alert_on_the_sequence_only():
     assert not ActivityFusion(LABELS).alerts_enabled
 
 
+# ---- fall alerts: the body-down check (the default sequence, fall then lying)
+
+FALL_LABELS = LABELS + ["fall", "lying", "get up"]
+STAND, FALL, LYING, GET_UP = 0, 15, 16, 17
+
+
+def fall_scores(k: int, p: float = 0.6) -> np.ndarray:
+    s = np.full(len(FALL_LABELS), (1 - p) / (len(FALL_LABELS) - 1))
+    s[k] = p
+    return s
+
+
+def body(drop_at_s: float | None, hidden_after_s: float | None = None, standing=(1.0, 1.7), down=(0.15, 0.3)):
+    """Geometry of a person: standing (centroid z, height extent) until ``drop_at_s`` (None: never),
+    then down; no points from ``hidden_after_s`` on (fallen out of view)."""
+    def geometry(stamps):
+        t = stamps / NS
+        is_down = np.zeros(len(t), bool) if drop_at_s is None else t >= drop_at_s
+        z = np.where(is_down, down[0], standing[0])
+        h = np.where(is_down, down[1], standing[1])
+        cen = np.stack([np.full(len(t), 4.0), np.zeros(len(t)), z], 1)
+        ext = np.stack([h, np.full(len(t), 0.5)], 1)
+        if hidden_after_s is not None:
+            ext[t >= hidden_after_s] = np.nan
+            cen[t >= hidden_after_s] = 0.0                    # as ground-truth segmentation's empty frames
+        return cen, ext
+    return geometry
+
+
+def run_fall(seq, geometry, cfg=None, p=0.6):
+    fusion = ActivityFusion(FALL_LABELS, config=cfg or FusionConfig())
+    events = []
+    for i, k in enumerate(seq):
+        st = window(i)
+        _, ev = fusion.update(int(st[-1]), [(1, st, fall_scores(k, p), *geometry(st))])
+        events += ev
+    return events, fusion
+
+
+# windows 0.3 s apart ending at 2.3 s + 0.3 i: stand for 10 (to 5.0 s), fall for 8 (to 7.4 s), then lying
+FALL_SEQ = [STAND] * 10 + [FALL] * 8 + [LYING] * 12
+FALL_AT = 5.0                                   # s: where the body goes down (the fall's windows)
+
+
+def test_fall_alert_needs_the_body_to_go_down():
+    events, fusion = run_fall(FALL_SEQ, body(FALL_AT))
+    alerts = [e for e in events if e.alert and e.ongoing]
+    assert len(alerts) == 1 and fusion.alerts == 1 and fusion.active_alerts() == [1]
+    # the same scores from a body that stays upright (a misread squat or bend): no alert
+    events, fusion = run_fall(FALL_SEQ, body(None))
+    assert not any(e.alert for e in events) and fusion.alerts == 0
+    # ... or one that only goes a little lower (sitting: 0.3 m down, 1.2 m tall)
+    events, _ = run_fall(FALL_SEQ, body(FALL_AT, down=(0.7, 1.2)))
+    assert not any(e.alert for e in events)
+    # the check off: the scores alone raise it
+    events, _ = run_fall(FALL_SEQ, body(None), FusionConfig(alert_min_drop_m=0))
+    assert sum(e.alert and e.ongoing for e in events) == 1
+
+
+def test_fall_alert_comes_from_the_body_down_before_the_fused_lying():
+    events, _ = run_fall(FALL_SEQ, body(FALL_AT))
+    alert = next(e for e in events if e.alert and e.ongoing)
+    lying = next(e for e in events if e.ongoing and e.label == "lying")
+    # raised during the fused fall, once the body was down for alert_down_s (1 s), as a repeat of
+    # the fall segment's start (not a new segment for the events topic)
+    assert alert.label == "fall" and alert.repeat and alert.stamp_ns < lying.stamp_ns
+    first_down = next(int(window(i)[-1]) for i in range(30) if window(i)[-1] / NS >= FALL_AT)
+    assert alert.stamp_ns - first_down >= FusionConfig().alert_down_s * NS
+    assert alert.stamp_ns - first_down <= FusionConfig().alert_down_s * NS + STRIDE
+    assert not lying.alert                                  # one alert per fall: lying does not raise another
+    # without the early path, the alert waits for the fused lying segment and flags its start
+    events, _ = run_fall(FALL_SEQ, body(FALL_AT), FusionConfig(alert_down_s=0))
+    alerts = [e for e in events if e.alert and e.ongoing]
+    assert [(a.label, a.repeat) for a in alerts] == [("lying", False)] and alerts[0].stamp_ns == lying.stamp_ns
+
+
+def test_fall_alert_when_the_person_falls_out_of_view():
+    # seen going down for 0.3 s, then hidden (behind a bed): the last frames that saw them count
+    events, _ = run_fall(FALL_SEQ, body(FALL_AT, hidden_after_s=FALL_AT + 0.3))
+    assert sum(e.alert and e.ongoing for e in events) == 1
+    # hidden before going down: nothing seen goes down, no alert
+    events, _ = run_fall(FALL_SEQ, body(None, hidden_after_s=FALL_AT - 0.5))
+    assert not any(e.alert for e in events)
+
+
+def test_fall_alert_lasts_until_the_track_leaves_the_sequence():
+    events, fusion = run_fall(FALL_SEQ + [GET_UP] * 10 + [STAND] * 5, body(FALL_AT))
+    assert fusion.active_alerts() == [] and fusion.alerts == 1
+    ended = {e.label: e.alert for e in events if not e.ongoing}
+    assert ended["fall"] and ended["lying"] and not ended["get up"]     # the segments of the active alert
+
+
+def test_fall_alert_needs_the_geometry_while_the_check_is_on():
+    fusion = ActivityFusion(FALL_LABELS)
+    with pytest.raises(ValueError, match="centroids and extents"):
+        fusion.update(int(window(0)[-1]), [(1, window(0), fall_scores(STAND))])
+    # labels without the sequence's classes: no alerts, nothing needed
+    assert ActivityFusion(LABELS).update(int(window(0)[-1]), [(1, window(0), scores(0))])[0][0].label == "stand"
+
+
 def test_config_is_validated():
     with pytest.raises(ValueError, match="switch_rate"):
         FusionConfig(switch_rate=0)
     with pytest.raises(ValueError, match="sharpness"):
         FusionConfig(sharpness=0)
+    for name in ("alert_min_drop_m", "alert_max_height_m", "alert_down_s"):
+        with pytest.raises(ValueError, match=name):
+            FusionConfig(**{name: -1.0})
     with pytest.raises(ValueError, match="shape"):
         ActivityFusion(LABELS).update(0, [(1, window(0), np.ones(3) / 3)])
 

@@ -11,6 +11,7 @@ import rclpy
 from rclpy.parameter import Parameter
 from rclpy.qos import ReliabilityPolicy
 from sensor_msgs.msg import Imu, PointCloud2, PointField
+from std_msgs.msg import Header
 
 from despite_core.data.pointcloud2 import fill_message
 from despite_core.data.synth.bag import scan_arrays
@@ -100,28 +101,63 @@ def test_har_node_labels_tracks_from_simulated_scans_and_counts_hostile_input(ro
         node.destroy_node()
 
 
+def test_live_scorer_dates_an_alert_when_it_was_raised():
+    """Replay and the demo score har_node from its topics: an alert raised during an ongoing fall
+    segment arrives on /despite/alerts only, as that segment's start announced again; it counts as
+    one alert at the time it was raised, and the segment's own start keeps the time it was known."""
+    from despite_core.runtime.buffers import NS
+    from despite_core.runtime.scoring import GroundTruth, predicted_segments
+    from despite_ros.live_score import LiveScorer
+    from despite_ros.msg import ActivityEvent as EventMsg
+
+    class NoNode:
+        def create_subscription(self, *args):
+            return None
+
+    def msg(label, start_s, stamp_s, ongoing=True, end_s=0.0):
+        return EventMsg(header=Header(stamp=to_time(int(stamp_s * NS))), track_id=7, label=label, class_id=15,
+                        confidence=0.8, start=to_time(int(start_s * NS)), end=to_time(int(end_s * NS)), ongoing=ongoing)
+
+    scorer = LiveScorer(NoNode(), GroundTruth(["stand", "fall"]), subscribe_gt=False)
+    scorer.on_event(msg("fall", 4.0, 4.3))                  # the fall segment starts (known at 4.3 s)
+    scorer.on_alert(msg("fall", 4.0, 5.5))                  # its alert, raised at 5.5 s
+    scorer.on_alert(msg("fall", 4.0, 5.8))                  # a duplicate delivery: not another alert
+    scorer.on_event(msg("fall", 4.0, 6.1, ongoing=False, end_s=6.0))
+    scorer.on_alert(msg("fall", 4.0, 6.1, ongoing=False, end_s=6.0))    # the active alert's segment ends
+    events = scorer.closed_events()
+    alerts = [e for e in events if e.ongoing and e.alert]
+    assert [(a.stamp_ns, a.repeat) for a in alerts] == [(int(5.5 * NS), True)]
+    segs = predicted_segments(events, [])
+    assert [(s.start, s.end, s.emitted) for s in segs] == [(int(4.0 * NS), int(6.0 * NS), int(4.3 * NS))]
+    assert [e.alert for e in scorer.new_events] == [False, True, False]          # the demo prints the alert
+
+
 def test_har_node_alerts_on_its_sequence_and_turns_off_fusion(ros):
-    """Glue: the pipeline's fused segments completing alert_sequence go out on ~/output/alerts (and
-    ~/output/events) and turn /diagnostics WARN naming the track while they last; fusion off gives
-    the windows' own labels."""
+    """Glue: the pipeline's fall alert (the default sequence, fall then lying, with the body going
+    down) goes out on ~/output/alerts, the events once each on ~/output/events (the alert's repeat
+    of the fall segment's start is for the alerts topic only), and /diagnostics is WARN naming the
+    track while it lasts; the alert parameters reach the fusion; fusion off gives the windows' own labels."""
     from despite_core.runtime.buffers import NS
 
     node = HarNode(context=ros, parameter_overrides=[Parameter("model", value=BUNDLE), Parameter("providers", value="cpu"),
-                                                     Parameter("alert_sequence", value=["sit down", "sitting"])])
+                                                     Parameter("alert_down_s", value=0.9)])
     try:
         events, alerts, diags = capture(node.event_pub), capture(node.alert_pub), capture(node.diag_pub)
         names = node.runtime.bundle.class_names
         fusion = node.pipeline.fusion
-        assert fusion.alerts_enabled
+        assert fusion.alerts_enabled and fusion.checks_body and fusion.cfg.alert_down_s == 0.9
         node.received = 1
-        for i, label in enumerate(["stand"] * 6 + ["sit down"] * 6 + ["sitting"] * 6):
+        for i, label in enumerate(["stand"] * 6 + ["fall"] * 8 + ["lying"] * 6):
             scores = np.full(len(names), 0.2 / (len(names) - 1))
             scores[names.index(label)] = 0.8
             stamps = (np.arange(24) * NS // 10 + i * 3 * NS // 10).astype(np.int64)
-            _, ev = fusion.update(int(stamps[-1]), [(7, stamps, scores)])
+            down = stamps >= (23 + 6 * 3) * NS // 10      # from the newest frame of the first fall window on
+            centroids = np.stack([np.full(24, 4.0), np.zeros(24), np.where(down, 0.15, 1.0)], 1)
+            extents = np.stack([np.where(down, 0.3, 1.7), np.full(24, 0.5)], 1)
+            _, ev = fusion.update(int(stamps[-1]), [(7, stamps, scores, centroids, extents)])
             node.publish_events("lidar", ev)
-        assert [(e.label, e.ongoing) for e in alerts] == [("sitting", True)] and alerts[0].track_id == 7
-        assert [e.label for e in events if e.ongoing] == ["stand", "sit down", "sitting"]
+        assert [(e.label, e.ongoing) for e in alerts if e.ongoing] == [("fall", True)] and alerts[0].track_id == 7
+        assert [e.label for e in events if e.ongoing] == ["stand", "fall", "lying"]     # no repeated start
         node.publish_diagnostics()
         st = diags[-1].status[0]
         assert st.level == st.WARN and "ALERT" in st.message and "track 7" in st.message
@@ -129,7 +165,8 @@ def test_har_node_alerts_on_its_sequence_and_turns_off_fusion(ros):
         node.publish_events("lidar", fusion.end(7))          # the track is gone: the alert ends
         node.received = 1                                    # (no scans here: not the "no input" warning)
         node.publish_diagnostics()
-        assert diags[-1].status[0].level == diags[-1].status[0].OK and len(alerts) == 2 and not alerts[1].ongoing
+        assert diags[-1].status[0].level == diags[-1].status[0].OK
+        assert (alerts[-1].label, alerts[-1].ongoing) == ("lying", False)
     finally:
         node.destroy_node()
     node = HarNode(context=ros, parameter_overrides=[Parameter("model", value=BUNDLE), Parameter("fusion", value=False)])

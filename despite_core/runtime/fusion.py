@@ -17,10 +17,22 @@ window of the run of windows, just before the change, whose own label was alread
 previous segment ends there. A track that is lost, or silent for ``max_silence_s``, ends its
 segment at its last window's newest scan.
 
-Alerts: a segment whose label completes ``alert_sequence`` (the track's consecutive segment
-labels, e.g. ``fall`` then ``lying``, in order, each earlier one ending at most ``alert_within_s``
-before the last starts; other segments may come between) is flagged ``alert`` on its start event;
-it stays an *active* alert until it ends.
+Alerts (e.g. a fall, then lying), at most one per occurrence: raised at the first window where
+(1) the sequence is established: the fused segment's label completes ``alert_sequence`` (the
+track's segment labels in order, each earlier one ending at most ``alert_within_s`` before the
+last starts; other segments may come between), or it is the sequence's next-to-last label (a
+fused ``fall``) and the body has been down for ``alert_down_s`` (the last label, lying, shown by
+the body itself before the window majority turns), and (2) the body is down: the newest observed
+frame of the track's windows has its centroid at least ``alert_min_drop_m`` below the highest in
+the last :attr:`ActivityFusion.DOWN_LOOKBACK_S` and a height extent of at most
+``alert_max_height_m`` (the window's raw sensor-frame geometry, as the head's body-motion input:
+heights along the sensor's z, so a LiDAR pitched by more than about 10 degrees shows a lying body
+taller). Frames without points are not observations: a person who falls out of view is judged by
+the last frames that saw them. The geometric check is for falls; ``alert_min_drop_m = 0`` turns it
+off (another sequence, or windows without geometry). The alert is an event flagged ``alert``: the
+start event of the segment that raised it, or, when it is raised during an ongoing segment, that
+segment's start announced again with ``repeat`` set (for the alerts topic, not the events one).
+It stays *active* while the track's fused label stays within the sequence's labels.
 """
 from __future__ import annotations
 
@@ -40,13 +52,19 @@ class FusionConfig:
     when higher); ``sharpness``: exponent on the window scores (1 = windows as independent evidence);
     ``max_silence_s``: a track with no window for longer ends its segment and restarts its filter;
     ``alert_sequence``: consecutive segment labels that raise an alert (empty = none);
-    ``alert_within_s``: the sequence's earlier segments must end at most this long before its last starts."""
+    ``alert_within_s``: the sequence's earlier segments must end at most this long before its last starts;
+    ``alert_min_drop_m`` / ``alert_max_height_m``: the body-down check of an alert (0 drop = no check);
+    ``alert_down_s``: a body down this long during the sequence's next-to-last label establishes
+    the last one (0 = only the fused label does; so does a body check that is off). Chosen on development scenes (README, "Falls")."""
 
     switch_rate: float = 0.3
     sharpness: float = 0.8
     max_silence_s: float = 1.0
     alert_sequence: tuple[str, ...] = ("fall", "lying")
     alert_within_s: float = 3.0
+    alert_min_drop_m: float = 0.5
+    alert_max_height_m: float = 0.8
+    alert_down_s: float = 1.0
 
     def __post_init__(self) -> None:
         if not (self.switch_rate > 0 and math.isfinite(self.switch_rate)):
@@ -57,6 +75,10 @@ class FusionConfig:
             raise ValueError(f"max_silence_s must be > 0, got {self.max_silence_s}")
         if not self.alert_within_s >= 0:
             raise ValueError(f"alert_within_s must be >= 0, got {self.alert_within_s}")
+        for name in ("alert_min_drop_m", "alert_max_height_m", "alert_down_s"):
+            v = getattr(self, name)
+            if not (v >= 0 and math.isfinite(v)):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v}")
 
 
 @dataclass
@@ -73,6 +95,7 @@ class ActivityEvent:
     ongoing: bool
     stamp_ns: int
     alert: bool = False
+    repeat: bool = False          # an ongoing segment's start announced again because it raised an alert
 
 
 @dataclass
@@ -92,10 +115,14 @@ class _Track:
     start_ns: int = 0
     conf_sum: float = 0.0
     windows: int = 0
-    alert: bool = False
+    alert: bool = False                   # an alert of this track is active
+    established: bool = False             # the current segment completes the alert sequence
+    penultimate: bool = False             # ... or is its next-to-last label, in sequence
+    down_since: int | None = None         # newest scan since which the body has been down
     # recent windows: (centre ns, raw label index), newest last, for dating a change back
     recent: list[tuple[int, int]] = field(default_factory=list)
     history: list[tuple[int, int, int]] = field(default_factory=list)   # ended segments: label, start, end
+    body: list[tuple[int, float, float]] = field(default_factory=list)  # observed frames: stamp, z, height extent
 
 
 class ActivityFusion:
@@ -106,6 +133,7 @@ class ActivityFusion:
     ends the segment of the track silent longest (:attr:`evicted`)."""
 
     RECENT = 12                                     # windows kept to date a change back (3.6 s at stride 3)
+    DOWN_LOOKBACK_S = 6.0                           # s of observed frames the body-down check looks back
 
     def __init__(self, labels: list[str], class_ids: list[int] | None = None, config: FusionConfig | None = None,
                  max_tracks: int = MAX_TRACKS) -> None:
@@ -129,26 +157,36 @@ class ActivityFusion:
         """Tracks whose alerting segment is ongoing."""
         return sorted(t for t, s in self.tracks.items() if s.alert)
 
-    def update(self, stamp_ns: int, windows: list[tuple[int, np.ndarray, np.ndarray]]) -> tuple[list[Fused], list[ActivityEvent]]:
+    @property
+    def checks_body(self) -> bool:
+        """Alerts need the windows' geometry (the body-down check is on)."""
+        return self.alerts_enabled and self.cfg.alert_min_drop_m > 0
+
+    def update(self, stamp_ns: int, windows: list[tuple]) -> tuple[list[Fused], list[ActivityEvent]]:
         """One inference batch at ``stamp_ns`` (newest scan): ``windows`` = [(track id, window scan
-        stamps (T,) int ns, scores (L,))]. Returns each window's fused decision (same order) and the
-        events: segments that ended or started, and those of tracks silent for too long."""
+        stamps (T,) int ns, scores (L,)[, raw centroids (T, 3), raw extents (T, 2)])]; the geometry
+        (NaN extents: a frame without points) is needed while the body-down check is on. Returns
+        each window's fused decision (same order) and the events: segments that ended or started,
+        alerts, and the segments of tracks silent for too long."""
         events: list[ActivityEvent] = []
         silence = int(self.cfg.max_silence_s * NS)
-        present = {tid for tid, _, _ in windows}
+        present = {w[0] for w in windows}
         for tid in [t for t, s in self.tracks.items() if t not in present and stamp_ns - s.last_ns > silence]:
             events += self.end(tid)
         fused = []
-        for tid, stamps, scores in windows:
-            f, ev = self._step(tid, np.asarray(stamps, np.int64), np.asarray(scores, np.float64))
+        for tid, stamps, scores, *geometry in windows:
+            f, ev = self._step(tid, np.asarray(stamps, np.int64), np.asarray(scores, np.float64), geometry)
             fused.append(f)
             events += ev
         return fused, events
 
-    def _step(self, tid: int, stamps: np.ndarray, scores: np.ndarray) -> tuple[Fused, list[ActivityEvent]]:
+    def _step(self, tid: int, stamps: np.ndarray, scores: np.ndarray, geometry) -> tuple[Fused, list[ActivityEvent]]:
         n = len(self.labels)
         if scores.shape != (n,):
             raise ValueError(f"track {tid}: scores of shape {scores.shape}, expected ({n},) for {n} labels")
+        if self.checks_body and (len(geometry) != 2 or any(g is None for g in geometry)):
+            raise ValueError(f"track {tid}: the alert's body-down check (alert_min_drop_m > 0) needs each window's "
+                             "raw centroids and extents; pass them, or set alert_min_drop_m = 0")
         newest, centre = int(stamps[-1]), int((int(stamps[0]) + int(stamps[-1])) // 2)
         evidence = np.clip(scores, 1e-6, None) ** self.cfg.sharpness
         events: list[ActivityEvent] = []
@@ -185,21 +223,63 @@ class ActivityFusion:
                 start = max(start, tr.start_ns + 1)
                 events.append(self._ended(tid, tr, start))
             tr.label, tr.start_ns, tr.conf_sum, tr.windows = k, start, 0.0, 0
-            tr.alert = self._completes_alert(tr)
-            self.alerts += tr.alert
-            events.append(ActivityEvent(tid, self.labels[k], self.class_ids[k], conf, start, 0, True, newest, tr.alert))
+            if tr.alert and k not in self.alert_ids:            # the track left the sequence: the alert ends
+                tr.alert = False
+            tr.established = self._in_sequence(tr, len(self.alert_ids))
+            tr.penultimate = len(self.alert_ids) >= 2 and self._in_sequence(tr, len(self.alert_ids) - 1)
+            events.append(ActivityEvent(tid, self.labels[k], self.class_ids[k], conf, start, 0, True, newest))
         tr.conf_sum += conf
         tr.windows += 1
+        if self.alert_ids:
+            events += self._alert(tid, tr, stamps, geometry, conf, events)
         return Fused(self.labels[k], self.class_ids[k], conf), events
 
-    def _completes_alert(self, tr: _Track) -> bool:
-        """The new segment's label ends the alert sequence and the labels before it occur, in order,
-        among the track's segments that ended at most ``alert_within_s`` before it started (other
-        segments may come between: a fall misread as a squat for one window still alerts)."""
-        seq = self.alert_ids
-        if not seq or tr.label != seq[-1]:
+    def _alert(self, tid: int, tr: _Track, stamps: np.ndarray, geometry, conf: float,
+               events: list[ActivityEvent]) -> list[ActivityEvent]:
+        """Raise the track's alert when its sequence is established and the body is down (module doc)."""
+        newest = int(stamps[-1])
+        down = self._body_down(tr, stamps, geometry) if self.checks_body else True
+        tr.down_since = (newest if tr.down_since is None else tr.down_since) if down else None
+        held = (self.checks_body and self.cfg.alert_down_s > 0 and tr.down_since is not None
+                and newest - tr.down_since >= int(self.cfg.alert_down_s * NS))
+        if tr.alert or not down or not (tr.established or (tr.penultimate and held)):
+            return []
+        tr.alert = True
+        self.alerts += 1
+        if events and events[-1].ongoing and events[-1].track_id == tid and events[-1].stamp_ns == newest:
+            events[-1].alert = True                             # the segment that started now raised it
+            return []
+        return [ActivityEvent(tid, self.labels[tr.label], self.class_ids[tr.label], conf, tr.start_ns, 0, True,
+                              newest, True, repeat=True)]
+
+    def _body_down(self, tr: _Track, stamps: np.ndarray, geometry) -> bool:
+        """Keep the window's observed frames (finite extent) in the track's lookback; the body is
+        down when the newest observed frame's centroid is ``alert_min_drop_m`` below the highest
+        and its height extent at most ``alert_max_height_m``."""
+        centroids, extents = (np.asarray(g, np.float64) for g in geometry)
+        last = tr.body[-1][0] if tr.body else None
+        for s, c, e in zip(stamps.tolist(), centroids, extents):
+            if (last is None or s > last) and np.isfinite(e[0]) and np.isfinite(c[2]):
+                tr.body.append((int(s), float(c[2]), float(e[0])))
+                last = s
+        horizon = int(stamps[-1]) - int(self.DOWN_LOOKBACK_S * NS)
+        while tr.body and tr.body[0][0] < horizon:
+            tr.body.pop(0)
+        if len(tr.body) < 2:
             return False
-        want = list(seq[:-1])
+        top = max(z for _, z, _ in tr.body)
+        _, z, h = tr.body[-1]
+        return top - z >= self.cfg.alert_min_drop_m and h <= self.cfg.alert_max_height_m
+
+    def _in_sequence(self, tr: _Track, upto: int) -> bool:
+        """The current segment's label is the alert sequence's ``upto``-th and the labels before it
+        occur, in order, among the track's segments ending at most ``alert_within_s`` before it
+        started (other segments may come between: a fall misread as a squat for one window still
+        alerts)."""
+        seq = self.alert_ids
+        if not seq or upto < 1 or tr.label != seq[upto - 1]:
+            return False
+        want = list(seq[:upto - 1])
         horizon = tr.start_ns - int(self.cfg.alert_within_s * NS)
         for label, _, end in reversed(tr.history):
             if not want or end < horizon:
@@ -211,10 +291,8 @@ class ActivityFusion:
     def _ended(self, tid: int, tr: _Track, end_ns: int) -> ActivityEvent:
         conf = tr.conf_sum / tr.windows if tr.windows else 0.0
         tr.history = (tr.history + [(tr.label, tr.start_ns, end_ns)])[-8:]
-        ev = ActivityEvent(tid, self.labels[tr.label], self.class_ids[tr.label], conf, tr.start_ns, end_ns, False,
-                           tr.last_ns, tr.alert)
-        tr.alert = False
-        return ev
+        return ActivityEvent(tid, self.labels[tr.label], self.class_ids[tr.label], conf, tr.start_ns, end_ns, False,
+                             tr.last_ns, tr.alert)
 
     def end(self, tid: int) -> list[ActivityEvent]:
         """The track is gone (lost by perception, or silent): its segment ends at its last window."""

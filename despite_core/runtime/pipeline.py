@@ -45,6 +45,8 @@ class TrackResult:
     embedding: np.ndarray            # (D,) unit vector
     extras: list = field(default_factory=list)    # per-frame payloads (e.g. ground-truth point counts)
     fused: Fused | None = None       # None with fusion off
+    centroids: np.ndarray | None = None   # (T, 3) raw centroids of the window's frames, sensor frame
+    extents: np.ndarray | None = None     # (T, 2) raw cloud height and horizontal extent (NaN: not given)
 
     @property
     def decision(self) -> Fused:
@@ -208,12 +210,14 @@ class HarPipeline:
             return out
         if not self.infer_windows:
             out.results = [TrackResult(w.track_id, w.stamps, w.centroids[-1], "", -1, 0.0, np.zeros(0, np.float32),
-                                       np.zeros(0, np.float32), w.extras) for w in windows]
+                                       np.zeros(0, np.float32), w.extras, centroids=w.centroids, extents=w.extents)
+                           for w in windows]
             return out
         out.inferred = True
         out.results = self.infer(windows)
         if self.fusion is not None:
-            fused, ev = self.fusion.update(stamp_ns, [(r.track_id, r.stamps, r.scores) for r in out.results])
+            fused, ev = self.fusion.update(stamp_ns, [(r.track_id, r.stamps, r.scores, r.centroids, r.extents)
+                                                       for r in out.results])
             for r, f in zip(out.results, fused):
                 r.fused = f
             out.events += ev
@@ -236,7 +240,8 @@ class HarPipeline:
             k = int(np.argmax(p))
             label = self.labels[k]
             cid = class_names.index(label) if label in class_names else NO_CLASS
-            out.append(TrackResult(w.track_id, w.stamps, w.centroids[-1], label, cid, float(p[k]), p, e, w.extras))
+            out.append(TrackResult(w.track_id, w.stamps, w.centroids[-1], label, cid, float(p[k]), p, e, w.extras,
+                                   centroids=w.centroids, extents=w.extents))
         return out
 
 

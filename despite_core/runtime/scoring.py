@@ -465,8 +465,12 @@ def predicted_segments(events, records: list[dict]) -> list[Segment]:
     """Fused segments from the pipeline's events (an ended segment each; run the pipeline's flush
     at the end of a recording) with the true person of most of the track's windows in them, from
     the scored window ``records``. ``events``: objects with track_id, class_id, start_ns, end_ns,
-    ongoing and stamp_ns (runtime.fusion.ActivityEvent, or the message fields)."""
-    started = {(e.track_id, e.start_ns): e.stamp_ns for e in events if e.ongoing}
+    ongoing and stamp_ns (runtime.fusion.ActivityEvent, or the message fields); a segment start
+    announced again (``repeat``, an alert) does not change when it was first known."""
+    started: dict[tuple[int, int], int] = {}
+    for e in events:
+        if e.ongoing and not getattr(e, "repeat", False):
+            started.setdefault((e.track_id, e.start_ns), e.stamp_ns)
     by_track: dict[int, list[tuple[int, int]]] = {}
     for r in records:
         by_track.setdefault(r["track"], []).append((r["stamp"], r["person"]))

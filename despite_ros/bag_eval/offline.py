@@ -22,8 +22,9 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
     """Run the pipeline over the bag in-process; returns the results dict (see :func:`write_results`).
     ``fusion``: the temporal fusion scored (None: windows only, no segments). ``keep_batches``: also
     return each inference batch's windows (``batches``: [(stamp, [(track, stamps, scores, true
-    person, frame labels)])]) and the ground truth (``ground_truth``), to rescore other fusion
-    settings without running the model again (bench/fusion_sweep.py)."""
+    person, frame labels, raw centroids (T, 3), raw extents (T, 2))])]) and the ground truth
+    (``ground_truth``), to rescore other fusion settings without running the model again
+    (bench/fusion_sweep.py)."""
     from tqdm import tqdm
 
     from despite_core.data.pointcloud2 import PointCloud2Error, decode_points
@@ -90,7 +91,7 @@ def evaluate_offline(bag: Path, model: Path, *, segmentation: str = "live", labe
                     frame_labels = gt.labels(person, r.stamps) if person else []
                     board.score_window(r.stamps[-1], r.track_id, person, frame_labels, d.class_id, d.confidence,
                                        raw=r.class_id)
-                    batch.append((r.track_id, r.stamps, r.scores, person, frame_labels))
+                    batch.append((r.track_id, r.stamps, r.scores, person, frame_labels, r.centroids, r.extents))
                 if keep_batches:
                     batches.append((s, batch))
                 if matcher is not None:

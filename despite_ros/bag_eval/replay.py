@@ -50,7 +50,8 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
     if fusion is not None:
         pipeline.update({"fusion_switch_rate": float(fusion.switch_rate), "fusion_sharpness": float(fusion.sharpness),
                          "alert_sequence": list(fusion.alert_sequence) or [""],
-                         "alert_within_s": float(fusion.alert_within_s)})
+                         **{k: float(getattr(fusion, k)) for k in ("alert_within_s", "alert_min_drop_m",
+                                                                    "alert_max_height_m", "alert_down_s")}})
     args = {"model": str(model), "points_topic": points_topic, "imu_topic": imu_topic,
             **({"wearers": ",".join(wearers)} if wearers else {})}
     nodes = ("har_node", "matching_node") if wearers else ("har_node",)

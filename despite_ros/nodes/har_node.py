@@ -58,6 +58,9 @@ class HarParams:
     fusion_sharpness: float = FusionConfig.sharpness
     alert_sequence: tuple[str, ...] = FusionConfig.alert_sequence
     alert_within_s: float = FusionConfig.alert_within_s
+    alert_min_drop_m: float = FusionConfig.alert_min_drop_m
+    alert_max_height_m: float = FusionConfig.alert_max_height_m
+    alert_down_s: float = FusionConfig.alert_down_s
     # perception: the library's defaults (PerceptionConfig), one place
     max_range: float = PerceptionConfig.max_range
     background: bool = PerceptionConfig.background
@@ -82,7 +85,9 @@ class HarParams:
         if not self.fusion:
             return None
         return FusionConfig(switch_rate=self.fusion_switch_rate, sharpness=self.fusion_sharpness,
-                            alert_sequence=tuple(x for x in self.alert_sequence if x), alert_within_s=self.alert_within_s)
+                            alert_sequence=tuple(x for x in self.alert_sequence if x), alert_within_s=self.alert_within_s,
+                            alert_min_drop_m=self.alert_min_drop_m, alert_max_height_m=self.alert_max_height_m,
+                            alert_down_s=self.alert_down_s)
 
     def perception(self, points_per_frame: int) -> PerceptionConfig:
         return PerceptionConfig(max_range=self.max_range, background=self.background,
@@ -107,6 +112,12 @@ DOCS = {
     "alert_sequence": ("fused segment labels that, in order, raise an alert on ~/output/alerts and a /diagnostics "
                        "WARN (default: fall, lying; off when the bundle lacks one of them)",),
     "alert_within_s": ("the alert sequence's earlier segments end at most this long before its last starts, s", 0.0, 60.0),
+    "alert_min_drop_m": ("an alert needs the body down: its newest observed centroid this far below its highest in "
+                         "the last 6 s, m (0 = no body check: for a sequence that is not a fall)", 0.0, 3.0),
+    "alert_max_height_m": ("an alert needs the body down: its newest observed height extent at most this, m",
+                           0.0, 3.0),
+    "alert_down_s": ("a body down this long during a fused fall (the sequence's next-to-last label) raises the "
+                     "alert before the fused label turns to lying, s (0 = wait for the fused label)", 0.0, 10.0),
     "truth_field": ("evaluation only: per-point person-id field (gt_person) to publish ~/output/truth; empty = off",),
     "max_range": ("horizontal range of interest, m", 1.0, 200.0),
     "background": ("learn a static background (fixed sensor) that removes walls and furniture; false on a moving "
@@ -240,8 +251,9 @@ class HarNode(Node):
             msg = ActivityEvent(header=Header(stamp=to_time(e.stamp_ns), frame_id=frame_id), track_id=e.track_id,
                                 label=e.label, class_id=e.class_id, confidence=float(e.confidence),
                                 start=to_time(e.start_ns), end=to_time(e.end_ns), ongoing=e.ongoing)
-            self.event_pub.publish(msg)
-            self.events += 1
+            if not e.repeat:                       # a segment start announced again goes to alerts only
+                self.event_pub.publish(msg)
+                self.events += 1
             if e.alert:
                 self.alert_pub.publish(msg)
                 if e.ongoing:
