@@ -4,8 +4,10 @@ Subscribes ``~/input/points`` (sensor_msgs/PointCloud2, sensor-data QoS). Publis
 ``~/output/activities`` (ActivityArray, one entry per track with a full window; stamp = the newest
 scan of the window, frame = the cloud's frame), ``~/output/embeddings`` (Embedding per track, with
 the window's scan stamps), ``~/output/events`` (ActivityEvent: a track's fused segment starting or
-ending), ``~/output/alerts`` (the events of segments completing ``alert_sequence``, e.g. a fall then
-lying; also a /diagnostics WARN naming the track while it lasts), ``~/output/markers`` (MarkerArray:
+ending), ``~/output/alerts`` (a fall alert: once per fall, when the fused labels reach ``alert_sequence``,
+fall then lying, with the body down, or a fused fall with the body down for ``alert_down_s``; the
+alerting segment's start event, which when raised mid-segment goes to this topic only; then the
+ends of its segments; a /diagnostics WARN names the track while it lasts; runtime.fusion), ``~/output/markers`` (MarkerArray:
 the fused label over each person, coloured by class) and ``/diagnostics``. With ``fusion`` on (the
 default) a PersonActivity's ``label``, ``class_id`` and ``confidence`` are the track's fused label
 and its posterior, and ``scores`` stay the window's own (its own label is their argmax). With ``truth_field`` set (evaluation only) and the cloud carrying that
