@@ -110,6 +110,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="the alert's body-down check: alert_min_drop_m (default FusionConfig's; 0 = labels alone)")
     ap.add_argument("--alert-down-s", type=float, default=None, metavar="S",
                     help="alert_down_s (default FusionConfig's; 0 = wait for the fused last label)")
+    ap.add_argument("--alert-min-length", type=float, default=None, metavar="M",
+                    help="alert_min_length_m, the early path's body length along the floor (default FusionConfig's)")
     ap.add_argument("--labels-only-alert", action="store_true",
                     help="with --only: also the alert on the labels alone (alert_min_drop_m 0), as the last row")
     ap.add_argument("--out", type=Path, default=None)
@@ -121,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
 
     model = args.model or default_bundle_path()
     seq = tuple(s.strip() for s in args.alert_sequence.split(",") if s.strip())
-    alert = {k: v for k, v in (("alert_min_drop_m", args.alert_min_drop), ("alert_down_s", args.alert_down_s))
-             if v is not None}
+    alert = {k: v for k, v in (("alert_min_drop_m", args.alert_min_drop), ("alert_down_s", args.alert_down_s),
+                               ("alert_min_length_m", args.alert_min_length)) if v is not None}
     kept = []
     for bag in args.bags:
         print(f"[fusion_sweep] {bag}: running the pipeline ({args.segmentation} segmentation)", file=sys.stderr)

@@ -92,6 +92,9 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("fall-alert-body-check-off", "the fall alert ignores whether the body went down", "despite_core.runtime.fusion",
            "        return top - z >= self.cfg.alert_min_drop_m and h <= self.cfg.alert_max_height_m\n",
            "        return True\n", ("test/test_fusion.py",), fast=True),
+    Mutant("fall-alert-early-length-off", "the early fall alert ignores whether the body lies along the floor",
+           "despite_core.runtime.fusion", "                and tr.body[-1][3] >= self.cfg.alert_min_length_m)",
+           "                and True)", ("test/test_fusion.py",), fast=True),
 )
 
 

@@ -193,7 +193,7 @@ def _fusion_config(alert_sequence: str | None):
     seq = (tuple(x.strip() for x in alert_sequence.split(",") if x.strip()) if alert_sequence is not None
            else tuple(p.get("alert_sequence", FusionConfig.alert_sequence)))
     alert = {k: float(p.get(k, getattr(FusionConfig, k)))
-             for k in ("alert_within_s", "alert_min_drop_m", "alert_max_height_m", "alert_down_s")}
+             for k in FusionConfig.ALERT_PARAMS}
     return FusionConfig(switch_rate=float(p.get("fusion_switch_rate", FusionConfig.switch_rate)),
                         sharpness=float(p.get("fusion_sharpness", FusionConfig.sharpness)), alert_sequence=seq, **alert)
 

@@ -139,16 +139,16 @@ def fall_scores(k: int, p: float = 0.6) -> np.ndarray:
     return s
 
 
-def body(drop_at_s: float | None, hidden_after_s: float | None = None, standing=(1.0, 1.7), down=(0.15, 0.3)):
-    """Geometry of a person: standing (centroid z, height extent) until ``drop_at_s`` (None: never),
-    then down; no points from ``hidden_after_s`` on (fallen out of view)."""
+def body(drop_at_s: float | None, hidden_after_s: float | None = None, standing=(1.0, 1.7, 0.5),
+         down=(0.15, 0.3, 1.6)):
+    """Geometry of a person: standing (centroid z, height extent, horizontal extent) until
+    ``drop_at_s`` (None: never), then down; no points from ``hidden_after_s`` on (fallen out of view)."""
     def geometry(stamps):
         t = stamps / NS
         is_down = np.zeros(len(t), bool) if drop_at_s is None else t >= drop_at_s
-        z = np.where(is_down, down[0], standing[0])
-        h = np.where(is_down, down[1], standing[1])
+        z, h, length = (np.where(is_down, d, u) for d, u in zip(down, standing))
         cen = np.stack([np.full(len(t), 4.0), np.zeros(len(t)), z], 1)
-        ext = np.stack([h, np.full(len(t), 0.5)], 1)
+        ext = np.stack([h, length], 1)
         if hidden_after_s is not None:
             ext[t >= hidden_after_s] = np.nan
             cen[t >= hidden_after_s] = 0.0                    # as ground-truth segmentation's empty frames
@@ -179,7 +179,7 @@ def test_fall_alert_needs_the_body_to_go_down():
     events, fusion = run_fall(FALL_SEQ, body(None))
     assert not any(e.alert for e in events) and fusion.alerts == 0
     # ... or one that only goes a little lower (sitting: 0.3 m down, 1.2 m tall)
-    events, _ = run_fall(FALL_SEQ, body(FALL_AT, down=(0.7, 1.2)))
+    events, _ = run_fall(FALL_SEQ, body(FALL_AT, down=(0.7, 1.2, 0.6)))
     assert not any(e.alert for e in events)
     # the check off: the scores alone raise it
     events, _ = run_fall(FALL_SEQ, body(None), FusionConfig(alert_min_drop_m=0))
@@ -201,6 +201,18 @@ def test_fall_alert_comes_from_the_body_down_before_the_fused_lying():
     events, _ = run_fall(FALL_SEQ, body(FALL_AT), FusionConfig(alert_down_s=0))
     alerts = [e for e in events if e.alert and e.ongoing]
     assert [(a.label, a.repeat) for a in alerts] == [("lying", False)] and alerts[0].stamp_ns == lying.stamp_ns
+
+
+def test_fall_alert_early_path_needs_a_body_along_the_floor():
+    # low and short: a person whose upper body is hidden (a few low returns) while a fall is fused;
+    # the early path is not taken, the alert waits for the fused lying segment
+    events, _ = run_fall(FALL_SEQ, body(FALL_AT, down=(0.15, 0.3, 0.4)))
+    lying = next(e for e in events if e.ongoing and e.label == "lying")
+    alerts = [e for e in events if e.alert and e.ongoing]
+    assert [(a.label, a.repeat) for a in alerts] == [("lying", False)] and alerts[0].stamp_ns == lying.stamp_ns
+    # the same with the length check off (0 m) takes it, during the fused fall
+    events, _ = run_fall(FALL_SEQ, body(FALL_AT, down=(0.15, 0.3, 0.4)), FusionConfig(alert_min_length_m=0))
+    assert [e.label for e in events if e.alert and e.ongoing] == ["fall"]
 
 
 def test_fall_alert_when_the_person_falls_out_of_view():
@@ -232,7 +244,7 @@ def test_config_is_validated():
         FusionConfig(switch_rate=0)
     with pytest.raises(ValueError, match="sharpness"):
         FusionConfig(sharpness=0)
-    for name in ("alert_min_drop_m", "alert_max_height_m", "alert_down_s"):
+    for name in FusionConfig.ALERT_PARAMS:
         with pytest.raises(ValueError, match=name):
             FusionConfig(**{name: -1.0})
     with pytest.raises(ValueError, match="shape"):

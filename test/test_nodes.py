@@ -140,12 +140,14 @@ def test_har_node_alerts_on_its_sequence_and_turns_off_fusion(ros):
     from despite_core.runtime.buffers import NS
 
     node = HarNode(context=ros, parameter_overrides=[Parameter("model", value=BUNDLE), Parameter("providers", value="cpu"),
-                                                     Parameter("alert_down_s", value=0.9)])
+                                                     Parameter("alert_down_s", value=0.9),
+                                                     Parameter("alert_min_length_m", value=0.7)])
     try:
         events, alerts, diags = capture(node.event_pub), capture(node.alert_pub), capture(node.diag_pub)
         names = node.runtime.bundle.class_names
         fusion = node.pipeline.fusion
         assert fusion.alerts_enabled and fusion.checks_body and fusion.cfg.alert_down_s == 0.9
+        assert fusion.cfg.alert_min_length_m == 0.7
         node.received = 1
         for i, label in enumerate(["stand"] * 6 + ["fall"] * 8 + ["lying"] * 6):
             scores = np.full(len(names), 0.2 / (len(names) - 1))
@@ -153,7 +155,7 @@ def test_har_node_alerts_on_its_sequence_and_turns_off_fusion(ros):
             stamps = (np.arange(24) * NS // 10 + i * 3 * NS // 10).astype(np.int64)
             down = stamps >= (23 + 6 * 3) * NS // 10      # from the newest frame of the first fall window on
             centroids = np.stack([np.full(24, 4.0), np.zeros(24), np.where(down, 0.15, 1.0)], 1)
-            extents = np.stack([np.where(down, 0.3, 1.7), np.full(24, 0.5)], 1)
+            extents = np.stack([np.where(down, 0.3, 1.7), np.where(down, 1.6, 0.5)], 1)   # lying along the floor
             _, ev = fusion.update(int(stamps[-1]), [(7, stamps, scores, centroids, extents)])
             node.publish_events("lidar", ev)
         assert [(e.label, e.ongoing) for e in alerts if e.ongoing] == [("fall", True)] and alerts[0].track_id == 7

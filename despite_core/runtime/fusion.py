@@ -21,8 +21,10 @@ Alerts (e.g. a fall, then lying), at most one per occurrence: raised at the firs
 (1) the sequence is established: the fused segment's label completes ``alert_sequence`` (the
 track's segment labels in order, each earlier one ending at most ``alert_within_s`` before the
 last starts; other segments may come between), or it is the sequence's next-to-last label (a
-fused ``fall``) and the body has been down for ``alert_down_s`` (the last label, lying, shown by
-the body itself before the window majority turns), and (2) the body is down: the newest observed
+fused ``fall``) and the body has been down for ``alert_down_s`` and lies along the floor (its
+newest observed frame at least ``alert_min_length_m`` long horizontally: the last label, lying,
+shown by the body itself before the window majority turns; the length keeps a person whose upper
+body is hidden, a few low returns, from taking this early path), and (2) the body is down: the newest observed
 frame of the track's windows has its centroid at least ``alert_min_drop_m`` below the highest in
 the last :attr:`ActivityFusion.DOWN_LOOKBACK_S` and a height extent of at most
 ``alert_max_height_m`` (the window's raw sensor-frame geometry, as the head's body-motion input:
@@ -38,6 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import numpy as np
 
@@ -55,7 +58,12 @@ class FusionConfig:
     ``alert_within_s``: the sequence's earlier segments must end at most this long before its last starts;
     ``alert_min_drop_m`` / ``alert_max_height_m``: the body-down check of an alert (0 drop = no check);
     ``alert_down_s``: a body down this long during the sequence's next-to-last label establishes
-    the last one (0 = only the fused label does; so does a body check that is off). Chosen on development scenes (README, "Falls")."""
+    the last one (0 = only the fused label does; so does a body check that is off) when the body is also
+    ``alert_min_length_m`` long horizontally. Chosen on development scenes (README, "Falls")."""
+
+    # the alert parameters, for the places that pass them on (har_node's config, the replay, the CLI)
+    ALERT_PARAMS: ClassVar[tuple[str, ...]] = ("alert_within_s", "alert_min_drop_m", "alert_max_height_m",
+                                               "alert_down_s", "alert_min_length_m")
 
     switch_rate: float = 0.3
     sharpness: float = 0.8
@@ -65,6 +73,7 @@ class FusionConfig:
     alert_min_drop_m: float = 0.5
     alert_max_height_m: float = 0.8
     alert_down_s: float = 1.0
+    alert_min_length_m: float = 0.8
 
     def __post_init__(self) -> None:
         if not (self.switch_rate > 0 and math.isfinite(self.switch_rate)):
@@ -75,7 +84,7 @@ class FusionConfig:
             raise ValueError(f"max_silence_s must be > 0, got {self.max_silence_s}")
         if not self.alert_within_s >= 0:
             raise ValueError(f"alert_within_s must be >= 0, got {self.alert_within_s}")
-        for name in ("alert_min_drop_m", "alert_max_height_m", "alert_down_s"):
+        for name in self.ALERT_PARAMS[1:]:
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v}")
@@ -122,7 +131,7 @@ class _Track:
     # recent windows: (centre ns, raw label index), newest last, for dating a change back
     recent: list[tuple[int, int]] = field(default_factory=list)
     history: list[tuple[int, int, int]] = field(default_factory=list)   # ended segments: label, start, end
-    body: list[tuple[int, float, float]] = field(default_factory=list)  # observed frames: stamp, z, height extent
+    body: list[tuple[int, float, float, float]] = field(default_factory=list)  # observed frames: stamp, z, height, length
 
 
 class ActivityFusion:
@@ -241,7 +250,8 @@ class ActivityFusion:
         down = self._body_down(tr, stamps, geometry) if self.checks_body else True
         tr.down_since = (newest if tr.down_since is None else tr.down_since) if down else None
         held = (self.checks_body and self.cfg.alert_down_s > 0 and tr.down_since is not None
-                and newest - tr.down_since >= int(self.cfg.alert_down_s * NS))
+                and newest - tr.down_since >= int(self.cfg.alert_down_s * NS)
+                and tr.body[-1][3] >= self.cfg.alert_min_length_m)
         if tr.alert or not down or not (tr.established or (tr.penultimate and held)):
             return []
         tr.alert = True
@@ -260,15 +270,15 @@ class ActivityFusion:
         last = tr.body[-1][0] if tr.body else None
         for s, c, e in zip(stamps.tolist(), centroids, extents):
             if (last is None or s > last) and np.isfinite(e[0]) and np.isfinite(c[2]):
-                tr.body.append((int(s), float(c[2]), float(e[0])))
+                tr.body.append((int(s), float(c[2]), float(e[0]), float(e[1])))
                 last = s
         horizon = int(stamps[-1]) - int(self.DOWN_LOOKBACK_S * NS)
         while tr.body and tr.body[0][0] < horizon:
             tr.body.pop(0)
         if len(tr.body) < 2:
             return False
-        top = max(z for _, z, _ in tr.body)
-        _, z, h = tr.body[-1]
+        top = max(b[1] for b in tr.body)
+        _, z, h, _ = tr.body[-1]
         return top - z >= self.cfg.alert_min_drop_m and h <= self.cfg.alert_max_height_m
 
     def _in_sequence(self, tr: _Track, upto: int) -> bool:

@@ -50,8 +50,7 @@ def evaluate_replay(bag: Path, model: Path, *, rate: float = 1.0, labels: Path |
     if fusion is not None:
         pipeline.update({"fusion_switch_rate": float(fusion.switch_rate), "fusion_sharpness": float(fusion.sharpness),
                          "alert_sequence": list(fusion.alert_sequence) or [""],
-                         **{k: float(getattr(fusion, k)) for k in ("alert_within_s", "alert_min_drop_m",
-                                                                    "alert_max_height_m", "alert_down_s")}})
+                         **{k: float(getattr(fusion, k)) for k in FusionConfig.ALERT_PARAMS}})
     args = {"model": str(model), "points_topic": points_topic, "imu_topic": imu_topic,
             **({"wearers": ",".join(wearers)} if wearers else {})}
     nodes = ("har_node", "matching_node") if wearers else ("har_node",)

@@ -63,6 +63,7 @@ class HarParams:
     alert_min_drop_m: float = FusionConfig.alert_min_drop_m
     alert_max_height_m: float = FusionConfig.alert_max_height_m
     alert_down_s: float = FusionConfig.alert_down_s
+    alert_min_length_m: float = FusionConfig.alert_min_length_m
     # perception: the library's defaults (PerceptionConfig), one place
     max_range: float = PerceptionConfig.max_range
     background: bool = PerceptionConfig.background
@@ -87,9 +88,8 @@ class HarParams:
         if not self.fusion:
             return None
         return FusionConfig(switch_rate=self.fusion_switch_rate, sharpness=self.fusion_sharpness,
-                            alert_sequence=tuple(x for x in self.alert_sequence if x), alert_within_s=self.alert_within_s,
-                            alert_min_drop_m=self.alert_min_drop_m, alert_max_height_m=self.alert_max_height_m,
-                            alert_down_s=self.alert_down_s)
+                            alert_sequence=tuple(x for x in self.alert_sequence if x),
+                            **{k: getattr(self, k) for k in FusionConfig.ALERT_PARAMS})
 
     def perception(self, points_per_frame: int) -> PerceptionConfig:
         return PerceptionConfig(max_range=self.max_range, background=self.background,
@@ -120,6 +120,8 @@ DOCS = {
                            0.0, 3.0),
     "alert_down_s": ("a body down this long during a fused fall (the sequence's next-to-last label) raises the "
                      "alert before the fused label turns to lying, s (0 = wait for the fused label)", 0.0, 10.0),
+    "alert_min_length_m": ("... when the body also lies along the floor: its newest observed horizontal extent at "
+                           "least this, m (keeps a person with a hidden upper body off that early path)", 0.0, 3.0),
     "truth_field": ("evaluation only: per-point person-id field (gt_person) to publish ~/output/truth; empty = off",),
     "max_range": ("horizontal range of interest, m", 1.0, 200.0),
     "background": ("learn a static background (fixed sensor) that removes walls and furniture; false on a moving "
