@@ -95,6 +95,12 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant("fall-alert-early-length-off", "the early fall alert ignores whether the body lies along the floor",
            "despite_core.runtime.fusion", "                and tr.body[-1][3] >= self.cfg.alert_min_length_m)",
            "                and True)", ("test/test_fusion.py",), fast=True),
+    Mutant("down-gate-predictions-only", "a body down on the floor is looked for only at the live tracks' predictions",
+           "despite_core.runtime.perception",
+           "        return np.concatenate([predicted.reshape(-1, 2), np.array(last + lost, np.float64).reshape(-1, 2)])",
+           "        return predicted.reshape(-1, 2)",
+           ("test/test_perception.py::test_a_person_lost_while_falling_is_taken_up_again_lying_with_the_same_id",),
+           fast=True),
 )
 
 

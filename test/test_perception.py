@@ -372,3 +372,34 @@ def test_a_tracked_person_who_falls_and_lies_on_the_floor_keeps_their_track():
     assert len(before) == 1 and down > 30
     assert seen / down > 0.8, (seen, down)
     assert all(majority(gt, p) != 0 for p in r.people)      # and no background track meanwhile
+
+
+def test_a_person_lost_while_falling_is_taken_up_again_lying_with_the_same_id():
+    """The same fall, with the person hidden from just before it until they lie on the floor (longer
+    than max_missed, so the track is lost mid-fall): the low cluster of the body on the floor is near where a confirmed
+    track was lost less than REID_S ago, passes the down gate and revives that track (same id)."""
+    from despite_core.data.synth.motion import class_names
+
+    lying = class_names(2).index("lying")
+    cfg = WorldConfig(minutes=14 / 60, people=1, seed=10, scene_minutes=14 / 60, lidar=LidarConfig(beams=64), edition=2)
+    scene = build_scene(cfg, 0, 14.0)
+    ts = np.arange(0, 14.0, 0.05)
+    lying_from = float(ts[np.argmax(scene.people[0].labels_at(ts)[0] == lying)])
+    assert 6.0 < lying_from < 9.0
+    per = Perception()
+    before, down, seen, lost = set(), 0, 0, []
+    for t, xyz, gt in scene_scans(scene):
+        if 5.8 <= t < lying_from + 0.3:
+            xyz, gt = xyz[gt != 1], gt[gt != 1]                  # hidden while falling, seen again on the floor
+        r = per.process(xyz, t)
+        lost += r.lost
+        ids = {p.track_id for p in r.people if majority(gt, p) == 1}
+        label = int(scene.people[0].labels_at(np.array([t]))[0][0])
+        if t < 5.5:
+            before |= ids
+        elif label == lying and t > 9.0:
+            down += 1
+            seen += bool(ids & before)
+    assert len(before) == 1 and down > 30
+    assert set(lost) >= before                                   # the track was lost while hidden ...
+    assert seen / down > 0.8, (seen, down)                       # ... and the lying body took it up again

@@ -320,6 +320,15 @@ class Tracker:
         return np.array([t.pos + t.vel * max(stamp - t.stamp, 0.0) for t in self.tracks
                          if t.hits >= min_hits and (ids is None or t.tid in ids)], np.float64).reshape(-1, 2)
 
+    def down_references(self, stamp: float, predicted: np.ndarray) -> np.ndarray:
+        """Where a person who went down may be: the confirmed tracks' predicted positions, their last
+        measured ones (a toppling body's centroid moves fast, and its velocity overshoots), and where
+        confirmed tracks were lost in the last REID_S (a track that ended during the fall: the low
+        cluster then revives it, same id)."""
+        last = [t.pos for t in self.tracks if t.hits >= 2]
+        lost = [t.pos for t in self.lost if stamp - t.stamp <= self.REID_S]
+        return np.concatenate([predicted.reshape(-1, 2), np.array(last + lost, np.float64).reshape(-1, 2)])
+
     def update(self, stamp: float, centroids: np.ndarray,
                strong: np.ndarray | None = None) -> tuple[list[int | None], list[int]]:
         """Associate (D, 2) centroids; returns the reported track id per detection (None while a
@@ -466,7 +475,8 @@ class Perception:
             labels, n_clusters = self._cluster(level)
             cut = self._cut_off(p[ci])
             pred = self.tracker.predict(stamp)
-            clusters = self._gate(hc, level, cut, self._split(level, labels, n_clusters, pred), pred)
+            clusters = self._gate(hc, level, cut, self._split(level, labels, n_clusters, pred),
+                                  self.tracker.down_references(stamp, pred))
             scores = self._score(level, hc, cut, clusters, finite[ci])
             clusters, scores = self._split_side_by_side(level, hc, cut, clusters, scores, finite[ci])
             thr = self.classifier.threshold
@@ -636,14 +646,14 @@ class Perception:
         return left, ~left
 
     DOWN_MIN_EXTENT = 0.05                # m: the least visible height of a person lying on the floor
-    DOWN_MIN_LENGTH = 0.8                 # m: their least footprint diagonal (a body's length, not a cut-off leg)
+    DOWN_MIN_LENGTH = 0.6                 # m: their least footprint diagonal (a body's length, partly hidden; not a cut-off leg)
 
     def _gate(self, height: np.ndarray, level: np.ndarray, cut: np.ndarray,
               clusters: list[np.ndarray], tracked: np.ndarray | None = None) -> list[np.ndarray]:
         """Loose size gates before the classifier: enough points, a person's height and footprint.
         A cluster cut off at the bottom by the field of view needs less vertical extent. A low
         cluster (top between ``min_top_down`` and ``min_top``: a person fallen or lying on the floor)
-        passes only within ``down_gate`` of a confirmed track's predicted position ``tracked``."""
+        passes only within ``down_gate`` of a position in ``tracked`` (Tracker.down_references)."""
         c = self.cfg
         out = []
         for members in clusters:
