@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, NamedTuple
 
 import numpy as np
 
@@ -84,7 +84,7 @@ class FusionConfig:
             raise ValueError(f"max_silence_s must be > 0, got {self.max_silence_s}")
         if not self.alert_within_s >= 0:
             raise ValueError(f"alert_within_s must be >= 0, got {self.alert_within_s}")
-        for name in self.ALERT_PARAMS[1:]:
+        for name in (n for n in self.ALERT_PARAMS if n != "alert_within_s"):
             v = getattr(self, name)
             if not (v >= 0 and math.isfinite(v)):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v}")
@@ -116,6 +116,14 @@ class Fused:
     confidence: float
 
 
+class _Frame(NamedTuple):
+    """One observed frame of a track's body (raw sensor-frame geometry)."""
+    stamp: int          # ns
+    z: float            # centroid height along the sensor's z, m
+    height: float       # vertical extent, m
+    length: float       # horizontal extent, m
+
+
 @dataclass
 class _Track:
     posterior: np.ndarray                 # (L,)
@@ -131,7 +139,7 @@ class _Track:
     # recent windows: (centre ns, raw label index), newest last, for dating a change back
     recent: list[tuple[int, int]] = field(default_factory=list)
     history: list[tuple[int, int, int]] = field(default_factory=list)   # ended segments: label, start, end
-    body: list[tuple[int, float, float, float]] = field(default_factory=list)  # observed frames: stamp, z, height, length
+    body: list[_Frame] = field(default_factory=list)   # observed frames in the body-down lookback, oldest first
 
 
 class ActivityFusion:
@@ -251,7 +259,7 @@ class ActivityFusion:
         tr.down_since = (newest if tr.down_since is None else tr.down_since) if down else None
         held = (self.checks_body and self.cfg.alert_down_s > 0 and tr.down_since is not None
                 and newest - tr.down_since >= int(self.cfg.alert_down_s * NS)
-                and tr.body[-1][3] >= self.cfg.alert_min_length_m)
+                and tr.body[-1].length >= self.cfg.alert_min_length_m)
         if tr.alert or not down or not (tr.established or (tr.penultimate and held)):
             return []
         tr.alert = True
@@ -267,19 +275,19 @@ class ActivityFusion:
         down when the newest observed frame's centroid is ``alert_min_drop_m`` below the highest
         and its height extent at most ``alert_max_height_m``."""
         centroids, extents = (np.asarray(g, np.float64) for g in geometry)
-        last = tr.body[-1][0] if tr.body else None
+        last = tr.body[-1].stamp if tr.body else None
         for s, c, e in zip(stamps.tolist(), centroids, extents):
             if (last is None or s > last) and np.isfinite(e[0]) and np.isfinite(c[2]):
-                tr.body.append((int(s), float(c[2]), float(e[0]), float(e[1])))
+                tr.body.append(_Frame(int(s), float(c[2]), float(e[0]), float(e[1])))
                 last = s
         horizon = int(stamps[-1]) - int(self.DOWN_LOOKBACK_S * NS)
-        while tr.body and tr.body[0][0] < horizon:
+        while tr.body and tr.body[0].stamp < horizon:
             tr.body.pop(0)
         if len(tr.body) < 2:
             return False
-        top = max(b[1] for b in tr.body)
-        _, z, h, _ = tr.body[-1]
-        return top - z >= self.cfg.alert_min_drop_m and h <= self.cfg.alert_max_height_m
+        top = max(b.z for b in tr.body)
+        newest = tr.body[-1]
+        return top - newest.z >= self.cfg.alert_min_drop_m and newest.height <= self.cfg.alert_max_height_m
 
     def _in_sequence(self, tr: _Track, upto: int) -> bool:
         """The current segment's label is the alert sequence's ``upto``-th and the labels before it

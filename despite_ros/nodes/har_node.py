@@ -5,7 +5,8 @@ Subscribes ``~/input/points`` (sensor_msgs/PointCloud2, sensor-data QoS). Publis
 scan of the window, frame = the cloud's frame), ``~/output/embeddings`` (Embedding per track, with
 the window's scan stamps), ``~/output/events`` (ActivityEvent: a track's fused segment starting or
 ending), ``~/output/alerts`` (a fall alert: once per fall, when the fused labels reach ``alert_sequence``,
-fall then lying, with the body down, or a fused fall with the body down for ``alert_down_s``; the
+fall then lying, with the body down, or a fused fall with the body down for ``alert_down_s`` and
+lying along the floor; the
 alerting segment's start event, which when raised mid-segment goes to this topic only; then the
 ends of its segments; a /diagnostics WARN names the track while it lasts; runtime.fusion), ``~/output/markers`` (MarkerArray:
 the fused label over each person, coloured by class) and ``/diagnostics``. With ``fusion`` on (the
