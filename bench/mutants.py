@@ -101,6 +101,17 @@ MUTANTS: tuple[Mutant, ...] = (
            "        return predicted.reshape(-1, 2)",
            ("test/test_perception.py::test_a_person_lost_while_falling_is_taken_up_again_lying_with_the_same_id",),
            fast=True),
+    Mutant("down-piece-strong", "a short low piece near a track may start a track of its own (a bag put down)",
+           "despite_core.runtime.perception",
+           "np.where(piece, 0.5 * thr, np.maximum(scores, thr))", "np.maximum(scores, thr)",
+           ("test/test_perception.py::test_a_low_object_put_down_beside_a_standing_person_starts_no_track",),
+           fast=True),
+    Mutant("revived-track-forgets-its-fall", "a track taken up again starts without its segments and body frames",
+           "despite_core.runtime.fusion",
+           "                tr.history, tr.body, tr.alert = back[1], back[2], back[3]",
+           "                pass",
+           ("test/test_fusion.py::test_fall_alert_when_the_track_is_lost_while_falling_and_taken_up_again_lying",),
+           fast=True),
 )
 
 

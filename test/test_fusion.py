@@ -231,6 +231,39 @@ def test_fall_alert_lasts_until_the_track_leaves_the_sequence():
     assert ended["fall"] and ended["lying"] and not ended["get up"]     # the segments of the active alert
 
 
+def _lost_and_taken_up_again(before: list[int], gap_s: float, after: int = 10):
+    """Track 1's windows ``before``; then perception loses the track (the pipeline ends it) and takes
+    it up again with the same id ``gap_s`` later, lying on the floor: its buffer starts anew, so the
+    first window after is 24 fresh frames. Returns the events after the loss, and the fusion."""
+    fusion = ActivityFusion(FALL_LABELS)
+    geometry = body(FALL_AT)
+    for i, k in enumerate(before):
+        st = window(i)
+        fusion.update(int(st[-1]), [(1, st, fall_scores(k), *geometry(st))])
+    fusion.end(1)
+    back = int(window(len(before) - 1)[-1]) + int(gap_s * NS)
+    events = []
+    for i in range(after):
+        st = (back + np.arange(24) * PERIOD + i * STRIDE).astype(np.int64)
+        events += fusion.update(int(st[-1]), [(1, st, fall_scores(LYING), *geometry(st))])[1]
+    return events, fusion
+
+
+def test_fall_alert_when_the_track_is_lost_while_falling_and_taken_up_again_lying():
+    # lost after 3 fall windows (the body down for 0.3 s, not yet alert_down_s), back 0.5 s later lying:
+    # the same id continues its segment history and body frames, so fall then lying raises the alert
+    events, fusion = _lost_and_taken_up_again([STAND] * 10 + [FALL] * 3, gap_s=0.5)
+    assert [(e.label, e.repeat) for e in events if e.alert and e.ongoing] == [("lying", False)]
+    assert fusion.alerts == 1
+    # back only after the body-down lookback (6 s): a new start, no alert (nothing seen fall)
+    events, fusion = _lost_and_taken_up_again([STAND] * 10 + [FALL] * 3, gap_s=7.0)
+    assert not any(e.alert for e in events) and fusion.alerts == 0
+    # an alert raised before the loss is not raised again for the same fall
+    events, fusion = _lost_and_taken_up_again(FALL_SEQ, gap_s=0.5)
+    assert fusion.alerts == 1 and not any(e.alert and e.ongoing for e in events)
+    assert fusion.active_alerts() == [1]                    # still lying: the alert stays active
+
+
 def test_fall_alert_needs_the_geometry_while_the_check_is_on():
     fusion = ActivityFusion(FALL_LABELS)
     with pytest.raises(ValueError, match="centroids and extents"):

@@ -15,7 +15,10 @@ A change of the fused label ends the track's segment and starts a new one: an
 window of the run of windows, just before the change, whose own label was already the new one
 (when the window majority flips, the activity has changed about half a window earlier); the
 previous segment ends there. A track that is lost, or silent for ``max_silence_s``, ends its
-segment at its last window's newest scan.
+segment at its last window's newest scan; if the same id comes back within
+:attr:`ActivityFusion.DOWN_LOOKBACK_S` (perception took the track up again: a person lost while
+falling, found lying), its filter starts afresh with the track's ended segments, body frames and
+alert state, so the alert sequence and the body check see the fall before the loss.
 
 Alerts (e.g. a fall, then lying), at most one per occurrence: raised at the first window where
 (1) the sequence is established: the fused segment's label completes ``alert_sequence`` (the
@@ -163,6 +166,9 @@ class ActivityFusion:
         seq = self.cfg.alert_sequence
         self.alert_ids = [self.labels.index(s) for s in seq] if seq and all(s in self.labels for s in seq) else []
         self.alerts = 0                                 # alerts raised so far
+        # tracks that ended recently: their segment history and body frames, for the same id when
+        # perception takes the track up again (a person lost while falling, found again lying)
+        self._gone: dict[int, tuple[int, list, list, bool]] = {}
         self.max_tracks = max_tracks
         self.evicted = 0                                # filters ended early to stay within max_tracks
 
@@ -217,6 +223,9 @@ class ActivityFusion:
                 self.evicted += 1
             post = evidence / evidence.sum()
             tr = self.tracks[tid] = _Track(post, newest)
+            back = self._gone.pop(tid, None)
+            if back is not None and newest - back[0] <= int(self.DOWN_LOOKBACK_S * NS):
+                tr.history, tr.body, tr.alert = back[1], back[2], back[3]     # one alert per fall still
         else:
             dt = max(newest - tr.last_ns, 0) / NS
             eps = -math.expm1(-self.cfg.switch_rate * dt)            # P(switch) over dt
@@ -317,7 +326,14 @@ class ActivityFusion:
         tr = self.tracks.pop(tid, None)
         if tr is None or tr.label < 0:
             return []
-        return [self._ended(tid, tr, max(tr.last_ns, tr.start_ns + 1))]
+        ev = self._ended(tid, tr, max(tr.last_ns, tr.start_ns + 1))
+        if self.alert_ids:
+            horizon = tr.last_ns - int(self.DOWN_LOOKBACK_S * NS)
+            self._gone = {t: e for t, e in self._gone.items() if e[0] >= horizon}
+            self._gone[tid] = (tr.last_ns, tr.history, tr.body, tr.alert)
+            while len(self._gone) > self.max_tracks:            # bounded: the oldest ending goes
+                self._gone.pop(min(self._gone, key=lambda t: self._gone[t][0]))
+        return [ev]
 
     def flush(self) -> list[ActivityEvent]:
         """End every ongoing segment (the end of a recording)."""
@@ -328,4 +344,6 @@ class ActivityFusion:
 
     def reset(self) -> list[ActivityEvent]:
         """Time went backwards: segments end where they were, filters restart."""
-        return self.flush()
+        out = self.flush()
+        self._gone.clear()
+        return out

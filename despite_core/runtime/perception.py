@@ -16,7 +16,10 @@ Pipeline, from the first scan on (detection never waits for, nor depends on, mot
    8-connected components; a cluster holding the predictions of several tracks is split.
 5. Person or not: loose size gates, then the learned shape classifier (:mod:`.person`) on each
    cluster; a cluster scoring above the classifier's threshold can start a track, one above half
-   of it can only continue one (a person half hidden by a table).
+   of it can only continue one (a person half hidden by a table). A low cluster (a person fallen
+   or lying on the floor) passes only near a confirmed track (:meth:`Tracker.down_references`),
+   without the classifier: lying along the floor it continues or revives that track, a shorter
+   piece (mostly hidden) only continues a live one.
 6. Tracking: constant-velocity prediction, Hungarian association on centroid distance within
    ``track_gate``; a track is reported after ``min_hits`` hits and survives ``max_missed`` missed
    scans (short occlusions); a confirmed track lost for up to 3 s is taken up again by a person
@@ -266,6 +269,12 @@ class RangeBackground:
         self._run_pix = pix_outside_tracks
 
 
+def _diagonal(xy: np.ndarray) -> float:
+    """Diagonal of the (n, 2) points' horizontal bounding box, m."""
+    lo, hi = xy.min(0), xy.max(0)
+    return math.hypot(float(hi[0] - lo[0]), float(hi[1] - lo[1]))
+
+
 @dataclass
 class _Track:
     tid: int
@@ -484,7 +493,11 @@ class Perception:
             # shape classifier, trained on upright people, does not judge it; it continues that track
             down = np.array([float(hc[m].max()) < c.min_top for m in clusters], bool)
             if down.any():
-                scores = np.where(down, np.maximum(scores, thr), scores)
+                # a short low piece (a lying body mostly hidden, or an object put down beside someone) is
+                # a weak detection: it may continue a track (or join a tracked person it is a piece of:
+                # Tracker.FRAGMENT_GAP), never start or revive one
+                piece = down & np.array([_diagonal(level[m]) < self.DOWN_MIN_LENGTH for m in clusters], bool)
+                scores = np.where(down, np.where(piece, 0.5 * thr, np.maximum(scores, thr)), scores)
             likely = scores >= 0.5 * thr                  # may continue a track; also kept out of the background
             dets = [m for m, ok in zip(clusters, likely) if ok]
             det_scores = scores[likely]
@@ -647,13 +660,15 @@ class Perception:
 
     DOWN_MIN_EXTENT = 0.05                # m: the least visible height of a person lying on the floor
     DOWN_MIN_LENGTH = 0.6                 # m: their least footprint diagonal (a body's length, partly hidden; not a cut-off leg)
+    DOWN_MIN_PIECE = 0.15                 # m: a shorter low piece near a track may only continue it (weak detection)
 
     def _gate(self, height: np.ndarray, level: np.ndarray, cut: np.ndarray,
               clusters: list[np.ndarray], tracked: np.ndarray | None = None) -> list[np.ndarray]:
         """Loose size gates before the classifier: enough points, a person's height and footprint.
         A cluster cut off at the bottom by the field of view needs less vertical extent. A low
         cluster (top between ``min_top_down`` and ``min_top``: a person fallen or lying on the floor)
-        passes only within ``down_gate`` of a position in ``tracked`` (Tracker.down_references)."""
+        passes only within ``down_gate`` of a position in ``tracked`` (Tracker.down_references),
+        from DOWN_MIN_PIECE long (the caller makes one under DOWN_MIN_LENGTH a weak detection)."""
         c = self.cfg
         out = []
         for members in clusters:
@@ -665,15 +680,12 @@ class Perception:
             if top < c.min_top and top >= c.min_top_down and top - bottom >= self.DOWN_MIN_EXTENT \
                     and tracked is not None and len(tracked):
                 xy = level[members]
-                lo, hi = xy.min(0), xy.max(0)
                 near = np.min(np.linalg.norm(tracked - xy.mean(0), axis=1)) <= c.down_gate
-                if not near or math.hypot(hi[0] - lo[0], hi[1] - lo[1]) < self.DOWN_MIN_LENGTH:
+                if not near or _diagonal(xy) < self.DOWN_MIN_PIECE:
                     continue
             elif top - bottom < min_extent or not (c.min_top <= top <= c.max_top):
                 continue
-            xy = level[members]
-            lo, hi = xy.min(0), xy.max(0)
-            if math.hypot(hi[0] - lo[0], hi[1] - lo[1]) > c.max_footprint:
+            if _diagonal(level[members]) > c.max_footprint:
                 continue
             out.append(members)
         return out
