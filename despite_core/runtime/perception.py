@@ -19,7 +19,7 @@ Pipeline, from the first scan on (detection never waits for, nor depends on, mot
    of it can only continue one (a person half hidden by a table). A low cluster (a person fallen
    or lying on the floor) passes only near a confirmed track (:meth:`Tracker.down_references`),
    without the classifier: lying along the floor it continues or revives that track, a shorter
-   piece (mostly hidden) only continues a live one.
+   piece (mostly hidden) only continues the live track of a person already seen down.
 6. Tracking: constant-velocity prediction, Hungarian association on centroid distance within
    ``track_gate``; a track is reported after ``min_hits`` hits and survives ``max_missed`` missed
    scans (short occlusions); a confirmed track lost for up to 3 s is taken up again by a person
@@ -424,6 +424,7 @@ class Perception:
         self._floor_stamp = -np.inf
         self._el_min = -math.pi / 2                     # lowest elevation the LiDAR sees (rad), from the scans
         self._learn_tracks: set[int] = set()
+        self._down: set[int] = set()                    # tracks whose person was last seen down (a low cluster)
         if hasattr(self, "tracker"):
             lost = self.tracker.reset()                 # the same tracker: new ids continue after the old
         else:
@@ -493,11 +494,18 @@ class Perception:
             # shape classifier, trained on upright people, does not judge it; it continues that track
             down = np.array([float(hc[m].max()) < c.min_top for m in clusters], bool)
             if down.any():
-                # a short low piece (a lying body mostly hidden, or an object put down beside someone) is
-                # a weak detection: it may continue a track (or join a tracked person it is a piece of:
-                # Tracker.FRAGMENT_GAP), never start or revive one
+                # a short low piece beside a person already down (a lying body mostly hidden by furniture or
+                # by the people around it) is a weak detection: it may continue that track, never start or
+                # revive one; beside anyone else (the legs of an upright person whose upper body is hidden,
+                # a bag put down) it is nothing, so it cannot drag an upright person's track
                 piece = down & np.array([_diagonal(level[m]) < self.DOWN_MIN_LENGTH for m in clusters], bool)
-                scores = np.where(down, np.where(piece, 0.5 * thr, np.maximum(scores, thr)), scores)
+                scores = np.where(down, np.maximum(scores, thr), scores)
+                if piece.any():
+                    ref = self.tracker.predict(stamp, min_hits=1, ids=self._down)
+                    for k in np.flatnonzero(piece):
+                        near = len(ref) and float(np.min(np.linalg.norm(ref - level[clusters[k]].mean(0), axis=1))) \
+                            <= c.track_gate
+                        scores[k] = 0.5 * thr if near else 0.0
             likely = scores >= 0.5 * thr                  # may continue a track; also kept out of the background
             dets = [m for m, ok in zip(clusters, likely) if ok]
             det_scores = scores[likely]
@@ -509,8 +517,13 @@ class Perception:
                 person_pt[m] = True                       # tentative tracks are not absorbed either
                 if tid is not None:
                     parts.setdefault(tid, []).append((m, float(sc)))
+            self._down &= {t.tid for t in self.tracker.tracks}
             for tid, got in parts.items():                # a person and the pieces the tracker gave them
                 m = got[0][0] if len(got) == 1 else np.concatenate([g[0] for g in got])
+                if float(hc[m].max()) < c.min_top:
+                    self._down.add(tid)
+                else:
+                    self._down.discard(tid)
                 q = p[ci[m]]
                 people.append(Person(tid, finite[ci[m]], q, q.mean(0), None, max(g[1] for g in got)))
             # every person's frame in one batched FPS (identical to normalise_frame, one loop per scan)
