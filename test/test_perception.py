@@ -215,10 +215,10 @@ def test_a_person_split_in_two_by_the_grid_keeps_one_track():
 
 
 def test_the_legs_of_an_upright_person_do_not_drag_their_track():
-    """Seed 1's 128-beam scene: at 19.7 s person 2, walking, shows 49 returns, a low piece of the
-    legs. A short low piece may continue only the track of a person already seen down (lying, mostly
-    hidden); had it continued this upright walker's track, the track would have been dragged to the
-    legs and the person taken up under three new ids within 2.5 s. The person keeps one id."""
+    """Seed 1's 128-beam scene: at 19.7-19.8 s person 2, walking, is seen as a low piece (their legs)
+    beside their whole body 0.8 m away. Had the piece competed for the track, it would have taken it
+    from the body, which started a new track (three new ids within 2.5 s). A piece is assigned only
+    to a track no whole detection continues, so the person keeps one id."""
     from despite_core.evaluate.perception import world_config
 
     scene = build_scene(world_config("128 beams", 1, 30.0), 0, 30.0)          # the scene-matrix scene
@@ -434,8 +434,8 @@ def test_a_lying_person_mostly_hidden_keeps_their_track():
 
 def test_a_low_object_put_down_beside_a_standing_person_starts_no_track():
     """A bag put down 0.8 m from a tracked standing person (after the background learned): a short
-    low piece near a track is at most a weak detection (it may continue the track of a person seen
-    down, lying mostly hidden), so it never starts a track of its own, nor joins the person's points."""
+    low piece near a track is a weak detection (it may continue a track no whole person continues:
+    someone lying mostly hidden), so it never starts a track of its own, nor joins the person's points."""
     rng = np.random.default_rng(8)
     bg = floor_and_walls(rng)
     bag = _box(rng, 4.3, 0.65, w=0.3, d=0.25, h=0.35, n=150)
