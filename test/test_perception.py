@@ -447,6 +447,33 @@ def test_a_low_object_put_down_beside_a_standing_person_starts_no_track():
             assert not np.any(r.people[0].points[:, 1] > 0.6), k           # no bag point
 
 
+def test_the_legs_of_a_standing_person_whose_body_is_hidden_keep_the_track_but_are_no_frame():
+    """A standing person of whom for four scans only the legs show (a low piece, their body hidden
+    behind something): the piece continues their track (same id after), but is not reported as the
+    person (a window would read a pair of legs as the activity). Once they are seen lying, a piece
+    of them is reported (test_a_lying_person_mostly_hidden_keeps_their_track)."""
+    rng = np.random.default_rng(9)
+    bg = floor_and_walls(rng)
+    per = Perception(PerceptionConfig(background_learn_s=0.5))
+    before, during, after = set(), [], set()
+    for k in range(40):
+        person = person_at((4.0, 0.0), k)
+        hidden = 20 <= k < 24
+        if hidden:
+            person = person[person[:, 2] < -0.95]                 # under 0.55 m above the floor: the legs
+        r = per.process(np.concatenate([bg, person]), k * 0.1)
+        ids = {p.track_id for p in r.people}
+        if 12 <= k < 20:
+            before |= ids
+        elif hidden:
+            assert len(person) >= 8
+            during.append(ids)
+        elif k >= 24:
+            after |= ids
+    assert len(before) == 1 and after == before, (before, after)
+    assert during == [set()] * 4, during
+
+
 def test_a_person_lost_while_falling_is_taken_up_again_lying_with_the_same_id():
     """The same fall, with the person hidden from just before it until they lie on the floor (longer
     than max_missed, so the track is lost mid-fall): the low cluster of the body on the floor is near where a confirmed

@@ -19,7 +19,8 @@ Pipeline, from the first scan on (detection never waits for, nor depends on, mot
    of it can only continue one (a person half hidden by a table). A low cluster (a person fallen
    or lying on the floor) passes only near a confirmed track (:meth:`Tracker.down_references`),
    without the classifier: lying along the floor it continues or revives that track, a shorter
-   piece (mostly hidden) is assigned last and only continues a live track no whole person took.
+   piece (mostly hidden) is assigned last and only continues a live track no whole person took;
+   it is reported as the person's frame only for a track whose body was last seen down.
 6. Tracking: constant-velocity prediction, Hungarian association on centroid distance within
    ``track_gate``; a track is reported after ``min_hits`` hits and survives ``max_missed`` missed
    scans (short occlusions); a confirmed track lost for up to 3 s is taken up again by a person
@@ -439,6 +440,7 @@ class Perception:
         self._floor_stamp = -np.inf
         self._el_min = -math.pi / 2                     # lowest elevation the LiDAR sees (rad), from the scans
         self._learn_tracks: set[int] = set()
+        self._down: set[int] = set()                    # tracks whose whole body was last seen low (on the floor)
         if hasattr(self, "tracker"):
             lost = self.tracker.reset()                 # the same tracker: new ids continue after the old
         else:
@@ -522,13 +524,24 @@ class Perception:
             centroids = np.array([level[m].mean(0) for m in dets], np.float64).reshape(-1, 2)
             ids, lost_now = self.tracker.update(stamp, centroids, det_scores >= thr, piece[likely])
             lost += lost_now
-            parts: dict[int, list[tuple[np.ndarray, float]]] = {}
-            for tid, m, sc in zip(ids, dets, det_scores):
+            parts: dict[int, list[tuple[np.ndarray, float, bool]]] = {}
+            for tid, m, sc, pc in zip(ids, dets, det_scores, piece[likely]):
                 person_pt[m] = True                       # tentative tracks are not absorbed either
                 if tid is not None:
-                    parts.setdefault(tid, []).append((m, float(sc)))
+                    parts.setdefault(tid, []).append((m, float(sc), bool(pc)))
+            self._down &= {t.tid for t in self.tracker.tracks}
             for tid, got in parts.items():                # a person and the pieces the tracker gave them
                 m = got[0][0] if len(got) == 1 else np.concatenate([g[0] for g in got])
+                whole = [g[0] for g in got if not g[2]]
+                if whole:                                 # seen down or up by the whole body, not by a piece
+                    if max(float(hc[w].max()) for w in whole) < c.min_top:
+                        self._down.add(tid)
+                    else:
+                        self._down.discard(tid)
+                elif tid not in self._down:
+                    # only a piece of someone last seen upright (their legs): it keeps the track, but is
+                    # no frame of the person (the window would read a pair of legs as the activity)
+                    continue
                 q = p[ci[m]]
                 people.append(Person(tid, finite[ci[m]], q, q.mean(0), None, max(g[1] for g in got)))
             # every person's frame in one batched FPS (identical to normalise_frame, one loop per scan)
