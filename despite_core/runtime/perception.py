@@ -16,11 +16,7 @@ Pipeline, from the first scan on (detection never waits for, nor depends on, mot
    8-connected components; a cluster holding the predictions of several tracks is split.
 5. Person or not: loose size gates, then the learned shape classifier (:mod:`.person`) on each
    cluster; a cluster scoring above the classifier's threshold can start a track, one above half
-   of it can only continue one (a person half hidden by a table). A low cluster (a person fallen
-   or lying on the floor) passes only near a confirmed track (:meth:`Tracker.down_references`),
-   without the classifier: lying along the floor it continues or revives that track, a shorter
-   piece (mostly hidden) is assigned last and only continues a live track no whole person took;
-   it is reported as the person's frame only for a track whose body was last seen down.
+   of it can only continue one (a person half hidden by a table).
 6. Tracking: constant-velocity prediction, Hungarian association on centroid distance within
    ``track_gate``; a track is reported after ``min_hits`` hits and survives ``max_missed`` missed
    scans (short occlusions); a confirmed track lost for up to 3 s is taken up again by a person
@@ -270,22 +266,6 @@ class RangeBackground:
         self._run_pix = pix_outside_tracks
 
 
-def _diagonal(xy: np.ndarray) -> float:
-    """Diagonal of the (n, 2) points' horizontal bounding box, m."""
-    lo, hi = xy.min(0), xy.max(0)
-    return math.hypot(float(hi[0] - lo[0]), float(hi[1] - lo[1]))
-
-
-def _assign(cost: np.ndarray, rows: np.ndarray, cols: np.ndarray, gate: float) -> dict[int, int]:
-    """Hungarian assignment among the (track) ``rows`` and (detection) ``cols`` of ``cost``, pairs
-    within ``gate`` only: detection index -> track index."""
-    if not len(rows) or not len(cols):
-        return {}
-    sub = cost[np.ix_(rows, cols)]
-    r, k = linear_sum_assignment(sub)
-    return {int(cols[j]): int(rows[i]) for i, j in zip(r, k) if sub[i, j] <= gate}
-
-
 @dataclass
 class _Track:
     tid: int
@@ -349,13 +329,11 @@ class Tracker:
         lost = [t.pos for t in self.lost if stamp - t.stamp <= self.REID_S]
         return np.concatenate([predicted.reshape(-1, 2), np.array(last + lost, np.float64).reshape(-1, 2)])
 
-    def update(self, stamp: float, centroids: np.ndarray, strong: np.ndarray | None = None,
-               last: np.ndarray | None = None) -> tuple[list[int | None], list[int]]:
+    def update(self, stamp: float, centroids: np.ndarray,
+               strong: np.ndarray | None = None) -> tuple[list[int | None], list[int]]:
         """Associate (D, 2) centroids; returns the reported track id per detection (None while a
         track is tentative, or for a weak detection that continues no track) and the ids deleted
-        now. Only ``strong`` detections (default: all) start new tracks. Detections marked ``last``
-        (pieces of a body) are assigned after the others, only to tracks that got none of those:
-        a piece never takes a track from a whole person. An unassigned detection
+        now. Only ``strong`` detections (default: all) start new tracks. An unassigned detection
         within FRAGMENT_GAP of a confirmed track's detection gets that track's id (a piece of the
         same person: the caller merges them) instead of starting a track that would later take
         the person over."""
@@ -367,11 +345,8 @@ class Tracker:
             cost = np.linalg.norm(pred[:, None, :] - centroids[None, :, :], axis=2)      # (K, D)
             # Gate before assigning: the best assignment among the pairs inside the gate.
             cost = np.where(cost <= c.track_gate, cost, 1e6)
-            later = np.zeros(len(centroids), bool) if last is None else np.asarray(last, bool)
-            assign = _assign(cost, np.arange(len(self.tracks)), np.flatnonzero(~later), c.track_gate)
-            if later.any():
-                free = np.setdiff1d(np.arange(len(self.tracks)), list(assign.values()))
-                assign |= _assign(cost, free, np.flatnonzero(later), c.track_gate)
+            rows, cols = linear_sum_assignment(cost)
+            assign = {int(d): int(k) for k, d in zip(rows, cols) if cost[k, d] <= c.track_gate}
         # a confirmed track's assigned detection this scan: an unassigned detection next to it is a
         # piece of the same person (an arm or a leg that the grid cut off), not a new track
         held = {int(d): self.tracks[k] for d, k in assign.items() if self.tracks[k].hits >= c.min_hits}
@@ -440,7 +415,6 @@ class Perception:
         self._floor_stamp = -np.inf
         self._el_min = -math.pi / 2                     # lowest elevation the LiDAR sees (rad), from the scans
         self._learn_tracks: set[int] = set()
-        self._down: set[int] = set()                    # tracks whose whole body was last seen low (on the floor)
         if hasattr(self, "tracker"):
             lost = self.tracker.reset()                 # the same tracker: new ids continue after the old
         else:
@@ -510,38 +484,20 @@ class Perception:
             # shape classifier, trained on upright people, does not judge it; it continues that track
             down = np.array([float(hc[m].max()) < c.min_top for m in clusters], bool)
             if down.any():
-                # a short low piece near a track (a lying body mostly hidden by furniture or by the people
-                # around it; or the legs of someone whose upper body is hidden, a bag put down) is a weak
-                # detection assigned last: it may continue a track that no whole person continues, never
-                # start or revive one, nor take a track from a whole person
-                piece = down & np.array([_diagonal(level[m]) < self.DOWN_MIN_LENGTH for m in clusters], bool)
-                scores = np.where(down, np.where(piece, 0.5 * thr, np.maximum(scores, thr)), scores)
-            else:
-                piece = down
+                scores = np.where(down, np.maximum(scores, thr), scores)
             likely = scores >= 0.5 * thr                  # may continue a track; also kept out of the background
             dets = [m for m, ok in zip(clusters, likely) if ok]
             det_scores = scores[likely]
             centroids = np.array([level[m].mean(0) for m in dets], np.float64).reshape(-1, 2)
-            ids, lost_now = self.tracker.update(stamp, centroids, det_scores >= thr, piece[likely])
+            ids, lost_now = self.tracker.update(stamp, centroids, det_scores >= thr)
             lost += lost_now
-            parts: dict[int, list[tuple[np.ndarray, float, bool]]] = {}
-            for tid, m, sc, pc in zip(ids, dets, det_scores, piece[likely]):
+            parts: dict[int, list[tuple[np.ndarray, float]]] = {}
+            for tid, m, sc in zip(ids, dets, det_scores):
                 person_pt[m] = True                       # tentative tracks are not absorbed either
                 if tid is not None:
-                    parts.setdefault(tid, []).append((m, float(sc), bool(pc)))
-            self._down &= {t.tid for t in self.tracker.tracks}
+                    parts.setdefault(tid, []).append((m, float(sc)))
             for tid, got in parts.items():                # a person and the pieces the tracker gave them
                 m = got[0][0] if len(got) == 1 else np.concatenate([g[0] for g in got])
-                whole = [g[0] for g in got if not g[2]]
-                if whole:                                 # seen down or up by the whole body, not by a piece
-                    if max(float(hc[w].max()) for w in whole) < c.min_top:
-                        self._down.add(tid)
-                    else:
-                        self._down.discard(tid)
-                elif tid not in self._down:
-                    # only a piece of someone last seen upright (their legs): it keeps the track, but is
-                    # no frame of the person (the window would read a pair of legs as the activity)
-                    continue
                 q = p[ci[m]]
                 people.append(Person(tid, finite[ci[m]], q, q.mean(0), None, max(g[1] for g in got)))
             # every person's frame in one batched FPS (identical to normalise_frame, one loop per scan)
@@ -691,15 +647,13 @@ class Perception:
 
     DOWN_MIN_EXTENT = 0.05                # m: the least visible height of a person lying on the floor
     DOWN_MIN_LENGTH = 0.6                 # m: their least footprint diagonal (a body's length, partly hidden; not a cut-off leg)
-    DOWN_MIN_PIECE = 0.15                 # m: a shorter low piece near a track may only continue it (weak detection)
 
     def _gate(self, height: np.ndarray, level: np.ndarray, cut: np.ndarray,
               clusters: list[np.ndarray], tracked: np.ndarray | None = None) -> list[np.ndarray]:
         """Loose size gates before the classifier: enough points, a person's height and footprint.
         A cluster cut off at the bottom by the field of view needs less vertical extent. A low
         cluster (top between ``min_top_down`` and ``min_top``: a person fallen or lying on the floor)
-        passes only within ``down_gate`` of a position in ``tracked`` (Tracker.down_references),
-        from DOWN_MIN_PIECE long (the caller makes one under DOWN_MIN_LENGTH a weak detection)."""
+        passes only within ``down_gate`` of a position in ``tracked`` (Tracker.down_references)."""
         c = self.cfg
         out = []
         for members in clusters:
@@ -711,12 +665,15 @@ class Perception:
             if top < c.min_top and top >= c.min_top_down and top - bottom >= self.DOWN_MIN_EXTENT \
                     and tracked is not None and len(tracked):
                 xy = level[members]
+                lo, hi = xy.min(0), xy.max(0)
                 near = np.min(np.linalg.norm(tracked - xy.mean(0), axis=1)) <= c.down_gate
-                if not near or _diagonal(xy) < self.DOWN_MIN_PIECE:
+                if not near or math.hypot(hi[0] - lo[0], hi[1] - lo[1]) < self.DOWN_MIN_LENGTH:
                     continue
             elif top - bottom < min_extent or not (c.min_top <= top <= c.max_top):
                 continue
-            if _diagonal(level[members]) > c.max_footprint:
+            xy = level[members]
+            lo, hi = xy.min(0), xy.max(0)
+            if math.hypot(hi[0] - lo[0], hi[1] - lo[1]) > c.max_footprint:
                 continue
             out.append(members)
         return out
