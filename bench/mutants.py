@@ -103,7 +103,7 @@ MUTANTS: tuple[Mutant, ...] = (
            fast=True),
     Mutant("revived-track-forgets-its-fall", "a track taken up again starts without its segments and body frames",
            "despite_core.runtime.fusion",
-           "                tr.history, tr.body, tr.alert = back[1], back[2], back[3]",
+           "                tr.history, tr.body, tr.alert = back.history, back.body, back.alert",
            "                pass",
            ("test/test_fusion.py::test_fall_alert_when_the_track_is_lost_while_falling_and_taken_up_again_lying",),
            fast=True),

@@ -166,9 +166,9 @@ class ActivityFusion:
         seq = self.cfg.alert_sequence
         self.alert_ids = [self.labels.index(s) for s in seq] if seq and all(s in self.labels for s in seq) else []
         self.alerts = 0                                 # alerts raised so far
-        # tracks that ended recently: their segment history and body frames, for the same id when
-        # perception takes the track up again (a person lost while falling, found again lying)
-        self._gone: dict[int, tuple[int, list, list, bool]] = {}
+        # tracks that ended recently (their segment history, body frames and alert state), for the same
+        # id when perception takes the track up again (a person lost while falling, found again lying)
+        self._gone: dict[int, _Track] = {}
         self.max_tracks = max_tracks
         self.evicted = 0                                # filters ended early to stay within max_tracks
 
@@ -224,8 +224,8 @@ class ActivityFusion:
             post = evidence / evidence.sum()
             tr = self.tracks[tid] = _Track(post, newest)
             back = self._gone.pop(tid, None)
-            if back is not None and newest - back[0] <= int(self.DOWN_LOOKBACK_S * NS):
-                tr.history, tr.body, tr.alert = back[1], back[2], back[3]     # one alert per fall still
+            if back is not None and newest - back.last_ns <= int(self.DOWN_LOOKBACK_S * NS):
+                tr.history, tr.body, tr.alert = back.history, back.body, back.alert   # one alert per fall still
         else:
             dt = max(newest - tr.last_ns, 0) / NS
             eps = -math.expm1(-self.cfg.switch_rate * dt)            # P(switch) over dt
@@ -329,10 +329,10 @@ class ActivityFusion:
         ev = self._ended(tid, tr, max(tr.last_ns, tr.start_ns + 1))
         if self.alert_ids:
             horizon = tr.last_ns - int(self.DOWN_LOOKBACK_S * NS)
-            self._gone = {t: e for t, e in self._gone.items() if e[0] >= horizon}
-            self._gone[tid] = (tr.last_ns, tr.history, tr.body, tr.alert)
+            self._gone = {t: g for t, g in self._gone.items() if g.last_ns >= horizon}
+            self._gone[tid] = tr
             while len(self._gone) > self.max_tracks:            # bounded: the oldest ending goes
-                self._gone.pop(min(self._gone, key=lambda t: self._gone[t][0]))
+                self._gone.pop(min(self._gone, key=lambda t: self._gone[t].last_ns))
         return [ev]
 
     def flush(self) -> list[ActivityEvent]:
