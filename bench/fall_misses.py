@@ -8,8 +8,7 @@ cause per instance:
 - ``split``: the person's fall and lying windows are on different tracks (an id change mid-fall);
 - ``no lying``: fall windows on the track, but its fused label never completes the sequence and
   the early path never held (the body was not long enough, or not down for ``alert_down_s``);
-- ``body not down``: the labels complete the sequence but the body check refuses (drop/height);
-- ``other``: none of the above (printed in full).
+- ``body not down``: the labels complete the sequence but the body check refuses (drop/height).
 
     .venv/bin/python bench/fall_misses.py runs/falls_dev/bags/s51[1-6] --segmentation live
 
@@ -39,18 +38,15 @@ def runs(seq: list[str]) -> str:
 
 def diagnose(res: dict, cfg) -> tuple[list[dict], int, int]:
     from despite_core.runtime.fusion import ActivityFusion
-    from despite_core.runtime.scoring import alert_metrics, true_segments
+    from despite_core.runtime.scoring import alert_metrics, sequence_instances, true_segments
 
     names = res["class_names"]
     gt = res["ground_truth"]
     fall, lying = names.index(cfg.alert_sequence[0]), names.index(cfg.alert_sequence[1])
-    true = sorted(true_segments(gt), key=lambda s: (s.person, s.start))
-    instances = []
-    for a, b in zip(true, true[1:]):
-        if a.person == b.person and a.label == fall and b.label == lying:
-            instances.append((a.person, a.start, b.end, a.end))
+    true = true_segments(gt)
+    instances = [(a.person, a.start, b.end, a.end) for a, b in sequence_instances(true, [fall, lying])]
     fusion = ActivityFusion(list(names), config=cfg)
-    per_window = []            # (stamp, tid, person, raw, fused, alert?, drop, height, length)
+    per_window = []            # (stamp, tid, person, raw, fused, drop, height, length)
     alerts = []
     for stamp, batch in res["batches"]:
         fused, events = fusion.update(stamp, [(t, st, sc, cen, ext) for t, st, sc, _, _, cen, ext in batch])
@@ -85,7 +81,7 @@ def diagnose(res: dict, cfg) -> tuple[list[dict], int, int]:
         else:
             t = max(fall_tracks, key=lambda t: sum(w[1] == t for w in ws))
             fs = fused_seq[t]
-            completes = fall in [w[4] for w in ws if w[1] == t] and "lying" in fs[fs.index("fall"):] if "fall" in fs else False
+            completes = names[fall] in fs and names[lying] in fs[fs.index(names[fall]):]
             cause = "body not down" if completes else "no lying"
         best = [w for w in ws if w[0] > fall_end] or ws
         out.append({"person": person, "start_s": (start - t0) / NS, "fall_s": (fall_end - start) / NS,

@@ -532,6 +532,17 @@ def segment_metrics(true: list[Segment], predicted: list[Segment], class_names: 
             "segment_f1_per_class": per_class}
 
 
+def sequence_instances(true: list[Segment], sequence: list[int]) -> list[list[Segment]]:
+    """Each run of one person's consecutive true segments whose labels are ``sequence`` (e.g. a
+    fall followed by lying), as its segments in order."""
+    by_person: dict[int | None, list[Segment]] = {}
+    for s in sorted(true, key=lambda s: s.start):
+        by_person.setdefault(s.person, []).append(s)
+    n = len(sequence)
+    return [segs[i:i + n] for segs in by_person.values() for i in range(len(segs) - n + 1)
+            if [s.label for s in segs[i:i + n]] == list(sequence)]
+
+
 def alert_metrics(true: list[Segment], alerts: list[tuple[int, int]], sequence: list[int], hours: float,
                   slack_ns: int = 3 * NS) -> dict:
     """Alerts (e.g. a fall followed by lying) against the true sequences. A true instance: a
@@ -539,15 +550,7 @@ def alert_metrics(true: list[Segment], alerts: list[tuple[int, int]], sequence: 
     of each raised alert (the newest scan of the window that raised it). An alert is a hit when
     it names an instance's person between the instance's start and ``slack_ns`` after its end
     (one hit per instance); the others are false alarms. Delay: instance start to its first alert."""
-    by_person: dict[int | None, list[Segment]] = {}
-    for s in sorted(true, key=lambda s: s.start):
-        by_person.setdefault(s.person, []).append(s)
-    instances = []
-    n = len(sequence)
-    for person, segs in by_person.items():
-        for i in range(len(segs) - n + 1):
-            if [s.label for s in segs[i:i + n]] == list(sequence):
-                instances.append((person, segs[i].start, segs[i + n - 1].end))
+    instances = [(segs[0].person, segs[0].start, segs[-1].end) for segs in sequence_instances(true, sequence)]
     hit_delay: dict[int, int] = {}
     false = 0
     for person, stamp in sorted(alerts, key=lambda a: a[1]):
