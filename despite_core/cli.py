@@ -97,7 +97,12 @@ def add_synth_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tall-objects", type=int, default=0, metavar="N",
                    help="scenario: N extra free-standing person-sized objects (cabinets, coat stands) per room")
     p.add_argument("--bvh", type=Path, nargs="+", default=(),
-                   help="BVH mocap files that drive persons 1, 2, ... instead of procedural motion (unlabelled)")
+                   help="BVH mocap files that drive persons 1, 2, ... instead of procedural motion (each repeats "
+                        "for the whole scene; unlabelled unless --bvh-labels)")
+    p.add_argument("--bvh-labels", type=Path, metavar="CSV",
+                   help="labels of the --bvh clips: a CSV with the header file,start_s,end_s,label (as `despite "
+                        "import bvh --labels`), times in clip seconds, labels from the edition's classes; each "
+                        "repetition of a clip gets them")
     p.add_argument("--no-bag-compression", action="store_true", help="write the bag without zstd chunk compression")
     p.add_argument("--figure", type=Path, help="after simulating, plot one window of the store to this PNG")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store / bag")
@@ -133,6 +138,25 @@ def run_synth(args: argparse.Namespace) -> int:
 
         for f in args.bvh:
             bvh_to_kinematics(load_bvh(f))
+    bvh_labels: tuple = ()
+    if args.bvh_labels is not None:
+        if not args.bvh:
+            raise CliError("despite synth: --bvh-labels labels the --bvh clips: give --bvh too")
+        from despite_core.data.importers.bvh import read_label_csv, segments_for
+        from despite_core.data.importers.common import ImporterError
+
+        try:
+            rows = read_label_csv(args.bvh_labels)
+        except ImporterError as e:
+            raise CliError(f"despite synth: {e}") from None
+        bvh_labels = tuple(tuple((r.start_s, r.end_s, r.label) for r in segments_for(f, rows)) for f in args.bvh)
+        if not any(bvh_labels):
+            raise CliError(f"despite synth: no row of {args.bvh_labels} names one of the --bvh files "
+                           f"({', '.join(f.name for f in args.bvh)})")
+        for f, own in zip(args.bvh, bvh_labels):
+            if not own:
+                print(f"despite synth: warning: {args.bvh_labels} has no row for {f.name}: its person is unlabelled",
+                      file=sys.stderr)
     if args.lidar_mix and (args.lidar_beams is not None or args.lidar_fov is not None):
         raise CliError("despite synth: --lidar-mix draws the beams and field of view per scene: "
                        "drop --lidar-beams / --lidar-fov, or drop --lidar-mix")
@@ -147,7 +171,7 @@ def run_synth(args: argparse.Namespace) -> int:
                         **{k: v for k, v in overrides.items() if v is not None})
         config = WorldConfig(minutes=args.minutes, people=args.people, seed=args.seed, difficulty=args.difficulty,
                              scene_minutes=scene_minutes, lidar=lidar, imu=ImuConfig(rate=args.imu_rate, sites=sites),
-                             untexted=args.untexted, bvh=tuple(str(f) for f in args.bvh),
+                             untexted=args.untexted, bvh=tuple(str(f) for f in args.bvh), bvh_labels=bvh_labels,
                              height_range=args.height_range, mount=args.lidar_mount, in_place=args.in_place,
                              distance=args.distance, tall_objects=args.tall_objects, edition=args.edition,
                              lidar_mix=args.lidar_mix)

@@ -449,7 +449,7 @@ def test_bvh_to_kinematics_units_axes_derived(lafan_motion):
     # z is up: the head is the highest joint and the pelvis sits at 0.9 m
     assert kin.positions[0, :, 2].argmax() == S["head"]
     np.testing.assert_allclose(kin.positions[0, S["pelvis"]], [0, 0, 0.9], atol=1e-12)
-    # rotations are proper and follow the axis change: M @ R
+    # rotations are proper (their convention: test_deepmimic's procedural-rest-frame test)
     for r in kin.rotations.reshape(-1, 3, 3):
         np.testing.assert_allclose(r @ r.T, np.eye(3), atol=1e-9)
         assert np.linalg.det(r) == pytest.approx(1.0)
@@ -524,8 +524,10 @@ def test_bvh_mapping_cmu_style():
                                                           end_sites={}), "cmu.bvh"))
     c = lifted.positions[0, S["left_collar"]] - lifted.positions[0, S["neck"]]
     np.testing.assert_allclose(c, [0, 0.075 * np.cos(np.pi / 6), 0.075 * np.sin(np.pi / 6)], atol=1e-9)
-    np.testing.assert_allclose(lifted.rotations[0, S["left_collar"]][[1, 2]][:, [0, 1]],
-                               rot_z(np.pi / 6)[:2, :2], atol=1e-9)
+    rest = bvh_rig.bvh_to_kinematics(m)
+    # ... and turns its frame with it: 30 deg about the rig's z, which is the world's forward x
+    np.testing.assert_allclose(lifted.rotations[0, S["left_collar"]] @ rest.rotations[0, S["left_collar"]].T,
+                               rot_x(np.pi / 6), atol=1e-9)
 
 
 def test_bvh_missing_core_joint():

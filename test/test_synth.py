@@ -334,3 +334,73 @@ def test_bvh_mocap_drives_the_sensor_models(tmp_path):
     rel = seq.joints[:, 20] - seq.joints[:, 0]
     assert np.ptp(rel, axis=0).max() > 0.2
     assert np.ptp(seq.joints[:, 21] - seq.joints[:, 0], axis=0).max() < 0.01
+
+
+def _walking_clip(tmp_path, name="walk.bvh", seconds=1.0, speed_cm=120.0, lie_down=False):
+    """A LAFAN-rig clip whose root travels forward (+z in the rig, cm) at ``speed_cm`` per second; with
+    ``lie_down`` it starts lying (hips rolled 90 deg, pelvis near the floor) and ends upright: a cut."""
+    from test_importers import LAFAN, make_bvh
+
+    n = int(seconds * 30)
+    frames = {}
+    for f in range(n):
+        frames[f] = {"Hips.Zposition": speed_cm * f / 30, "LeftUpLeg.Xrotation": 20 * np.sin(2 * np.pi * f / n)}
+        if lie_down and f < n // 2:
+            frames[f].update({"Hips.Xrotation": 90.0, "Hips.Yposition": 15.0})
+    path = tmp_path / name
+    path.write_text(make_bvh(LAFAN, frames, n))
+    return path
+
+
+def test_labelled_mocap_repeats_its_clip_continuing_where_it_ended(tmp_path):
+    path = _walking_clip(tmp_path)
+    cfg = small_config(minutes=0.1, scene_minutes=0.1, people=1, bvh=(str(path),), edition=2,
+                       bvh_labels=(((0.0, 0.5, "walk"), (0.5, 2.0, "run")),))
+    person = build_scene(cfg, 0, 6.0).people[0]
+    root = person.kin.positions[:, 0, :2]
+    step = np.linalg.norm(np.diff(root, axis=0), axis=1) * cfg.imu.rate
+    assert step.max() < 3.0                      # never teleports back to the clip's start (1.2 m/s walk)
+    assert np.ptp(root, axis=0).max() > 3.0      # and travels on through the repetitions
+    t = np.arange(0.05, 5.5, 0.1)
+    labels, texts = person.labels_at(t)
+    clip_t = np.mod(t, 29 / 30)                  # the clip spans 29 frame periods
+    want = np.where(clip_t < 0.5, cfg.class_names.index("walk"), cfg.class_names.index("run"))
+    assert (labels == want).mean() > 0.9         # the clip's labels repeat (frame-rounding at the bounds)
+    assert set(texts) == {"walk", "run"}
+
+
+def test_a_mocap_cut_is_unlabelled_around_it(tmp_path):
+    path = _walking_clip(tmp_path, "getup.bvh", seconds=2.0, speed_cm=0.0, lie_down=True)
+    cfg = small_config(minutes=0.2, scene_minutes=0.2, people=1, bvh=(str(path),), edition=2,
+                       bvh_labels=(((0.0, 1.0, "lying"), (1.0, 3.0, "get up")),))
+    person = build_scene(cfg, 0, 12.0).people[0]
+    span = 59 / 30
+    t = np.arange(0.0, 11.0, 0.05)
+    labels, _ = person.labels_at(t)
+    to_cut = np.min(np.abs(t[:, None] - span * np.arange(1, 8)[None, :]), axis=1)
+    assert (labels[to_cut < 1.25] == -1).all()   # lying after standing is a jump: no label spans it
+    assert (labels[to_cut > 1.35] >= 0).all()
+    with pytest.raises(ValueError, match="not a class of edition 1"):
+        small_config(people=1, bvh=(str(path),), bvh_labels=(((0.0, 1.0, "lying"),),))
+    with pytest.raises(ValueError, match="one entry per BVH file"):
+        small_config(people=1, bvh=(str(path),), bvh_labels=((), ()))
+
+
+def test_synth_bvh_labels_on_the_command_line(tmp_path):
+    path = _walking_clip(tmp_path)
+    csv = tmp_path / "labels.csv"
+    csv.write_text("file,start_s,end_s,label\nwalk.bvh,0,2,walk\nother.bvh,0,1,run\n")
+    ok = run_cli("synth", "--out", str(tmp_path / "s"), "--minutes", "0.05", "--people", "1", "--edition", "2",
+                 "--bvh", str(path), "--bvh-labels", str(csv), "--lidar-beams", "16", "--quiet")
+    assert ok.returncode == 0, ok.stderr
+    seq = Store(tmp_path / "s").read("scene0000/person_1")
+    assert seq.attrs["source"] == "bvh" and (seq.labels == 1).mean() > 0.9
+    alone = run_cli("synth", "--out", str(tmp_path / "t"), "--bvh-labels", str(csv), "--quiet")
+    assert alone.returncode == 2 and "give --bvh too" in alone.stderr
+    csv.write_text("file,start_s,end_s,label\nother.bvh,0,1,run\n")
+    none = run_cli("synth", "--out", str(tmp_path / "u"), "--bvh", str(path), "--bvh-labels", str(csv), "--quiet")
+    assert none.returncode == 2 and "no row of" in none.stderr
+    csv.write_text("file,start_s,end_s,label\nwalk.bvh,0,1,dance\n")
+    bad = run_cli("synth", "--out", str(tmp_path / "v"), "--edition", "2", "--bvh", str(path),
+                  "--bvh-labels", str(csv), "--quiet")
+    assert bad.returncode == 2 and "'dance'" in bad.stderr and "not a class of edition 2" in bad.stderr

@@ -56,7 +56,8 @@ def read_label_csv(path: str | Path) -> list[LabelSegment]:
     return out
 
 
-def _segments_for(path: Path, segments: list[LabelSegment]) -> list[LabelSegment]:
+def segments_for(path: Path, segments: list[LabelSegment]) -> list[LabelSegment]:
+    """The rows of ``segments`` that name ``path`` (by path, file name or stem)."""
     keys = {str(path), path.name, path.stem}
     return [s for s in segments if s.file in keys or Path(s.file).name == path.name]
 
@@ -89,7 +90,7 @@ def import_bvh(files: list[str | Path], out: str | Path, *, labels_csv: str | Pa
             scale = resolve_unit_scale(motion, unit_scale)
             mapping = map_joints(motion, up_axis, scale)
             kin = bvh_to_kinematics(motion, scale, up_axis, mapping=mapping, log=log)
-            segs = _segments_for(path, segments)
+            segs = segments_for(path, segments)
             matched_rows += len(segs)
             t = kin.times
             if segs:

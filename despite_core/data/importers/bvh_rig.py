@@ -303,14 +303,30 @@ def resolve_unit_scale(motion: BvhMotion, unit_scale: float | None = None) -> fl
     return 0.01 if motion.rig_size() > 3.0 else 1.0
 
 
+def _rest_alignment(rest: np.ndarray) -> np.ndarray:
+    """(24, 3, 3) per joint: the smallest rotation taking the rig's rest bone direction (from ``rest``, the
+    rig's rest joint positions (24, 3) in world axes) onto the procedural body's, transposed."""
+    from despite_core.data.synth.body import BodyShape
+    from despite_core.data.synth.kinematics import minimal_rotation, rest_bone_directions
+
+    rig_offsets = rest - rest[np.maximum(np.array(SMPL_PARENTS), 0)]
+    a = minimal_rotation(rest_bone_directions(rig_offsets), rest_bone_directions(BodyShape().offsets()))
+    return np.swapaxes(a, -1, -2)
+
+
 def bvh_to_kinematics(motion: BvhMotion, unit_scale: float | None = None, up_axis: str = "y", *,
                       mapping: SmplMapping | None = None, log: WarningLog | None = None) -> Kinematics:
     """SMPL-joint :class:`Kinematics` of a BVH motion: world metres, z up, x forward at rest.
 
     ``unit_scale``: metres per rig unit (None: :func:`resolve_unit_scale`). ``up_axis``: the rig's
     up axis, "y" (LaFAN1, CMU, Mixamo: rotated so that y -> z, z -> x) or "z" (kept).
-    Rotations are global joint-to-world; a derived joint rides on its SMPL parent's bone, with
-    that parent's rotation. ``mapping``: reuse a :func:`map_joints` result.
+    Rotations are global joint-to-world in the frame convention of the synthetic bodies
+    (kinematics.py: world-aligned in an upright rest pose with the limbs hanging), so the simulated
+    IMUs read the same axes as on a procedural body: the rig's rotations are changed into the world
+    axes (identity in the rig's rest pose), then each bone's frame is turned by the smallest rotation
+    that takes the procedural rest direction of that bone onto the rig's (a T-pose arm: the arm
+    lowered). A derived joint rides on its SMPL parent's bone, with that parent's rotation.
+    ``mapping``: reuse a :func:`map_joints` result.
     """
     if up_axis not in UP_AXIS_TO_Z_UP:
         raise ImporterError(f"{motion.path}: up_axis must be one of {sorted(UP_AXIS_TO_Z_UP)}, got {up_axis!r}")
@@ -332,7 +348,7 @@ def bvh_to_kinematics(motion: BvhMotion, unit_scale: float | None = None, up_axi
     p = pos[:, fs] + np.einsum("fkij,kj->fki", r, offset)        # (F, 24, 3) rig units and axes
     m = UP_AXIS_TO_Z_UP[up_axis]
     positions = scale * np.einsum("ij,fkj->fki", m, p)
-    rotations = np.einsum("ij,fkjl->fkil", m, r)
+    rotations = np.einsum("ij,fkjl,ml->fkim", m, r, m) @ _rest_alignment(mapping.rest @ m.T)
     if not (np.all(np.isfinite(positions)) and np.all(np.isfinite(rotations))):
         # Finite but huge offsets or position channels (1e308 rig units) overflow on the way.
         bad = ~np.isfinite(positions).all(axis=(1, 2)) | ~np.isfinite(rotations).all(axis=(1, 2, 3))

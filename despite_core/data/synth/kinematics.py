@@ -40,3 +40,45 @@ class Kinematics:
     def rate(self) -> float:
         """Sample rate in Hz (from the median step)."""
         return 1.0 / float(np.median(np.diff(self.times)))
+
+
+# The frame convention every source of Kinematics follows (procedural bodies by construction, mocap by
+# bvh_rig.bvh_to_kinematics): in the rest pose, standing upright facing +x with the limbs hanging, every
+# joint frame is world-aligned (x forward, y left, z up). So a sensor strapped to a bone reads the same axes
+# whatever drives the body. Each joint's bone points to its primary child; these are the rest directions
+# of the procedural body (body.BodyShape.offsets), unit vectors (a test keeps them equal).
+PRIMARY_CHILD = {j: SMPL_PARENTS.index(j) for j in range(24) if j in SMPL_PARENTS}
+PRIMARY_CHILD[0] = SMPL_JOINT_NAMES.index("spine1")
+PRIMARY_CHILD[SMPL_JOINT_NAMES.index("spine3")] = SMPL_JOINT_NAMES.index("neck")
+
+
+def rest_bone_directions(offsets: np.ndarray) -> np.ndarray:
+    """(24, 3) unit direction from each joint to its primary child in a rest pose given by joint offsets
+    from the parent (24, 3); a joint without a child gets its parent's direction."""
+    out = np.zeros((24, 3))
+    for j in range(24):
+        k = j
+        while k not in PRIMARY_CHILD:
+            k = SMPL_PARENTS[k]
+        v = offsets[PRIMARY_CHILD[k]]
+        out[j] = v / np.linalg.norm(v)
+    return out
+
+
+def minimal_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) the smallest rotation taking unit vectors a (..., 3) onto b (..., 3)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    v = np.cross(a, b)
+    c = np.einsum("...i,...i->...", a, b)
+    k = np.zeros(a.shape[:-1] + (3, 3))
+    k[..., 0, 1], k[..., 0, 2], k[..., 1, 2] = -v[..., 2], v[..., 1], -v[..., 0]
+    k = k - np.swapaxes(k, -1, -2)
+    opposite = c < -1 + 1e-9
+    out = np.eye(3) + k + (k @ k) / np.where(opposite, 1.0, 1.0 + c)[..., None, None]
+    if np.any(opposite):   # a half turn about any axis perpendicular to a
+        aa = a[opposite]
+        p = np.where(np.abs(aa[:, :1]) < 0.9, np.array([1.0, 0, 0]), np.array([0, 1.0, 0]))
+        n = np.cross(aa, p)
+        n /= np.linalg.norm(n, axis=-1, keepdims=True)
+        out[opposite] = 2 * n[:, :, None] * n[:, None, :] - np.eye(3)
+    return out

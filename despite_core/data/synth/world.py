@@ -44,6 +44,9 @@ class WorldConfig:
     imu: ImuConfig = field(default_factory=ImuConfig)
     untexted: float = 0.2                     # fraction of segments without text
     bvh: tuple[str, ...] = ()                 # mocap files that replace procedural motion (person 1, 2, ...)
+    # per BVH file: its labelled stretches (start_s, end_s, class name) in clip time, repeated each time the clip
+    # repeats; empty = that person unlabelled (-1)
+    bvh_labels: tuple[tuple[tuple[float, float, str], ...], ...] = ()
     height_range: tuple[float, float] | None = None   # override body stature range (m), e.g. out of domain
     mount: tuple[float, float, float] | None = None   # fixed LiDAR (y, height, pitch deg) on the near wall; None = random per scene
     in_place: bool = False                    # everyone stays where they are from the first scan (no walk / run)
@@ -65,6 +68,15 @@ class WorldConfig:
             raise ValueError(f"edition must be one of {EDITIONS}, got {self.edition}")
         if self.distance is not None and not 1.0 <= self.distance[0] < self.distance[1] <= 30.0:
             raise ValueError(f"distance must be (near, far) metres with 1 <= near < far <= 30, got {self.distance}")
+        if self.bvh_labels and len(self.bvh_labels) != len(self.bvh):
+            raise ValueError(f"bvh_labels needs one entry per BVH file ({len(self.bvh)}), got {len(self.bvh_labels)}")
+        for f, rows in zip(self.bvh, self.bvh_labels):
+            for start, end, name in rows:
+                if name not in self.class_names:
+                    raise ValueError(f"label {name!r} for {f} is not a class of edition {self.edition}: "
+                                     f"{', '.join(self.class_names)}")
+                if not end > start >= 0:
+                    raise ValueError(f"label {name!r} for {f}: need 0 <= start_s < end_s, got {start}, {end}")
         if abs(self.imu.rate * round(1 / self.lidar.rate, 6) - round(self.imu.rate / self.lidar.rate)) > 1e-6:
             raise ValueError(f"IMU rate {self.imu.rate} Hz must be a multiple of the LiDAR rate {self.lidar.rate} Hz")
 
@@ -98,6 +110,7 @@ class Person:
     mesh: CapsuleMesh
     seats: list[tuple[float, float, np.ndarray, np.ndarray]] = field(default_factory=list)  # (t0, t1, verts, tris)
     class_names: tuple[str, ...] = CLASS_NAMES
+    source: str = "procedural"           # or "bvh": motion capture drives this person
 
     def sample_index(self, t: np.ndarray | float) -> np.ndarray:
         """Nearest kinematic sample of time(s) t."""
@@ -277,9 +290,9 @@ def simulate_person(pid: int, subject: str, duration: float, room: Room, config:
         from despite_core.data.importers.bvh_format import load_bvh
         from despite_core.data.importers.bvh_rig import bvh_to_kinematics
 
-        kin = _place_mocap(bvh_to_kinematics(load_bvh(config.bvh[bvh_index])), times, room, rng, max_dist)
-        segments: list[Segment] = []
-        seg_index = np.full(len(times), -1)
+        rows = config.bvh_labels[bvh_index] if config.bvh_labels else ()
+        kin, segments, seg_index = _place_mocap(bvh_to_kinematics(load_bvh(config.bvh[bvh_index])), times, room,
+                                                rng, max_dist, rows)
         seats: list = []
     else:
         # In place: no activity that translates the body, so everyone stays where the first scan sees them.
@@ -301,27 +314,133 @@ def simulate_person(pid: int, subject: str, duration: float, room: Room, config:
                   seg_index=seg_index, imu=measured, imu_ideal=ideal,
                   reflectivity=float(rng.uniform(0.15, 0.7) if d > 0 else 0.5),
                   mesh=CapsuleMesh(capsule_endpoints(kin.positions[0], shape.girth)[2]), seats=seats,
-                  class_names=config.class_names)
+                  class_names=config.class_names, source="bvh" if bvh_index < len(config.bvh) else "procedural")
 
 
-def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.Generator,
-                 max_dist: float) -> Kinematics:
-    """Put a mocap clip in the room: loop it to the scene length, rotate and move its start to a free spot."""
-    from despite_core.data.resample import interp_linear, interp_rotmat
+MOCAP_LOWPASS_HZ = 6.0   # joint positions of mocap are low-passed here before the IMU model differentiates them
+
+
+def _lowpass(x: np.ndarray, rate: float) -> np.ndarray:
+    """Zero-phase low-pass along time (axis 0) at MOCAP_LOWPASS_HZ: mocap marker and solver jitter, which
+    a second derivative would turn into accelerations of tens of m/s^2, goes; human motion stays."""
+    from scipy.signal import butter, sosfiltfilt
+
+    if rate <= 2.5 * MOCAP_LOWPASS_HZ or len(x) < 16:
+        return x
+    sos = butter(2, MOCAP_LOWPASS_HZ, fs=rate, output="sos")
+    return sosfiltfilt(sos, x, axis=0, padtype="odd")   # odd: a steady travel stays steady at the ends
+
+
+SEAM_JUMP = 0.6      # m: a joint that moves this far from one repetition of a clip to the next is a cut
+SEAM_BLEND = 0.4     # s over which a smaller jump is blended away (the positions; orientations switch at once)
+SEAM_GUARD = 1.3     # s each side of a cut left unlabelled: no window that spans it keeps a label
+
+
+def _heading(kin_pos: np.ndarray) -> float:
+    """Facing direction (rad) of one pose (24, 3): perpendicular to the hip line, to the body's front."""
+    from despite_core.data.store import SMPL_JOINT_NAMES
+
+    left = kin_pos[SMPL_JOINT_NAMES.index("left_hip"), :2] - kin_pos[SMPL_JOINT_NAMES.index("right_hip"), :2]
+    return float(np.arctan2(-left[0], left[1]))
+
+
+def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.Generator, max_dist: float,
+                 label_rows: tuple[tuple[float, float, str], ...] = ()
+                 ) -> tuple[Kinematics, list[Segment], np.ndarray]:
+    """Put a mocap clip in the room for the whole scene, resampled to ``times`` by cubic splines: the clip repeats, each repetition starting where and
+    facing how the last one ended (so a walk keeps walking), turned when it would leave the free floor, or
+    moved to a new free spot when no turn keeps it inside. Where a repetition does not quite continue the last
+    one's pose, the jump is blended away over SEAM_BLEND s; where it jumps more than SEAM_JUMP (a cut: a clip
+    that starts lying and ends standing, a new spot) the SEAM_GUARD seconds each side are unlabelled.
+    ``label_rows`` (start_s, end_s, class name) in clip time label every repetition.
+    Returns the kinematics, the labelled segments and each sample's segment (-1 = unlabelled)."""
+    from scipy.interpolate import CubicSpline
+    from scipy.spatial.transform import Rotation, RotationSpline
+
+    from despite_core.data.importers.common import segments_to_frames
+    from despite_core.data.resample import interp_linear
     from despite_core.data.rotations import rot_z
 
     span = kin.times[-1] - kin.times[0]
     if span <= 0:
         raise ValueError("BVH clip has a single frame")
-    t = kin.times[0] + np.mod(times, span)
-    pos = interp_linear(kin.times, kin.positions, t)
-    rot = interp_rotmat(kin.times, kin.rotations, t)
-    start = _waypoint(rng, room, None, max_dist)
-    r = rot_z(np.array(rng.uniform(-np.pi, np.pi)))
-    root0 = pos[0, 0, :2].copy()
-    pos = (pos - np.r_[root0, 0.0]) @ r.T + np.r_[start, 0.0]
+    lo, hi = room.free_area(margin=0.5)
+    probe = np.linspace(kin.times[0], kin.times[-1], 12)
+    probe_xy = interp_linear(kin.times, kin.positions[:, 0, :2], probe) - kin.positions[0, 0, :2]
+    turn = _heading(kin.positions[-1]) - _heading(kin.positions[0])
+
+    end_xy = kin.positions[-1, 0, :2] - kin.positions[0, 0, :2]
+
+    def inside(start: np.ndarray, yaw: float) -> bool:
+        """This repetition and the next (continuing straight) stay on the free floor: turns come early."""
+        r2 = rot_z(np.array(yaw))[:2, :2]
+        r_next = rot_z(np.array(yaw + turn))[:2, :2]
+        path = np.concatenate([probe_xy @ r2.T + start, probe_xy @ r_next.T + start + end_xy @ r2.T])
+        return bool(np.all(path > lo) and np.all(path < hi) and np.all(path[:, 0] <= max_dist)
+                    and all(room.is_free(p, clearance=0.3) for p in path))
+
+    reps = int(np.floor((times[-1] - times[0]) / span)) + 1
+    rep = np.minimum(((times - times[0]) // span).astype(np.int64), reps - 1)
+    local = kin.times[0] + (times - times[0]) - rep * span
+    # Twice-differentiable in time (cubic splines): the IMU model differentiates positions twice and
+    # orientations once, and a linear interpolation of 30-Hz mocap would read as spikes at every frame.
+    pos = CubicSpline(kin.times, _lowpass(kin.positions, kin.rate), axis=0)(local)
+    nj = kin.rotations.shape[1]
+    rot = np.stack([RotationSpline(kin.times, Rotation.from_matrix(kin.rotations[:, j]))(local).as_matrix()
+                    for j in range(nj)], axis=1)
+    root0 = np.r_[kin.positions[0, 0, :2], 0.0]
+    for _ in range(50):   # a first repetition that stays on the free floor (the last draw if none does)
+        start, yaw = _waypoint(rng, room, None, max_dist), float(rng.uniform(-np.pi, np.pi))
+        if inside(start, yaw):
+            break
+    cuts: list[float] = []
+    end_pose = None
+    for k in range(reps):
+        delta, moved = 0.0, k > 0
+        if k > 0:   # continue from where and how the last repetition ended, turned if need be
+            cont = (rot_z(np.array(yaw)) @ (kin.positions[-1, 0] - root0))[:2] + start
+            yaw += turn
+            for delta in (0.0, *np.radians([30, -30, 60, -60, 90, -90, 135, -135, 180])):
+                if inside(cont, yaw + delta):
+                    start, moved = cont, False
+                    break
+            else:
+                delta = 0.0
+                start, yaw = _waypoint(rng, room, None, max_dist), float(rng.uniform(-np.pi, np.pi))
+        r = rot_z(np.array(yaw))
+        sel = rep == k
+        u = (times[sel] - times[0] - k * span) / SEAM_BLEND
+        w = np.where(u < 1.0, 0.5 * (1.0 + np.cos(np.pi * np.clip(u, 0.0, 1.0))), 0.0)   # 1 -> 0 over the blend
+        pos[sel] = (pos[sel] - root0) @ r.T + np.r_[start, 0.0]
+        rot[sel] = r @ rot[sel]
+        if end_pose is not None:
+            first = (kin.positions[0] - root0) @ r.T + np.r_[start, 0.0]
+            gap = end_pose - first                       # (24, 3): the pose jump from one repetition to the next
+            if moved or float(np.linalg.norm(gap, axis=-1).max()) > SEAM_JUMP:
+                cuts.append(float(times[0] + k * span))
+            else:                                        # blended away over SEAM_BLEND seconds
+                pos[sel] += w[:, None, None] * gap
+        if delta:                                        # the turn, spread over the same SEAM_BLEND seconds
+            turn_by = rot_z(delta * (1.0 - w))           # (n, 3, 3)
+            pos[sel] = np.einsum("nij,nkj->nki", turn_by, pos[sel] - np.r_[start, 0.0]) + np.r_[start, 0.0]
+            rot[sel] = turn_by[:, None] @ rot[sel]
+            yaw += delta
+            r = rot_z(np.array(yaw))
+        end_pose = (kin.positions[-1] - root0) @ r.T + np.r_[start, 0.0]
     pos[..., 2] -= min(0.0, float(pos[..., 2].min()))   # no joint below the floor
-    return Kinematics(times=times, positions=pos, rotations=r @ rot)
+    segments: list[Segment] = []
+    seg_index = np.full(len(times), -1, np.int64)
+    if label_rows:
+        row = np.array(segments_to_frames(local - kin.times[0], [(s, e, i) for i, (s, e, _) in enumerate(label_rows)],
+                                          empty=-1), np.int64)
+        for k in range(reps):
+            for s0, e0, name in label_rows:
+                segments.append(Segment(activity=name, start=float(times[0] + k * span + s0), duration=e0 - s0,
+                                        text=name))
+        seg_index = np.where(row >= 0, rep * len(label_rows) + row, -1)
+        for c in cuts:
+            seg_index[np.abs(times - c) < SEAM_GUARD] = -1
+    return Kinematics(times=times, positions=pos, rotations=rot), segments, seg_index
 
 
 def build_scene(config: WorldConfig, index: int, duration: float) -> SceneState:
@@ -415,7 +534,7 @@ def person_sequence(scene: SceneState, person: Person, stamps: np.ndarray, cloud
         text=texts.astype(str), points=clouds, imu=imu, joints=joints,
         scene=f"scene{scene.index:04d}", person=person.pid,
         attrs={"height": person.shape.height, "girth": person.shape.girth, "handed": person.style.handed,
-               "source": "bvh" if not person.segments else "procedural",
+               "source": person.source,
                "lidar": {"beams": scene.lidar.config.beams, "columns": scene.lidar.config.columns,
                          "rate": scene.lidar.config.rate, "mount_xyz": list(scene.lidar.config.mount_xyz),
                          "mount_rpy": list(scene.lidar.config.mount_rpy)}},

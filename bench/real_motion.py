@@ -1,0 +1,178 @@
+"""How the model trained on procedural motion labels real motion capture, per class (issue 17).
+
+Real motion: DeepMimic's humanoid3d clips (retargeted motion capture), which pybullet's wheel ships
+under the zlib licence. Fetch that wheel once from PyPI (nothing here downloads anything):
+
+    .venv/bin/pip download pybullet==3.2.7 --no-deps -d downloads/
+    .venv/bin/python bench/real_motion.py --pybullet downloads/pybullet-3.2.7-*.whl
+
+Each clip that shows one of the model's classes becomes a BVH file (despite_core.data.importers.deepmimic)
+with its labels (clip time), and drives one person of `despite synth --edition 2 --bvh CLIP --bvh-labels CSV`
+(the clip repeats, continuing where it ended; rooms, bodies' girth, LiDAR mountings and IMU errors drawn
+from --seed). The get-up clips start lying on the floor: their first pose is held 3 s (`lying`) and the
+last 2 s (`stand`). Beside them, procedural scenes of the same settings (one person, same LiDAR, new seed)
+give the same model's per-class recall on the motion it was trained on. Both are scored by `despite eval
+har --model` on every window (stride 1) for the point-cloud head and the IMU model.
+Writes OUT/real_motion.json and OUT/real_motion.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+from despite_core.data.importers.deepmimic import clip_to_bvh, load_deepmimic
+from despite_core.data.store import Store
+
+# clip -> (labels in the order they come, seconds held at the start, at the end)
+CLIPS = {
+    "walk": ("walk", 0.0, 0.0),
+    "run": ("run", 0.0, 0.0),
+    "jump": ("jump", 0.0, 0.0),
+    "punch": ("punch", 0.0, 0.0),
+    "kick": ("kick", 0.0, 0.0),
+    "spinkick": ("kick", 0.0, 0.0),
+    "getup_faceup": ("get up", 3.0, 2.0),
+    "getup_facedown": ("get up", 3.0, 2.0),
+}
+
+
+def run(cmd: list[str]) -> None:
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"failed ({r.returncode}): {' '.join(cmd)}\n{r.stderr[-3000:]}")
+
+
+def motions_dir(source: Path, out: Path) -> Path:
+    """The humanoid3d motion files: unpacked from the wheel into OUT/motions, or a folder as given."""
+    if source.is_dir():
+        return source
+    if not zipfile.is_zipfile(source):
+        sys.exit(f"{source}: neither a folder of humanoid3d_*.txt files nor pybullet's wheel")
+    dest = out / "motions"
+    dest.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(source) as z:
+        for name in z.namelist():
+            if name.startswith("pybullet_data/data/motions/humanoid3d_") and name.endswith(".txt"):
+                (dest / Path(name).name).write_bytes(z.read(name))
+    return dest
+
+
+def whole_split(store: Path) -> None:
+    """A split scheme 'all' whose test split is every sequence (the mocap is not split by subject)."""
+    ids = Store(store).sequence_ids
+    (store / "splits" / "all.json").write_text(json.dumps({"test": ids, "train": [], "val": []}, indent=1))
+
+
+def evaluate(store: Path, model: Path, out: Path, modality: str) -> dict:
+    run([sys.executable, "-m", "despite_core.cli", "eval", "har", "--model", str(model), "--store", str(store),
+         "--modality", modality, "--split-scheme", "all", "--split", "test", "--stride", "1", "--out", str(out),
+         "--quiet"])
+    return json.loads((out / "har.json").read_text())
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap.add_argument("--pybullet", type=Path, required=True,
+                    help="pybullet's wheel (pip download pybullet==3.2.7 --no-deps) or a folder of humanoid3d_*.txt")
+    ap.add_argument("--out", type=Path, default=Path("runs/real_motion"))
+    ap.add_argument("--model", type=Path, default=Path("models/default"))
+    ap.add_argument("--minutes", type=float, default=2.0, help="simulated minutes per clip (30-s scenes)")
+    ap.add_argument("--procedural-minutes", type=float, default=10.0)
+    ap.add_argument("--seed", type=int, default=940, help="seeds SEED.. (one per clip) and SEED+50 (procedural)")
+    ap.add_argument("--beams", type=int, nargs="+", default=[64, 16])
+    args = ap.parse_args()
+    out = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    src = motions_dir(args.pybullet, out)
+    bvh_dir = out / "bvh"
+    bvh_dir.mkdir(exist_ok=True)
+    rows = ["file,start_s,end_s,label"]
+    clips = {}
+    for name, (label, hold0, hold1) in CLIPS.items():
+        path = src / f"humanoid3d_{name}.txt"
+        if not path.is_file():
+            sys.exit(f"{path} is missing: is {args.pybullet} pybullet 3.2.7's wheel (or its motions folder)?")
+        clip = load_deepmimic(path)
+        span = clip.frame_time * (len(clip.durations) - 1)
+        (bvh_dir / f"{name}.bvh").write_text(clip_to_bvh(clip, hold_start_s=hold0, hold_end_s=hold1))
+        if hold0:
+            rows.append(f"{name}.bvh,0,{hold0:.3f},lying")
+        rows.append(f"{name}.bvh,{hold0:.3f},{hold0 + span:.3f},{label}")
+        if hold1:
+            rows.append(f"{name}.bvh,{hold0 + span:.3f},{hold0 + span + hold1 + 1:.3f},stand")
+        clips[name] = {"label": label, "seconds": round(span, 2), "frames": len(clip.durations), "loop": clip.loop}
+    (out / "labels.csv").write_text("\n".join(rows) + "\n")
+    result: dict = {"clips": clips, "model": str(args.model), "seed": args.seed, "minutes_per_clip": args.minutes,
+                    "by_beams": {}}
+    for beams in args.beams:
+        per: dict = {"mocap": {}, "procedural": {}}
+        for k, name in enumerate(CLIPS):
+            store = out / f"{beams}_beams" / f"store_{name}"
+            run([sys.executable, "-m", "despite_core.cli", "synth", "--out", str(store), "--edition", "2",
+                 "--people", "1", "--bvh", str(bvh_dir / f"{name}.bvh"), "--bvh-labels", str(out / "labels.csv"),
+                 "--minutes", str(args.minutes), "--scene-minutes", "0.5", "--seed", str(args.seed + k),
+                 "--lidar-beams", str(beams), "--overwrite", "--quiet"])
+            whole_split(store)
+            per["mocap"][name] = {m: evaluate(store, args.model, store.parent / f"eval_{name}_{m}", m)
+                                  for m in ("pointcloud", "imu")}
+            print(f"{beams} beams, {name}: point clouds {per['mocap'][name]['pointcloud']['accuracy']:.3f}, "
+                  f"IMU {per['mocap'][name]['imu']['accuracy']:.3f}", flush=True)
+        store = out / f"{beams}_beams" / "store_procedural"
+        run([sys.executable, "-m", "despite_core.cli", "synth", "--out", str(store), "--edition", "2", "--people", "1",
+             "--minutes", str(args.procedural_minutes), "--scene-minutes", "0.5", "--seed", str(args.seed + 50),
+             "--lidar-beams", str(beams), "--overwrite", "--quiet"])
+        whole_split(store)
+        per["procedural"] = {m: evaluate(store, args.model, store.parent / f"eval_procedural_{m}", m)
+                             for m in ("pointcloud", "imu")}
+        result["by_beams"][str(beams)] = per
+    (out / "real_motion.json").write_text(json.dumps(result, indent=1))
+    (out / "real_motion.md").write_text(table(result))
+    print(table(result))
+    return 0
+
+
+def _recall(res: dict, cls: str) -> tuple[float, int] | None:
+    """(recall, windows) of class ``cls`` in one eval result, None when it has no window of it."""
+    rec = res["per_class_recall"].get(cls)
+    if rec is None:
+        return None
+    names = res["class_names"]
+    n = int(sum(res["confusion"][names.index(cls)]))
+    return (float(rec), n) if n else None
+
+
+def _fmt(x: tuple[float, int] | None) -> str:
+    return f"{x[0]:.2f}" if x else "-"
+
+
+def table(result: dict) -> str:
+    lines = []
+    for beams, per in result["by_beams"].items():
+        lines += [f"\n{beams} beams: recall per clip (windows), mocap / procedural of the same class",
+                  "| clip | class | windows | point clouds: mocap | procedural | IMU: mocap | procedural |",
+                  "|---|---|---:|---|---|---|---|"]
+        for name, info in result["clips"].items():
+            mo_pc, mo_imu = per["mocap"][name]["pointcloud"], per["mocap"][name]["imu"]
+            for cls in mo_pc["class_names"]:
+                pc = _recall(mo_pc, cls)
+                if pc is None:
+                    continue
+                imu = _recall(mo_imu, cls)
+                pr_pc, pr_imu = (_recall(per["procedural"][m], cls) for m in ("pointcloud", "imu"))
+                lines.append(f"| {name} | {cls} | {pc[1]} | {_fmt(pc)} | {_fmt(pr_pc)} | {_fmt(imu)} | {_fmt(pr_imu)} |")
+        for m in ("pointcloud", "imu"):
+            accs = {n: per["mocap"][n][m]["accuracy"] for n in result["clips"]}
+            lines.append(f"\n{m}: mocap accuracy over all its windows per clip "
+                         + ", ".join(f"{n} {a:.2f}" for n, a in accs.items())
+                         + f"; procedural scenes {per['procedural'][m]['accuracy']:.3f} over "
+                           f"{per['procedural'][m]['windows']} windows")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
