@@ -45,8 +45,8 @@ class Kinematics:
 # The frame convention every source of Kinematics follows (procedural bodies by construction, mocap by
 # bvh_rig.bvh_to_kinematics): in the rest pose, standing upright facing +x with the limbs hanging, every
 # joint frame is world-aligned (x forward, y left, z up). So a sensor strapped to a bone reads the same axes
-# whatever drives the body. Each joint's bone points to its primary child; these are the rest directions
-# of the procedural body (body.BodyShape.offsets), unit vectors (a test keeps them equal).
+# whatever drives the body. Each joint's bone points to its primary child (PRIMARY_CHILD); the procedural
+# body's rest directions come from body.BodyShape.offsets through rest_bone_directions.
 PRIMARY_CHILD = {j: SMPL_PARENTS.index(j) for j in range(24) if j in SMPL_PARENTS}
 PRIMARY_CHILD[0] = SMPL_JOINT_NAMES.index("spine1")
 PRIMARY_CHILD[SMPL_JOINT_NAMES.index("spine3")] = SMPL_JOINT_NAMES.index("neck")
