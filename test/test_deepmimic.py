@@ -116,3 +116,16 @@ def test_a_mocap_bone_hanging_down_has_the_procedural_rest_frame_whatever_the_ri
         assert kin.rotations[0, N.index(j)] == pytest.approx(np.eye(3), abs=1e-6), j
     # an upright trunk: within the procedural spine's own slight lean (0.1 rad)
     assert np.trace(kin.rotations[0, 0]) > 1 + 2 * np.cos(0.11)
+
+
+def test_in_place_keeps_the_root_where_it_starts_and_the_pose_as_it_was(tmp_path):
+    (tmp_path / "c.txt").write_text(json.dumps({"Loop": "wrap", "Frames": _random_frames(np.random.default_rng(2))}))
+    clip = load_deepmimic(tmp_path / "c.txt")
+    (tmp_path / "a.bvh").write_text(clip_to_bvh(clip))
+    (tmp_path / "b.bvh").write_text(clip_to_bvh(clip, in_place=True))
+    a, b = (bvh_to_kinematics(load_bvh(tmp_path / f"{x}.bvh")) for x in "ab")
+    assert np.ptp(a.positions[:, 0, :2], axis=0).max() > 0.5                       # the clip travels
+    assert np.ptp(b.positions[:, 0, :2], axis=0).max() < 1e-5                      # in place it does not
+    np.testing.assert_allclose(b.positions[:, 0, 2], a.positions[:, 0, 2], atol=1e-5)   # it still bobs
+    rel = lambda k: k.positions - k.positions[:, :1]                                # noqa: E731
+    np.testing.assert_allclose(rel(b), rel(a), atol=1e-4)                          # the same pose

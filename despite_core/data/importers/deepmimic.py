@@ -124,8 +124,10 @@ def _euler_zyx(m: np.ndarray) -> np.ndarray:
     return np.degrees(np.stack([z, y, x], axis=1))
 
 
-def clip_to_bvh(clip: DeepMimicClip, *, hold_start_s: float = 0.0, hold_end_s: float = 0.0) -> str:
-    """BVH text of ``clip`` (see the module docstring); its first / last pose held for the given seconds."""
+def clip_to_bvh(clip: DeepMimicClip, *, hold_start_s: float = 0.0, hold_end_s: float = 0.0,
+                in_place: bool = False) -> str:
+    """BVH text of ``clip`` (see the module docstring); its first / last pose held for the given seconds;
+    ``in_place``: the root's horizontal travel removed (the body turns and bobs where it starts; feet slide)."""
     n = len(clip.durations)
     dt = clip.frame_time
     idx = np.r_[np.zeros(int(round(hold_start_s / dt)), int), np.arange(n),
@@ -156,7 +158,10 @@ def clip_to_bvh(clip: DeepMimicClip, *, hold_start_s: float = 0.0, hold_end_s: f
         lines.append(f"{pad}}}")
 
     emit("root", 0)
-    cols = [(TO_BVH @ clip.root[idx].T).T]
+    root = clip.root[idx].copy()
+    if in_place:
+        root[:, [0, 2]] = clip.root[0, [0, 2]]
+    cols = [(TO_BVH @ root.T).T]
     eye = np.broadcast_to(np.eye(3), (len(idx), 3, 3))
     for joint in channel_joints:
         r = clip.rotations.get(joint)
