@@ -136,8 +136,10 @@ def run_synth(args: argparse.Namespace) -> int:
         from despite_core.data.importers.bvh_format import load_bvh
         from despite_core.data.importers.bvh_rig import bvh_to_kinematics
 
+        spans = {}
         for f in args.bvh:
-            bvh_to_kinematics(load_bvh(f))
+            t = bvh_to_kinematics(load_bvh(f)).times
+            spans[f] = float(t[-1] - t[0])
     bvh_labels: tuple = ()
     if args.bvh_labels is not None:
         if not args.bvh:
@@ -154,6 +156,10 @@ def run_synth(args: argparse.Namespace) -> int:
             raise CliError(f"despite synth: no row of {args.bvh_labels} names one of the --bvh files "
                            f"({', '.join(f.name for f in args.bvh)})")
         for f, own in zip(args.bvh, bvh_labels):
+            late = [f"{a:g}-{b:g} {name}" for a, b, name in own if a >= spans[f]]
+            if late:
+                raise CliError(f"despite synth: {args.bvh_labels}: row(s) {late} start at or after the end of "
+                               f"{f.name} ({spans[f]:.3f} s): times are clip seconds")
             if not own:
                 print(f"despite synth: warning: {args.bvh_labels} has no row for {f.name}: its person is unlabelled",
                       file=sys.stderr)

@@ -129,3 +129,44 @@ def test_in_place_keeps_the_root_where_it_starts_and_the_pose_as_it_was(tmp_path
     np.testing.assert_allclose(b.positions[:, 0, 2], a.positions[:, 0, 2], atol=1e-5)   # it still bobs
     rel = lambda k: k.positions - k.positions[:, :1]                                # noqa: E731
     np.testing.assert_allclose(rel(b), rel(a), atol=1e-4)                          # the same pose
+
+
+def _frame(root_quat=(1, 0, 0, 0), right_knee=0.0):
+    """One humanoid3d frame: identity joints, the given root rotation and right knee angle."""
+    row = [1 / 30, 0.0, 0.9, 0.0, *root_quat]
+    for joint in FRAME_ORDER:
+        row += [right_knee if joint == "right_knee" else 0.0] if HUMANOID3D_OFFSETS[joint][2] == 1 else [1, 0, 0, 0]
+    return row
+
+
+def test_a_bent_knee_puts_the_shin_behind_and_a_quarter_turn_faces_left(tmp_path):
+    """Hand-worked poses, independent of the module's own rotation code: DeepMimic's knee bends about its
+    z (the body's right), so -90 deg sends the shin straight back; a quarter turn about up faces the body's
+    left (world +y), which puts its left hip behind it (world -x)."""
+    shin = 1.639480 * HUMANOID3D_SCALE
+    c = np.cos(np.pi / 4)
+    frames = [_frame(right_knee=-np.pi / 2), _frame(root_quat=(c, 0, c, 0))]
+    (tmp_path / "p.txt").write_text(json.dumps({"Loop": "none", "Frames": frames}))
+    (tmp_path / "p.bvh").write_text(clip_to_bvh(load_deepmimic(tmp_path / "p.txt")))
+    kin = bvh_to_kinematics(load_bvh(tmp_path / "p.bvh"))
+    knee, ankle = kin.positions[0, N.index("right_knee")], kin.positions[0, N.index("right_ankle")]
+    np.testing.assert_allclose(ankle - knee, [-shin, 0, 0], atol=1e-5)
+    hip = kin.positions[1, N.index("left_hip")] - kin.positions[1, 0]
+    np.testing.assert_allclose(hip, [-0.339548 * HUMANOID3D_SCALE, 0, 0], atol=1e-5)
+
+
+def test_a_value_that_is_not_a_number_names_the_frame(tmp_path):
+    frames = _random_frames(np.random.default_rng(4), n=3)
+    frames[1][7] = "x"
+    (tmp_path / "s.txt").write_text(json.dumps({"Frames": frames}))
+    with pytest.raises(ImporterError, match="frame 1 has a value that is not a number"):
+        load_deepmimic(tmp_path / "s.txt")
+
+
+def test_a_rig_with_a_zero_length_bone_still_converts(tmp_path):
+    from test_importers import LAFAN, make_bvh
+
+    rig = [(n, p, (0, 0, 0) if n == "LeftArm" else off, ch) for n, p, off, ch in LAFAN]   # arm on the collar
+    (tmp_path / "z.bvh").write_text(make_bvh(rig, {}, 2))
+    kin = bvh_to_kinematics(load_bvh(tmp_path / "z.bvh"))
+    assert np.all(np.isfinite(kin.rotations)) and np.all(np.isfinite(kin.positions))

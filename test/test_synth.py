@@ -404,3 +404,36 @@ def test_synth_bvh_labels_on_the_command_line(tmp_path):
     bad = run_cli("synth", "--out", str(tmp_path / "v"), "--edition", "2", "--bvh", str(path),
                   "--bvh-labels", str(csv), "--quiet")
     assert bad.returncode == 2 and "'dance'" in bad.stderr and "not a class of edition 2" in bad.stderr
+
+
+def test_mocap_seams_and_turns_stay_smooth_where_labelled(tmp_path):
+    """Where a repetition continues the last (blended pose, eased turn) the body neither flies nor spins:
+    root speed stays near the clip's, and no labelled sample's IMU turns faster than the clip's own motion."""
+    path = _walking_clip(tmp_path, seconds=1.0, speed_cm=150.0)
+    cfg = small_config(minutes=0.5, scene_minutes=0.5, people=1, bvh=(str(path),), edition=2,
+                       bvh_labels=(((0.0, 2.0, "walk"),),))
+    person = build_scene(cfg, 0, 30.0).people[0]
+    root = person.kin.positions[:, 0, :2]
+    speed = np.linalg.norm(np.diff(root, axis=0), axis=1) * cfg.imu.rate
+    labelled = person.seg_index[1:] >= 0
+    assert labelled.mean() > 0.8
+    assert speed[labelled].max() < 1.5 * 1.5                    # 1.5 m/s clip: turns do not swing the body
+    heading = np.unwrap([_yaw(r) for r in person.kin.rotations[:, 0]])
+    assert np.ptp(heading) > np.pi / 2                          # it did turn, away from walls
+    yaw_rate = np.abs(np.diff(heading)) * cfg.imu.rate
+    assert yaw_rate[labelled].max() < 2.0 * np.pi / 2 * 1.1     # eased in: TURN_RATE (2 rad/s) on average
+    gyro = np.linalg.norm(person.imu_ideal.gyro, axis=-1)[1:]   # (N, sites)
+    assert gyro[labelled].max() < 6.0                          # nothing spins at a seam
+
+
+def _yaw(r):
+    return float(np.arctan2(r[1, 0], r[0, 0]))
+
+
+def test_bvh_label_rows_after_the_clip_are_refused(tmp_path):
+    path = _walking_clip(tmp_path)
+    csv = tmp_path / "labels.csv"
+    csv.write_text("file,start_s,end_s,label\nwalk.bvh,0,0.5,walk\nwalk.bvh,5,6,run\n")
+    late = run_cli("synth", "--out", str(tmp_path / "s"), "--edition", "2", "--bvh", str(path),
+                   "--bvh-labels", str(csv), "--quiet")
+    assert late.returncode == 2 and "start at or after the end of walk.bvh" in late.stderr

@@ -97,7 +97,11 @@ def load_deepmimic(path: str | Path) -> DeepMimicClip:
         if not isinstance(f, list) or len(f) != FRAME_WIDTH:
             raise ImporterError(f"{path}: frame {i} has {len(f) if isinstance(f, list) else type(f).__name__} "
                                 f"values; a humanoid3d frame has {FRAME_WIDTH}")
-    a = np.asarray(frames, dtype=np.float64)
+    try:
+        a = np.asarray(frames, dtype=np.float64)
+    except (TypeError, ValueError):
+        bad = next(i for i, f in enumerate(frames) if not all(isinstance(v, (int, float)) for v in f))
+        raise ImporterError(f"{path}: frame {bad} has a value that is not a number") from None
     if not np.all(np.isfinite(a)):
         raise ImporterError(f"{path}: non-finite values in frame {int(np.argmax(~np.isfinite(a).all(axis=1)))}")
     if np.any(a[:-1, 0] <= 0):

@@ -54,14 +54,16 @@ PRIMARY_CHILD[SMPL_JOINT_NAMES.index("spine3")] = SMPL_JOINT_NAMES.index("neck")
 
 def rest_bone_directions(offsets: np.ndarray) -> np.ndarray:
     """(24, 3) unit direction from each joint to its primary child in a rest pose given by joint offsets
-    from the parent (24, 3); a joint without a child gets its parent's direction."""
+    from the parent (24, 3); a joint without a child gets its parent's direction; a zero-length bone
+    (a rig whose joint and child coincide at rest) gets zeros, which minimal_rotation turns into no turn."""
     out = np.zeros((24, 3))
     for j in range(24):
         k = j
         while k not in PRIMARY_CHILD:
             k = SMPL_PARENTS[k]
         v = offsets[PRIMARY_CHILD[k]]
-        out[j] = v / np.linalg.norm(v)
+        n = float(np.linalg.norm(v))
+        out[j] = v / n if n > 1e-9 else 0.0
     return out
 
 

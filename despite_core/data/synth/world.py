@@ -332,7 +332,14 @@ def _lowpass(x: np.ndarray, rate: float) -> np.ndarray:
 
 
 SEAM_JUMP = 0.6      # m: a joint that moves this far from one repetition of a clip to the next is a cut
-SEAM_BLEND = 0.4     # s over which a smaller jump is blended away (the positions; orientations switch at once)
+SEAM_BLEND = 0.4     # s over which a smaller jump (positions and orientations) is blended away
+SEAM_TURN = np.pi / 2   # rad: a joint whose orientation turns more than this from one repetition to the next is a cut
+TURN_RATE = 2.0      # rad/s: how fast a repetition turned away from a wall comes round (at least SEAM_BLEND)
+
+
+def _ease_out(u: np.ndarray) -> np.ndarray:
+    """1 at u <= 0 easing to 0 at u >= 1 (half a cosine)."""
+    return 0.5 * (1.0 + np.cos(np.pi * np.clip(u, 0.0, 1.0)))
 SEAM_GUARD = 1.3     # s each side of a cut left unlabelled: no window that spans it keeps a label
 
 
@@ -349,9 +356,11 @@ def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.
                  ) -> tuple[Kinematics, list[Segment], np.ndarray]:
     """Put a mocap clip in the room for the whole scene, resampled to ``times`` by cubic splines: the clip repeats, each repetition starting where and
     facing how the last one ended (so a walk keeps walking), turned when it would leave the free floor, or
-    moved to a new free spot when no turn keeps it inside. Where a repetition does not quite continue the last
-    one's pose, the jump is blended away over SEAM_BLEND s; where it jumps more than SEAM_JUMP (a cut: a clip
-    that starts lying and ends standing, a new spot) the SEAM_GUARD seconds each side are unlabelled.
+    moved to a new free spot when no turn keeps it inside (a turn eases in at TURN_RATE, the travel following the
+    heading). Where a repetition does not quite continue the last one's pose, the jump (joint positions and
+    orientations) is blended away over SEAM_BLEND s; where a joint jumps more than SEAM_JUMP or turns more than
+    SEAM_TURN (a cut: a clip that starts lying and ends standing, a new spot) the SEAM_GUARD seconds each side
+    are unlabelled.
     ``label_rows`` (start_s, end_s, class name) in clip time label every repetition.
     Returns the kinematics, the labelled segments and each sample's segment (-1 = unlabelled)."""
     from scipy.interpolate import CubicSpline
@@ -364,6 +373,9 @@ def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.
     span = kin.times[-1] - kin.times[0]
     if span <= 0:
         raise ValueError("BVH clip has a single frame")
+    late = [name for s0, _, name in label_rows if s0 >= span]
+    if late:
+        raise ValueError(f"label(s) {late} start at or after the clip's end ({span:.3f} s of clip time)")
     lo, hi = room.free_area(margin=0.5)
     probe = np.linspace(kin.times[0], kin.times[-1], 12)
     probe_xy = interp_linear(kin.times, kin.positions[:, 0, :2], probe) - kin.positions[0, 0, :2]
@@ -394,39 +406,61 @@ def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.
         if inside(start, yaw):
             break
     cuts: list[float] = []
-    end_pose = None
+    end_pose = end_rot = rep_end = None
+    clip_root = kin.positions[:, 0, :2] - kin.positions[0, 0, :2]
+    grid = np.linspace(0.0, span, 401)                  # for integrating a turned repetition's travel
+    grid_root = interp_linear(kin.times - kin.times[0], clip_root, grid)
     for k in range(reps):
         delta, moved = 0.0, k > 0
         if k > 0:   # continue from where and how the last repetition ended, turned if need be
-            cont = (rot_z(np.array(yaw)) @ (kin.positions[-1, 0] - root0))[:2] + start
             yaw += turn
             for delta in (0.0, *np.radians([30, -30, 60, -60, 90, -90, 135, -135, 180])):
-                if inside(cont, yaw + delta):
-                    start, moved = cont, False
+                if inside(rep_end, yaw + delta):
+                    start, moved = rep_end, False
                     break
             else:
                 delta = 0.0
                 start, yaw = _waypoint(rng, room, None, max_dist), float(rng.uniform(-np.pi, np.pi))
         r = rot_z(np.array(yaw))
         sel = rep == k
-        u = (times[sel] - times[0] - k * span) / SEAM_BLEND
-        w = np.where(u < 1.0, 0.5 * (1.0 + np.cos(np.pi * np.clip(u, 0.0, 1.0))), 0.0)   # 1 -> 0 over the blend
-        pos[sel] = (pos[sel] - root0) @ r.T + np.r_[start, 0.0]
-        rot[sel] = r @ rot[sel]
+        t_in = times[sel] - times[0] - k * span
+        w = _ease_out(t_in / SEAM_BLEND)
+        p_rep = (pos[sel] - root0) @ r.T + np.r_[start, 0.0]
+        q_rep = r @ rot[sel]
         if end_pose is not None:
             first = (kin.positions[0] - root0) @ r.T + np.r_[start, 0.0]
             gap = end_pose - first                       # (24, 3): the pose jump from one repetition to the next
-            if moved or float(np.linalg.norm(gap, axis=-1).max()) > SEAM_JUMP:
+            rgap = Rotation.from_matrix(end_rot @ np.swapaxes(r @ kin.rotations[0], -1, -2)).as_rotvec()   # (24, 3)
+            if (moved or float(np.linalg.norm(gap, axis=-1).max()) > SEAM_JUMP
+                    or float(np.linalg.norm(rgap, axis=-1).max()) > SEAM_TURN):
                 cuts.append(float(times[0] + k * span))
             else:                                        # blended away over SEAM_BLEND seconds
-                pos[sel] += w[:, None, None] * gap
-        if delta:                                        # the turn, spread over the same SEAM_BLEND seconds
-            turn_by = rot_z(delta * (1.0 - w))           # (n, 3, 3)
-            pos[sel] = np.einsum("nij,nkj->nki", turn_by, pos[sel] - np.r_[start, 0.0]) + np.r_[start, 0.0]
-            rot[sel] = turn_by[:, None] @ rot[sel]
+                p_rep += w[:, None, None] * gap
+                blend = Rotation.from_rotvec((w[:, None, None] * rgap[None]).reshape(-1, 3)).as_matrix()
+                q_rep = blend.reshape(len(w), -1, 3, 3) @ q_rep
+        end_r = r
+        if delta:   # the turn: the heading eases from its old value to the new over TURN_RATE, travel follows it
+            dur = max(SEAM_BLEND, abs(delta) / TURN_RATE)
+            ang_grid = delta * (1.0 - _ease_out(grid / dur))
+            inc = np.diff(grid_root, axis=0, prepend=grid_root[:1]) @ r[:2, :2].T
+            c, s_ = np.cos(ang_grid), np.sin(ang_grid)
+            turned = np.stack([c * inc[:, 0] - s_ * inc[:, 1], s_ * inc[:, 0] + c * inc[:, 1]], axis=1)
+            path = start + np.cumsum(turned, axis=0)     # (grid, 2) the turned repetition's root
+            root_now = interp_linear(grid, path, t_in)
+            ang = delta * (1.0 - _ease_out(t_in / dur))
+            turn_by = rot_z(ang)                         # (n, 3, 3) about the body's own root
+            root3 = np.concatenate([p_rep[:, :1, :2], np.zeros((len(t_in), 1, 1))], axis=2)
+            p_rep = np.einsum("nij,nkj->nki", turn_by, p_rep - root3) + np.concatenate(
+                [root_now[:, None, :], np.zeros((len(t_in), 1, 1))], axis=2)
+            q_rep = turn_by[:, None] @ q_rep
             yaw += delta
-            r = rot_z(np.array(yaw))
-        end_pose = (kin.positions[-1] - root0) @ r.T + np.r_[start, 0.0]
+            end_r = rot_z(np.array(yaw))
+            rep_end = path[-1]
+        else:
+            rep_end = (clip_root[-1] @ r[:2, :2].T) + start
+        pos[sel], rot[sel] = p_rep, q_rep
+        end_pose = (kin.positions[-1] - np.r_[kin.positions[-1, 0, :2], 0.0]) @ end_r.T + np.r_[rep_end, 0.0]
+        end_rot = end_r @ kin.rotations[-1]
     pos[..., 2] -= min(0.0, float(pos[..., 2].min()))   # no joint below the floor
     segments: list[Segment] = []
     seg_index = np.full(len(times), -1, np.int64)
@@ -435,8 +469,8 @@ def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.
                                           empty=-1), np.int64)
         for k in range(reps):
             for s0, e0, name in label_rows:
-                segments.append(Segment(activity=name, start=float(times[0] + k * span + s0), duration=e0 - s0,
-                                        text=name))
+                segments.append(Segment(activity=name, start=float(times[0] + k * span + s0),
+                                        duration=min(e0, span) - s0, text=name))
         seg_index = np.where(row >= 0, rep * len(label_rows) + row, -1)
         for c in cuts:
             seg_index[np.abs(times - c) < SEAM_GUARD] = -1
