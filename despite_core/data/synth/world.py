@@ -333,7 +333,8 @@ def _lowpass(x: np.ndarray, rate: float) -> np.ndarray:
 
 SEAM_JUMP = 0.6      # m: a joint that moves this far from one repetition of a clip to the next is a cut
 SEAM_BLEND = 0.4     # s over which a smaller jump (positions and orientations) is blended away
-SEAM_TURN = np.pi / 2   # rad: a joint whose orientation turns more than this from one repetition to the next is a cut
+SEAM_TURN = 0.9 * np.pi   # rad: a joint whose orientation turns more than this from one repetition to the next is a cut
+SEAM_SPIN = 3.0      # rad/s: an orientation jump is blended over at least its angle / SEAM_SPIN (up to 1 s)
 TURN_RATE = 2.0      # rad/s: how fast a repetition turned away from a wall comes round (at least SEAM_BLEND)
 
 
@@ -358,8 +359,8 @@ def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.
     facing how the last one ended (so a walk keeps walking), turned when it would leave the free floor, or
     moved to a new free spot when no turn keeps it inside (a turn eases in at TURN_RATE, the travel following the
     heading). Where a repetition does not quite continue the last one's pose, the jump (joint positions and
-    orientations) is blended away over SEAM_BLEND s; where a joint jumps more than SEAM_JUMP or turns more than
-    SEAM_TURN (a cut: a clip that starts lying and ends standing, a new spot) the SEAM_GUARD seconds each side
+    orientations) is blended away over SEAM_BLEND s (longer for a large turn: SEAM_SPIN); where a joint jumps
+    more than SEAM_JUMP or turns more than SEAM_TURN (a cut: a clip that starts lying and ends standing, a new spot) the SEAM_GUARD seconds each side
     are unlabelled.
     ``label_rows`` (start_s, end_s, class name) in clip time label every repetition.
     Returns the kinematics, the labelled segments and each sample's segment (-1 = unlabelled)."""
@@ -424,7 +425,6 @@ def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.
         r = rot_z(np.array(yaw))
         sel = rep == k
         t_in = times[sel] - times[0] - k * span
-        w = _ease_out(t_in / SEAM_BLEND)
         p_rep = (pos[sel] - root0) @ r.T + np.r_[start, 0.0]
         q_rep = r @ rot[sel]
         if end_pose is not None:
@@ -434,10 +434,11 @@ def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.
             if (moved or float(np.linalg.norm(gap, axis=-1).max()) > SEAM_JUMP
                     or float(np.linalg.norm(rgap, axis=-1).max()) > SEAM_TURN):
                 cuts.append(float(times[0] + k * span))
-            else:                                        # blended away over SEAM_BLEND seconds
-                p_rep += w[:, None, None] * gap
-                blend = Rotation.from_rotvec((w[:, None, None] * rgap[None]).reshape(-1, 3)).as_matrix()
-                q_rep = blend.reshape(len(w), -1, 3, 3) @ q_rep
+            else:                                        # blended away over SEAM_BLEND seconds or more
+                wr = _ease_out(t_in / min(1.0, max(SEAM_BLEND, float(np.linalg.norm(rgap, axis=-1).max()) / SEAM_SPIN)))
+                p_rep += wr[:, None, None] * gap
+                blend = Rotation.from_rotvec((wr[:, None, None] * rgap[None]).reshape(-1, 3)).as_matrix()
+                q_rep = blend.reshape(len(wr), -1, 3, 3) @ q_rep
         end_r = r
         if delta:   # the turn: the heading eases from its old value to the new over TURN_RATE, travel follows it
             dur = max(SEAM_BLEND, abs(delta) / TURN_RATE)
