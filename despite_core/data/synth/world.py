@@ -14,7 +14,7 @@ from typing import Iterator
 import numpy as np
 
 from despite_core.data.resample import resample_imu
-from despite_core.data.store import Sequence
+from despite_core.data.store import SMPL_JOINT_NAMES, Sequence
 from despite_core.data.synth.body import BodyShape, CapsuleMesh, capsule_endpoints, forward_kinematics
 from despite_core.data.synth.imu import ImuConfig, ImuStream, simulate_imu, store_layout
 from despite_core.data.synth.kinematics import Kinematics
@@ -336,18 +336,16 @@ SEAM_BLEND = 0.4     # s over which a smaller jump (positions and orientations) 
 SEAM_TURN = 0.9 * np.pi   # rad: a joint whose orientation turns more than this from one repetition to the next is a cut
 SEAM_SPIN = 3.0      # rad/s: an orientation jump is blended over at least its angle / SEAM_SPIN (up to 1 s)
 TURN_RATE = 2.0      # rad/s: how fast a repetition turned away from a wall comes round (at least SEAM_BLEND)
+SEAM_GUARD = 1.3     # s each side of a cut left unlabelled: no window that spans it keeps a label
 
 
 def _ease_out(u: np.ndarray) -> np.ndarray:
     """1 at u <= 0 easing to 0 at u >= 1 (half a cosine)."""
     return 0.5 * (1.0 + np.cos(np.pi * np.clip(u, 0.0, 1.0)))
-SEAM_GUARD = 1.3     # s each side of a cut left unlabelled: no window that spans it keeps a label
 
 
 def _heading(kin_pos: np.ndarray) -> float:
     """Facing direction (rad) of one pose (24, 3): perpendicular to the hip line, to the body's front."""
-    from despite_core.data.store import SMPL_JOINT_NAMES
-
     left = kin_pos[SMPL_JOINT_NAMES.index("left_hip"), :2] - kin_pos[SMPL_JOINT_NAMES.index("right_hip"), :2]
     return float(np.arctan2(-left[0], left[1]))
 
@@ -355,13 +353,15 @@ def _heading(kin_pos: np.ndarray) -> float:
 def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.Generator, max_dist: float,
                  label_rows: tuple[tuple[float, float, str], ...] = ()
                  ) -> tuple[Kinematics, list[Segment], np.ndarray]:
-    """Put a mocap clip in the room for the whole scene, resampled to ``times`` by cubic splines: the clip repeats, each repetition starting where and
-    facing how the last one ended (so a walk keeps walking), turned when it would leave the free floor, or
-    moved to a new free spot when no turn keeps it inside (a turn eases in at TURN_RATE, the travel following the
-    heading). Where a repetition does not quite continue the last one's pose, the jump (joint positions and
-    orientations) is blended away over SEAM_BLEND s (longer for a large turn: SEAM_SPIN); where a joint jumps
-    more than SEAM_JUMP or turns more than SEAM_TURN (a cut: a clip that starts lying and ends standing, a new spot) the SEAM_GUARD seconds each side
-    are unlabelled.
+    """Put a mocap clip in the room for the whole scene, resampled to ``times`` by cubic splines.
+
+    The clip repeats, each repetition starting where and facing how the last one ended (so a walk keeps
+    walking), turned when it would leave the free floor (the turn eases in at TURN_RATE, the travel
+    following the heading), or moved to a new free spot when no turn keeps it inside. Where a repetition
+    does not quite continue the last one's pose, the jump (joint positions and orientations) is blended
+    away over SEAM_BLEND s (longer for a large turn: SEAM_SPIN); where a joint jumps more than SEAM_JUMP
+    or turns more than SEAM_TURN (a cut: a clip that starts lying and ends standing, a new spot) the
+    SEAM_GUARD seconds each side are unlabelled.
     ``label_rows`` (start_s, end_s, class name) in clip time label every repetition.
     Returns the kinematics, the labelled segments and each sample's segment (-1 = unlabelled)."""
     from scipy.interpolate import CubicSpline
@@ -378,17 +378,15 @@ def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.
     if late:
         raise ValueError(f"label(s) {late} start at or after the clip's end ({span:.3f} s of clip time)")
     lo, hi = room.free_area(margin=0.5)
-    probe = np.linspace(kin.times[0], kin.times[-1], 12)
-    probe_xy = interp_linear(kin.times, kin.positions[:, 0, :2], probe) - kin.positions[0, 0, :2]
+    clip_root = kin.positions[:, 0, :2] - kin.positions[0, 0, :2]     # the root's travel in clip time
+    probe_xy = interp_linear(kin.times, clip_root, np.linspace(kin.times[0], kin.times[-1], 12))
     turn = _heading(kin.positions[-1]) - _heading(kin.positions[0])
-
-    end_xy = kin.positions[-1, 0, :2] - kin.positions[0, 0, :2]
 
     def inside(start: np.ndarray, yaw: float) -> bool:
         """This repetition and the next (continuing straight) stay on the free floor: turns come early."""
         r2 = rot_z(np.array(yaw))[:2, :2]
         r_next = rot_z(np.array(yaw + turn))[:2, :2]
-        path = np.concatenate([probe_xy @ r2.T + start, probe_xy @ r_next.T + start + end_xy @ r2.T])
+        path = np.concatenate([probe_xy @ r2.T + start, probe_xy @ r_next.T + start + clip_root[-1] @ r2.T])
         return bool(np.all(path > lo) and np.all(path < hi) and np.all(path[:, 0] <= max_dist)
                     and all(room.is_free(p, clearance=0.3) for p in path))
 
@@ -408,7 +406,6 @@ def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.
             break
     cuts: list[float] = []
     end_pose = end_rot = rep_end = None
-    clip_root = kin.positions[:, 0, :2] - kin.positions[0, 0, :2]
     grid = np.linspace(0.0, span, 401)                  # for integrating a turned repetition's travel
     grid_root = interp_linear(kin.times - kin.times[0], clip_root, grid)
     for k in range(reps):
@@ -431,11 +428,11 @@ def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.
             first = (kin.positions[0] - root0) @ r.T + np.r_[start, 0.0]
             gap = end_pose - first                       # (24, 3): the pose jump from one repetition to the next
             rgap = Rotation.from_matrix(end_rot @ np.swapaxes(r @ kin.rotations[0], -1, -2)).as_rotvec()   # (24, 3)
-            if (moved or float(np.linalg.norm(gap, axis=-1).max()) > SEAM_JUMP
-                    or float(np.linalg.norm(rgap, axis=-1).max()) > SEAM_TURN):
+            spin = float(np.linalg.norm(rgap, axis=-1).max())
+            if moved or float(np.linalg.norm(gap, axis=-1).max()) > SEAM_JUMP or spin > SEAM_TURN:
                 cuts.append(float(times[0] + k * span))
             else:                                        # blended away over SEAM_BLEND seconds or more
-                wr = _ease_out(t_in / min(1.0, max(SEAM_BLEND, float(np.linalg.norm(rgap, axis=-1).max()) / SEAM_SPIN)))
+                wr = _ease_out(t_in / min(1.0, max(SEAM_BLEND, spin / SEAM_SPIN)))
                 p_rep += wr[:, None, None] * gap
                 blend = Rotation.from_rotvec((wr[:, None, None] * rgap[None]).reshape(-1, 3)).as_matrix()
                 q_rep = blend.reshape(len(wr), -1, 3, 3) @ q_rep
@@ -444,8 +441,7 @@ def _place_mocap(kin: Kinematics, times: np.ndarray, room: Room, rng: np.random.
             dur = max(SEAM_BLEND, abs(delta) / TURN_RATE)
             ang_grid = delta * (1.0 - _ease_out(grid / dur))
             inc = np.diff(grid_root, axis=0, prepend=grid_root[:1]) @ r[:2, :2].T
-            c, s_ = np.cos(ang_grid), np.sin(ang_grid)
-            turned = np.stack([c * inc[:, 0] - s_ * inc[:, 1], s_ * inc[:, 0] + c * inc[:, 1]], axis=1)
+            turned = np.einsum("gij,gj->gi", rot_z(ang_grid)[:, :2, :2], inc)
             path = start + np.cumsum(turned, axis=0)     # (grid, 2) the turned repetition's root
             root_now = interp_linear(grid, path, t_in)
             ang = delta * (1.0 - _ease_out(t_in / dur))
