@@ -193,6 +193,70 @@ def test_a_piece_cut_off_a_tracked_person_joins_them_instead_of_starting_a_track
     assert ids == [1, None] and len(tr.tracks) == 2
 
 
+def test_a_tentative_track_on_a_piece_of_a_tracked_person_ends():
+    """A piece first seen 0.5 m off the body starts a tentative track; once the piece is within
+    FRAGMENT_GAP of the body it joins the person and the tentative track ends (it used to be confirmed
+    on the piece and then cut the person in two)."""
+    tr = Tracker(PerceptionConfig(min_hits=3))
+    for k in range(4):
+        tr.update(k * 0.1, np.array([[3.0, 1.0]]))
+    ids, _ = tr.update(0.4, np.array([[3.0, 1.0], [3.5, 1.0]]))            # 0.5 m off: tentative
+    assert ids == [1, None] and len(tr.tracks) == 2
+    for k in range(5, 9):
+        ids, lost = tr.update(k * 0.1, np.array([[3.0, 1.0], [3.35, 1.0]]))   # within the gap now
+        assert ids == [1, 1], (k, ids)
+    assert [t.tid for t in tr.tracks] == [1]
+
+
+def test_weak_detections_continue_a_track_but_do_not_confirm_one():
+    tr = Tracker(PerceptionConfig(min_hits=3))
+    tr.update(0.0, np.array([[3.0, 1.0]]))                                  # strong: a tentative track
+    for k in range(1, 10):
+        ids, _ = tr.update(k * 0.1, np.array([[3.0, 1.0]]), strong=np.array([False]))
+        assert ids == [None]                                                 # never reported
+    for k in range(10, 12):
+        ids, _ = tr.update(k * 0.1, np.array([[3.0, 1.0]]))
+    assert ids == [1]                                                        # confirmed by strong ones
+    for k in range(12, 20):                                                  # then weak ones continue it
+        ids, _ = tr.update(k * 0.1, np.array([[3.0, 1.0]]), strong=np.array([False]))
+        assert ids == [1]
+
+
+def test_a_person_who_stood_still_gets_their_id_back_after_a_long_loss():
+    """Lost for 10 s (sparse, low or hidden) and found where they stood: the same id; a walker lost as
+    long, or someone appearing a metre from where the person stood, gets a new one."""
+    def lose(track_xy, back_xy, speed):
+        tr = Tracker(PerceptionConfig())
+        for k in range(30):                                                  # 3 s seen
+            tr.update(k * 0.1, np.array([[track_xy[0] + speed * k * 0.1, track_xy[1]]]))
+        last = tr.tracks[0].pos.copy()
+        for k in range(30, 130):                                             # 10 s unseen
+            tr.update(k * 0.1, np.zeros((0, 2)))
+        assert not tr.tracks
+        ids = [tr.update(k * 0.1, np.array([last + back_xy]))[0][0] for k in range(130, 134)]
+        return ids[-1]
+
+    assert lose((4.0, 1.0), (0.1, 0.05), 0.0) == 1                           # stood still: same id
+    assert lose((4.0, 1.0), (0.1, 0.05), 0.8) != 1                           # walked: a new one
+    assert lose((4.0, 1.0), (1.0, 0.0), 0.0) != 1                            # someone else, 1 m off
+
+
+def test_one_person_is_not_cut_between_two_tracks():
+    """A cluster no wider than one person (SPLIT_MIN_SPAN) is not divided among the tracks predicted
+    on it (a track that lost its own person drifts onto another): one detection, one track's."""
+    from despite_core.runtime.perception import _Track
+
+    rng = np.random.default_rng(4)
+    bg = floor_and_walls(rng)
+    per = Perception(PerceptionConfig(background_learn_s=0.3))
+    for k in range(10):
+        r = per.process(np.concatenate([bg, person_at((4.0, 1.0), k)]), k * 0.1)
+    (me,) = r.people
+    per.tracker.tracks.append(_Track(99, np.array([4.15, 1.1]), np.zeros(2), 0.9, hits=10))
+    r = per.process(np.concatenate([bg, person_at((4.0, 1.0), 10)]), 1.0)
+    assert [p.track_id for p in r.people] == [me.track_id] and len(r.people[0].indices) >= 0.9 * len(me.indices)
+
+
 def test_a_person_split_in_two_by_the_grid_keeps_one_track():
     """Seed 4's 64-beam scene: at 7.1 s a leg of person 2 (standing 0.9 m from person 1) became a
     cluster of its own, started a track that the cluster split then fed, and took the person over

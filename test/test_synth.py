@@ -437,3 +437,19 @@ def test_bvh_label_rows_after_the_clip_are_refused(tmp_path):
     late = run_cli("synth", "--out", str(tmp_path / "s"), "--edition", "2", "--bvh", str(path),
                    "--bvh-labels", str(csv), "--quiet")
     assert late.returncode == 2 and "start at or after the end of walk.bvh" in late.stderr
+
+
+def test_people_keep_apart_and_start_apart():
+    """Bodies do not overlap: a later person's walking steps avoid those placed before, a person who
+    is walked up to steps aside, and everyone starts START_GAP from the others (people used to be
+    placed independently: two could stand 0.2 m apart, one LiDAR cluster)."""
+    from despite_core.data.synth.world import PERSON_GAP, START_GAP
+    from despite_core.evaluate.perception import world_config
+
+    for kind, seeds, worst in (("4 people", (1, 2, 3, 4), 0.0), ("8 people", (1, 2), 0.001)):
+        for seed in seeds:
+            scene = build_scene(world_config(kind, seed, 30.0), 0, 30.0)
+            xy = np.stack([q.kin.positions[:, 0, :2] for q in scene.people])          # (P, N, 2) pelvis
+            gap = np.linalg.norm(xy[:, None] - xy[None], axis=-1)[np.triu_indices(len(xy), 1)]
+            assert gap[:, 0].min() >= START_GAP - 0.2, (kind, seed, gap[:, 0].min())   # pelvis vs root
+            assert (gap < PERSON_GAP - 0.1).mean() <= worst, (kind, seed, (gap < PERSON_GAP - 0.1).mean())

@@ -274,6 +274,7 @@ class _Track:
     stamp: float
     hits: int = 1
     missed: int = 0
+    trail: list = field(default_factory=list)       # (stamp, pos) of the measurements of the last 2 STILL_S
 
 
 class Tracker:
@@ -281,6 +282,10 @@ class Tracker:
 
     REID_S = 3.0               # s a lost confirmed track can be taken up again where it was lost
     REID_GATE = 1.0            # m from where it was last seen
+    REID_STILL_S = 30.0        # s a lost track that was standing still waits for its person where it was lost
+    REID_STILL_GATE = 0.5      # m from where it was last seen, for such a track
+    STILL_SPEED = 0.3          # m/s: a track slower than this over its last STILL_S when lost was standing still
+    STILL_S = 1.0
     FRAGMENT_GAP = 0.45        # m: a detection this close to a tracked person's is part of them
     MAX_TRACKS = MAX_TRACKS    # tracks held, and lost ones kept for re-identification (buffers.MAX_TRACKS)
 
@@ -300,14 +305,22 @@ class Tracker:
 
     def _revive(self, stamp: float, xy: np.ndarray) -> _Track | None:
         """A person back after an occlusion longer than ``max_missed``: the nearest confirmed track lost
-        within REID_S seconds and REID_GATE metres of here takes them again (same id)."""
-        self.lost = [t for t in self.lost if stamp - t.stamp <= self.REID_S]
+        within REID_S seconds and REID_GATE metres of here takes them again (same id); or one that was
+        standing still when lost (slower than STILL_SPEED) within REID_STILL_S and REID_STILL_GATE (a
+        person in one place whom the LiDAR lost for a while: sparse, low, hidden behind someone)."""
+        def still(t: _Track) -> bool:                 # from its travel over the last STILL_S (a centroid is noisy)
+            back = [(s, q) for s, q in t.trail if s <= t.stamp - self.STILL_S]
+            return bool(back) and float(np.linalg.norm(t.pos - back[-1][1])) < self.STILL_SPEED * (t.stamp - back[-1][0])
+
+        self.lost = [t for t in self.lost if stamp - t.stamp <= (self.REID_STILL_S if still(t) else self.REID_S)]
         if not self.lost:
             return None
         d = [float(np.linalg.norm(xy - t.pos)) for t in self.lost]
-        k = int(np.argmin(d))
-        if d[k] > self.REID_GATE:
+        ok = [dk <= self.REID_GATE and stamp - t.stamp <= self.REID_S or dk <= self.REID_STILL_GATE and still(t)
+              for dk, t in zip(d, self.lost)]
+        if not any(ok):
             return None
+        k = min((k for k in range(len(d)) if ok[k]), key=d.__getitem__)
         t = self.lost.pop(k)
         t.pos, t.vel, t.stamp, t.missed = xy.copy(), np.zeros(2), stamp, 0
         t.hits = max(t.hits, self.cfg.min_hits)
@@ -350,6 +363,15 @@ class Tracker:
         # a confirmed track's assigned detection this scan: an unassigned detection next to it is a
         # piece of the same person (an arm or a leg that the grid cut off), not a new track
         held = {int(d): self.tracks[k] for d, k in assign.items() if self.tracks[k].hits >= c.min_hits}
+        # a tentative track fed by such a piece is the same person: the piece goes to them, the
+        # tentative track ends (else it is confirmed on the piece and splits the person in two)
+        dropped: set[int] = set()
+        for d, k in list(assign.items()):
+            t = self.tracks[k]
+            if t.hits < c.min_hits and held and min(float(np.linalg.norm(centroids[e] - centroids[d]))
+                                                    for e in held) <= self.FRAGMENT_GAP:
+                del assign[d]
+                dropped.add(t.tid)
         ids: list[int | None] = []
         seen = set()
         for d, xy in enumerate(centroids):
@@ -366,7 +388,8 @@ class Tracker:
                     meas_vel = (xy - t.pos) / dt
                     t.vel = 0.5 * t.vel + 0.5 * meas_vel
                 t.pos, t.stamp = xy.copy(), stamp
-                t.hits += 1
+                t.trail = [e for e in t.trail if e[0] >= stamp - 2 * self.STILL_S] + [(stamp, t.pos)]
+                t.hits += 1 if strong[d] or t.hits >= c.min_hits else 0   # confirmed on person-like shapes only
                 t.missed = 0
             elif not strong[d]:
                 ids.append(None)
@@ -386,7 +409,7 @@ class Tracker:
         for t in self.tracks:
             if t.tid not in seen:
                 t.missed += 1
-            if t.missed > c.max_missed:
+            if t.missed > c.max_missed or t.tid in dropped:
                 lost.append(t.tid)
                 if t.hits >= c.min_hits:
                     self.lost.append(t)
@@ -566,7 +589,7 @@ class Perception:
                 xy = level[members].astype(np.float64)
                 lo, hi = xy.min(0) - 0.3, xy.max(0) + 0.3
                 inside = predicted[np.all((predicted >= lo) & (predicted <= hi), axis=1)]
-                if len(inside) >= 2:
+                if len(inside) >= 2 and self._span(xy) >= self.SPLIT_MIN_SPAN:   # narrower: one person
                     centres = inside.copy()
                     for _ in range(3):
                         near = np.argmin(((xy[:, None, :] - centres[None]) ** 2).sum(2), axis=1)
@@ -614,6 +637,13 @@ class Perception:
             out.append(members)
             out_scores.append(score)
         return out, np.asarray(out_scores, np.float32)
+
+    @staticmethod
+    def _span(xy: np.ndarray) -> float:
+        """Extent (m) of floor points along their long axis."""
+        c = xy - xy.mean(0)
+        u = c @ np.linalg.eigh(c.T @ c)[1][:, 1]
+        return float(u.max() - u.min())
 
     def _cut_at_dip(self, xy: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Masks of the two sides of the deepest dip between two head peaks, or None."""

@@ -150,47 +150,92 @@ class SceneState:
 
 
 def _waypoint(rng: np.random.Generator, room: Room, near: np.ndarray | None, max_dist: float,
-              band: tuple[np.ndarray, float, float] | None = None) -> np.ndarray:
-    """A free spot; ``band`` = (sensor xy, near, far): only spots at that horizontal distance."""
+              band: tuple[np.ndarray, float, float] | None = None, avoid: np.ndarray | None = None) -> np.ndarray:
+    """A free spot; ``band`` = (sensor xy, near, far): only spots at that horizontal distance;
+    ``avoid`` (K, 2): only spots at least START_GAP from each of these (where the others stand)."""
     lo, hi = room.free_area()
-    for _ in range(2000 if band is not None else 200):
+    for _ in range(2000 if band is not None or avoid is not None else 200):
         p = rng.uniform(lo, hi)
         if p[0] - 0.3 > max_dist:
             continue
         if band is not None and not band[1] <= float(np.linalg.norm(p - band[0])) <= band[2]:
             continue
+        if avoid is not None and len(avoid) and float(np.min(np.linalg.norm(avoid - p, axis=1))) < START_GAP:
+            continue
         if room.is_free(p) and (near is None or np.linalg.norm(p - near) > 1.5):
             return p
-    raise RuntimeError("could not place a waypoint in the room's free area (room too cluttered)")
+    raise RuntimeError("could not place a waypoint in the room's free area (room too cluttered"
+                       + (" or too crowded for the people in it)" if avoid is not None and len(avoid) else ")"))
+
+
+PERSON_GAP = 0.6     # m between two people's roots (pelvis on the floor): bodies never overlap
+START_GAP = 1.0      # m from everyone else where a person starts
+SHOVE_SPEED = 2.5    # m/s: a person whom another walks or runs up to steps aside at most this fast
 
 
 def _root_path(speed: np.ndarray, yaw_rate: np.ndarray, moving: np.ndarray, dt: float, room: Room,
                rng: np.random.Generator, max_dist: float,
-               band: tuple[np.ndarray, float, float] | None = None) -> tuple[np.ndarray, np.ndarray]:
+               band: tuple[np.ndarray, float, float] | None = None, others: np.ndarray | None = None,
+               fixed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Integrate forward speed and yaw rate into floor positions (N, 2) and headings (N,).
 
     While moving, the heading steers toward random waypoints in the free area; a step that would
     enter furniture or leave the room is not taken and a new waypoint is drawn.
+
+    ``others`` (K, N, 2): the people placed before this one, on the same time grid. This person
+    starts at least START_GAP from them, a walking step that would come closer than PERSON_GAP to
+    one of them is not taken (a new waypoint is drawn, as for furniture), and where one of them comes
+    closer anyway (walking up to this person), they step aside (at most SHOVE_SPEED), unless ``fixed``
+    (N,) holds them there (seated, on the floor, on a bed: the other then passes close).
     """
     n = len(speed)
     xy = np.empty((n, 2))
     heading = np.empty(n)
-    p = _waypoint(rng, room, None, max_dist, band)
+    others = np.zeros((0, n, 2)) if others is None else others
+    p = _waypoint(rng, room, None, max_dist, band, avoid=others[:, 0] if len(others) else None)
     h = float(rng.uniform(-np.pi, np.pi))
     goal = _waypoint(rng, room, p, max_dist, band)
     lo, hi = room.free_area(margin=0.4)
+    # How far two people can close in from step i to j, at most: reach[j] - reach[i] (the others' largest
+    # step plus this person's own, walking and stepping aside), so the gaps are checked only when it matters.
+    clear_until = n if not len(others) else 0
+    if len(others):
+        own = (float(np.max(speed, initial=0.0)) + SHOVE_SPEED) * dt
+        theirs = np.r_[0.0, np.linalg.norm(np.diff(others, axis=1), axis=2).max(0)]
+        reach = np.cumsum(theirs + own)
+    nobody, no_gap = np.zeros((0, 2)), np.zeros(0)
     for i in range(n):
+        o, gap = nobody, no_gap
+        if i >= clear_until:
+            o = others[:, i]
+            gap = np.hypot(o[:, 0] - p[0], o[:, 1] - p[1])
+            if gap.min() > PERSON_GAP + 0.1:
+                clear_until = int(np.searchsorted(reach, reach[i] + gap.min() - PERSON_GAP - 0.1))
+                o, gap = nobody, no_gap
         if moving[i]:
             bearing = np.arctan2(goal[1] - p[1], goal[0] - p[0])
             err = (bearing - h + np.pi) % (2 * np.pi) - np.pi
             h += np.clip(2.0 * err, -2.5, 2.5) * dt
             step = p + speed[i] * dt * np.array([np.cos(h), np.sin(h)])
-            if np.all(step > lo) and np.all(step < hi) and room.is_free(step, clearance=0.35):
+            # into someone: not taken, unless it moves away from everyone already too close
+            blocked = False
+            if len(o) and gap.min() < PERSON_GAP + speed[i] * dt:
+                to = np.hypot(o[:, 0] - step[0], o[:, 1] - step[1])
+                blocked = bool(np.any((to < PERSON_GAP) & (to < gap)))
+            if not blocked and np.all(step > lo) and np.all(step < hi) and room.is_free(step, clearance=0.35):
                 p = step
+                if len(o):
+                    gap = np.hypot(o[:, 0] - p[0], o[:, 1] - p[1])
             else:
                 goal = _waypoint(rng, room, p, max_dist, band)
             if np.linalg.norm(goal - p) < 0.7:
                 goal = _waypoint(rng, room, p, max_dist, band)
+        if len(o) and gap.min() < PERSON_GAP and (fixed is None or not fixed[i]):
+            k = int(np.argmin(gap))
+            away = (p - o[k]) / max(float(gap[k]), 1e-6)
+            step = p + min(PERSON_GAP - float(gap[k]), SHOVE_SPEED * dt) * away
+            if np.all(step > lo) and np.all(step < hi) and room.is_free(step, clearance=0.35):
+                p = step
         h += yaw_rate[i] * dt
         xy[i], heading[i] = p, h
     return xy, heading
@@ -267,8 +312,10 @@ def _floor_contact(kin: Kinematics, shape: BodyShape, style: Style, segments: li
 
 
 def simulate_person(pid: int, subject: str, duration: float, room: Room, config: WorldConfig,
-                    rng: np.random.Generator, lidar_origin_x: float, lidar_xy: np.ndarray | None = None) -> Person:
-    """Draw a body, a style and an activity plan; derive kinematics and IMU readings."""
+                    rng: np.random.Generator, lidar_origin_x: float, lidar_xy: np.ndarray | None = None,
+                    others: np.ndarray | None = None) -> Person:
+    """Draw a body, a style and an activity plan; derive kinematics and IMU readings. ``others`` (K, N, 2):
+    the root positions of the people placed before, on this person's time grid (they do not overlap)."""
     d = config.difficulty
     rate = config.imu.rate
     times = np.arange(int(np.ceil((duration + 0.3) * rate))) / rate
@@ -303,7 +350,8 @@ def simulate_person(pid: int, subject: str, duration: float, room: Room, config:
             seg.text = segment_text(seg.activity, rng, config.untexted)
         pose, speed, yaw, seg_index = synthesize_pose(segments, times, style, scale, rng)
         moving = np.array([segments[k].activity in MOVING for k in seg_index])
-        xy, heading = _root_path(speed, yaw, moving, 1.0 / rate, room, rng, max_dist, band)
+        fixed = np.array([segments[k].activity in SEATED_ACTIVITIES + FALL_CLASSES for k in seg_index])
+        xy, heading = _root_path(speed, yaw, moving, 1.0 / rate, room, rng, max_dist, band, others, fixed)
         kin = forward_kinematics(shape, pose, xy, heading, times)
         if config.edition >= 2:
             _floor_contact(kin, shape, style, segments, seg_index, rate)
@@ -497,9 +545,11 @@ def build_scene(config: WorldConfig, index: int, duration: float) -> SceneState:
         y, h, pitch = config.mount[0], config.mount[1], float(np.deg2rad(config.mount[2]))
     lidar_cfg = replace(lidar, mount_xyz=(0.2, y, h), mount_rpy=(0.0, pitch, 0.0))
     sim = LidarSimulator(lidar_cfg, room)
-    people = [simulate_person(k, f"seed{config.seed}_scene{index:04d}_p{k}", duration, room, config, rng,
-                              lidar_cfg.mount_xyz[0], np.array(lidar_cfg.mount_xyz[:2]))
-              for k in range(1, config.people + 1)]
+    people: list[Person] = []
+    for k in range(1, config.people + 1):       # each placed clear of those before (PERSON_GAP)
+        others = np.stack([q.kin.positions[:, 0, :2] for q in people]) if people else None
+        people.append(simulate_person(k, f"seed{config.seed}_scene{index:04d}_p{k}", duration, room, config, rng,
+                                      lidar_cfg.mount_xyz[0], np.array(lidar_cfg.mount_xyz[:2]), others))
     return SceneState(index=index, duration=duration, room=room, lidar=sim, people=people, rng=rng)
 
 
