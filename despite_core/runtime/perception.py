@@ -312,12 +312,14 @@ class Tracker:
             back = [(s, q) for s, q in t.trail if s <= t.stamp - self.STILL_S]
             return bool(back) and float(np.linalg.norm(t.pos - back[-1][1])) < self.STILL_SPEED * (t.stamp - back[-1][0])
 
-        self.lost = [t for t in self.lost if stamp - t.stamp <= (self.REID_STILL_S if still(t) else self.REID_S)]
+        kept = [(t, still(t)) for t in self.lost]
+        kept = [(t, st) for t, st in kept if stamp - t.stamp <= (self.REID_STILL_S if st else self.REID_S)]
+        self.lost = [t for t, _ in kept]
         if not self.lost:
             return None
         d = [float(np.linalg.norm(xy - t.pos)) for t in self.lost]
-        ok = [dk <= self.REID_GATE and stamp - t.stamp <= self.REID_S or dk <= self.REID_STILL_GATE and still(t)
-              for dk, t in zip(d, self.lost)]
+        ok = [dk <= self.REID_GATE and stamp - t.stamp <= self.REID_S or dk <= self.REID_STILL_GATE and st
+              for dk, (t, st) in zip(d, kept)]
         if not any(ok):
             return None
         k = min((k for k in range(len(d)) if ok[k]), key=d.__getitem__)
@@ -589,7 +591,7 @@ class Perception:
                 xy = level[members].astype(np.float64)
                 lo, hi = xy.min(0) - 0.3, xy.max(0) + 0.3
                 inside = predicted[np.all((predicted >= lo) & (predicted <= hi), axis=1)]
-                if len(inside) >= 2 and self._span(xy) >= self.SPLIT_MIN_SPAN:   # narrower: one person
+                if len(inside) >= 2 and float(np.ptp(self._long_axis(xy))) >= self.SPLIT_MIN_SPAN:   # narrower: one person
                     centres = inside.copy()
                     for _ in range(3):
                         near = np.argmin(((xy[:, None, :] - centres[None]) ** 2).sum(2), axis=1)
@@ -639,17 +641,14 @@ class Perception:
         return out, np.asarray(out_scores, np.float32)
 
     @staticmethod
-    def _span(xy: np.ndarray) -> float:
-        """Extent (m) of floor points along their long axis."""
-        c = xy - xy.mean(0)
-        u = c @ np.linalg.eigh(c.T @ c)[1][:, 1]
-        return float(u.max() - u.min())
+    def _long_axis(xy: np.ndarray) -> np.ndarray:
+        """(n,) floor points' coordinates along their long (principal) axis, m."""
+        c = xy.astype(np.float64) - xy.mean(0)
+        return c @ np.linalg.eigh(c.T @ c)[1][:, 1]
 
     def _cut_at_dip(self, xy: np.ndarray, h: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Masks of the two sides of the deepest dip between two head peaks, or None."""
-        c = xy.astype(np.float64) - xy.mean(0)
-        evals, evecs = np.linalg.eigh(c.T @ c)
-        u = c @ evecs[:, 1]                                         # along the long axis
+        u = self._long_axis(xy)
         if u.max() - u.min() < self.SPLIT_MIN_SPAN:
             return None
         step = 0.1

@@ -196,6 +196,10 @@ def _root_path(speed: np.ndarray, yaw_rate: np.ndarray, moving: np.ndarray, dt: 
     h = float(rng.uniform(-np.pi, np.pi))
     goal = _waypoint(rng, room, p, max_dist, band)
     lo, hi = room.free_area(margin=0.4)
+
+    def free(q: np.ndarray) -> bool:                  # a spot this person may stand on
+        return bool(np.all(q > lo) and np.all(q < hi) and room.is_free(q, clearance=0.35))
+
     # How far two people can close in from step i to j, at most: reach[j] - reach[i] (the others' largest
     # step plus this person's own, walking and stepping aside), so the gaps are checked only when it matters.
     clear_until = n if not len(others) else 0
@@ -222,7 +226,7 @@ def _root_path(speed: np.ndarray, yaw_rate: np.ndarray, moving: np.ndarray, dt: 
             if len(o) and gap.min() < PERSON_GAP + speed[i] * dt:
                 to = np.hypot(o[:, 0] - step[0], o[:, 1] - step[1])
                 blocked = bool(np.any((to < PERSON_GAP) & (to < gap)))
-            if not blocked and np.all(step > lo) and np.all(step < hi) and room.is_free(step, clearance=0.35):
+            if not blocked and free(step):
                 p = step
                 if len(o):
                     gap = np.hypot(o[:, 0] - p[0], o[:, 1] - p[1])
@@ -234,7 +238,7 @@ def _root_path(speed: np.ndarray, yaw_rate: np.ndarray, moving: np.ndarray, dt: 
             k = int(np.argmin(gap))
             away = (p - o[k]) / max(float(gap[k]), 1e-6)
             step = p + min(PERSON_GAP - float(gap[k]), SHOVE_SPEED * dt) * away
-            if np.all(step > lo) and np.all(step < hi) and room.is_free(step, clearance=0.35):
+            if free(step):
                 p = step
         h += yaw_rate[i] * dt
         xy[i], heading[i] = p, h
@@ -350,7 +354,7 @@ def simulate_person(pid: int, subject: str, duration: float, room: Room, config:
             seg.text = segment_text(seg.activity, rng, config.untexted)
         pose, speed, yaw, seg_index = synthesize_pose(segments, times, style, scale, rng)
         moving = np.array([segments[k].activity in MOVING for k in seg_index])
-        fixed = np.array([segments[k].activity in SEATED_ACTIVITIES + FALL_CLASSES for k in seg_index])
+        fixed = np.array([s.activity in SEATED_ACTIVITIES + FALL_CLASSES for s in segments], bool)[seg_index]
         xy, heading = _root_path(speed, yaw, moving, 1.0 / rate, room, rng, max_dist, band, others, fixed)
         kin = forward_kinematics(shape, pose, xy, heading, times)
         if config.edition >= 2:
