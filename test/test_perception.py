@@ -222,6 +222,81 @@ def test_weak_detections_continue_a_track_but_do_not_confirm_one():
         assert ids == [1]
 
 
+def test_a_track_whose_prediction_overshot_takes_its_person_back():
+    """A half-hidden person's centroid jumps, the velocity estimate with it, and the prediction runs
+    off; two scans unseen, then the person is back where they were, 1.4 m from the prediction: the
+    same track takes them (the second association around the last measurement), no new track."""
+    tr = Tracker(PerceptionConfig())
+    for k in range(10):
+        tr.update(k * 0.1, np.array([[4.0, 1.0]]))
+    ids, _ = tr.update(1.0, np.array([[4.6, 1.0]]))                         # the centroid jumps: 3 m/s
+    assert ids == [1]
+    for k in (11, 12):
+        tr.update(k * 0.1, np.zeros((0, 2)))                                  # unseen; predicted 5.5 m at 1.3 s
+    ids, _ = tr.update(1.3, np.array([[4.1, 1.0]]))
+    assert ids == [1] and len(tr.tracks) == 1
+    # someone 2.5 m from the track, and a weak detection near it, are not taken by it
+    tr.update(1.4, np.zeros((0, 2)))
+    ids, _ = tr.update(1.5, np.array([[6.6, 1.0], [4.1, 1.6]]), strong=np.array([True, False]))
+    assert ids == [None, 1] and len(tr.tracks) == 2                      # [4.1, 1.6] is within the first gate
+
+
+def test_a_walker_hidden_for_a_second_gets_their_id_back_further_on():
+    """Lost after max_missed scans and back 1.5 m further along a second later (walking behind
+    someone): the re-identification gate grows with the time unseen (COAST_SPEED, up to COAST_GATE);
+    someone 2.5 m off gets a new id."""
+    def back_at(dx):
+        tr = Tracker(PerceptionConfig())
+        for k in range(20):
+            tr.update(k * 0.1, np.array([[3.0 + 0.1 * k, 1.0]]))               # 1 m/s
+        for k in range(20, 30):
+            tr.update(k * 0.1, np.zeros((0, 2)))
+        assert not tr.tracks and tr.lost
+        return [tr.update(k * 0.1, np.array([[4.9 + dx, 1.0]]))[0][0] for k in range(30, 33)][-1]
+
+    assert back_at(1.5) == 1
+    assert back_at(2.5) != 1
+
+
+def test_a_sparse_person_continues_their_track_for_a_while():
+    """A tracked person seen as 5 returns (a far person on a 16-beam LiDAR, under ``min_points``)
+    continues their track for up to SPARSE_S without a person-scoring detection; the same 5
+    returns away from any track are nobody, and so are they once SPARSE_S has passed."""
+    rng = np.random.default_rng(5)
+    bg = floor_and_walls(rng)
+    per = Perception(PerceptionConfig(background_learn_s=0.3))
+
+    def sparse(xy, k):
+        q = person_at(xy, k)
+        q = q[np.argsort(q[:, 2])]
+        q = q[np.linspace(0, len(q) - 1, 5).astype(int)]                    # 5 returns from feet to head
+        q[:, :2] = xy + 0.5 * (q[:, :2] - xy)                                # in one grid cluster
+        return q
+
+    for k in range(10):
+        r = per.process(np.concatenate([bg, person_at((4.0, 1.0), k)]), k * 0.1)
+    (me,) = r.people
+    ids = []
+    for k in range(10, 40):                                                  # 3 s of 5 returns
+        r = per.process(np.concatenate([bg, sparse((4.0, 1.0), k), sparse((2.0, -3.0), k)]), k * 0.1)
+        ids.append([p.track_id for p in r.people])
+    assert all(i == [me.track_id] for i in ids[:15])                         # 1.5 s: the person goes on
+    assert all(i == [] for i in ids[-5:])                                    # past SPARSE_S: no longer
+
+
+def test_a_small_cluster_never_takes_a_track_from_its_person():
+    """A small cluster (under ``min_points``) closer to a track's prediction than its person's
+    detection is offered only to tracks that got nothing: the track keeps its person."""
+    tr = Tracker(PerceptionConfig())
+    for k in range(10):
+        tr.update(k * 0.1, np.array([[4.0, 1.0]]))
+    ids, _ = tr.update(1.0, np.array([[4.1, 1.0], [4.6, 1.0]]), strong=np.array([False, True]),
+                       small=np.array([True, False]))
+    assert ids == [None, 1]
+    ids, _ = tr.update(1.1, np.array([[4.6, 1.1]]), strong=np.array([False]), small=np.array([True]))
+    assert ids == [1]                                                        # alone, it continues the track
+
+
 def test_a_person_who_stood_still_gets_their_id_back_after_a_long_loss():
     """Lost for 10 s (sparse, low or hidden) and found where they stood: the same id; a walker lost as
     long, or someone appearing a metre from where the person stood, gets a new one."""

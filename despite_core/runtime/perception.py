@@ -274,6 +274,7 @@ class _Track:
     stamp: float
     hits: int = 1
     missed: int = 0
+    strong: float = -1e9          # stamp of its last person-scoring detection
     trail: list = field(default_factory=list)       # (stamp, pos) of the measurements of the last 2 STILL_S
 
 
@@ -287,6 +288,9 @@ class Tracker:
     STILL_SPEED = 0.3          # m/s: a track slower than this over its last STILL_S when lost was standing still
     STILL_S = 1.0
     FRAGMENT_GAP = 0.45        # m: a detection this close to a tracked person's is part of them
+    COAST_SPEED = 1.5          # m/s a person unseen may have gone off their track's prediction (walking pace)
+    COAST_GATE = 2.0           # m: the most such a gate grows to
+    SPARSE_S = 2.0             # s a confirmed track may go on small clusters alone (sparse_references)
     MAX_TRACKS = MAX_TRACKS    # tracks held, and lost ones kept for re-identification (buffers.MAX_TRACKS)
 
     def __init__(self, cfg: PerceptionConfig) -> None:
@@ -305,7 +309,8 @@ class Tracker:
 
     def _revive(self, stamp: float, xy: np.ndarray) -> _Track | None:
         """A person back after an occlusion longer than ``max_missed``: the nearest confirmed track lost
-        within REID_S seconds and REID_GATE metres of here takes them again (same id); or one that was
+        within REID_S seconds and REID_GATE metres of here, plus COAST_SPEED per second since it was
+        last seen (up to COAST_GATE), takes them again (same id); or one that was
         standing still when lost (slower than STILL_SPEED) within REID_STILL_S and REID_STILL_GATE (a
         person in one place whom the LiDAR lost for a while: sparse, low, hidden behind someone)."""
         def still(t: _Track) -> bool:                 # from its travel over the last STILL_S (a centroid is noisy)
@@ -318,13 +323,15 @@ class Tracker:
         if not self.lost:
             return None
         d = [float(np.linalg.norm(xy - t.pos)) for t in self.lost]
-        ok = [dk <= self.REID_GATE and stamp - t.stamp <= self.REID_S or dk <= self.REID_STILL_GATE and st
+        # a person who walked on while hidden: the gate grows with the time unseen (as in _coast)
+        ok = [dk <= min(self.REID_GATE + self.COAST_SPEED * (stamp - t.stamp), max(self.COAST_GATE, self.REID_GATE))
+              and stamp - t.stamp <= self.REID_S or dk <= self.REID_STILL_GATE and st
               for dk, (t, st) in zip(d, kept)]
         if not any(ok):
             return None
         k = min((k for k in range(len(d)) if ok[k]), key=d.__getitem__)
         t = self.lost.pop(k)
-        t.pos, t.vel, t.stamp, t.missed = xy.copy(), np.zeros(2), stamp, 0
+        t.pos, t.vel, t.stamp, t.missed, t.strong = xy.copy(), np.zeros(2), stamp, 0, stamp
         t.hits = max(t.hits, self.cfg.min_hits)
         self.tracks.append(t)
         return t
@@ -344,27 +351,82 @@ class Tracker:
         lost = [t.pos for t in self.lost if stamp - t.stamp <= self.REID_S]
         return np.concatenate([predicted.reshape(-1, 2), np.array(last + lost, np.float64).reshape(-1, 2)])
 
-    def update(self, stamp: float, centroids: np.ndarray,
-               strong: np.ndarray | None = None) -> tuple[list[int | None], list[int]]:
+    def _coast(self, stamp: float, centroids: np.ndarray, strong: np.ndarray, assign: dict[int, int],
+               held: dict[int, _Track]) -> None:
+        """Second association, in place into ``assign``: a confirmed track that got no detection (its
+        person half hidden, the centroid shifted, the velocity off) takes a person-scoring detection
+        that no track took, within a gate around its prediction or its last measurement that grows
+        by COAST_SPEED per second since it was last seen (up to COAST_GATE), instead of a new track
+        starting on its person. Pieces of a tracked person (FRAGMENT_GAP) are not candidates."""
+        c = self.cfg
+        taken = set(assign.values())
+        ks = [k for k, t in enumerate(self.tracks) if k not in taken and t.hits >= c.min_hits]
+        ds = [d for d in range(len(centroids)) if d not in assign and strong[d]
+              and not (held and min(float(np.linalg.norm(centroids[e] - centroids[d])) for e in held) <= self.FRAGMENT_GAP)]
+        if not ks or not ds:
+            return
+        cost = np.full((len(ks), len(ds)), 1e6)
+        for i, k in enumerate(ks):
+            t = self.tracks[k]
+            dt = max(stamp - t.stamp, 0.0)
+            gate = min(c.track_gate + self.COAST_SPEED * dt, max(self.COAST_GATE, c.track_gate))
+            for j, d in enumerate(ds):
+                dist = min(float(np.linalg.norm(centroids[d] - t.pos - t.vel * dt)), float(np.linalg.norm(centroids[d] - t.pos)))
+                if dist <= gate:
+                    cost[i, j] = dist
+        rows, cols = linear_sum_assignment(cost)
+        for i, j in zip(rows, cols):
+            if cost[i, j] < 1e6:
+                assign[ds[j]] = ks[i]
+                self.tracks[ks[i]].vel = np.zeros(2)      # the old velocity took it off its person
+
+    def sparse_references(self, stamp: float) -> np.ndarray:
+        """(K, 2) predicted positions of the confirmed tracks that had a person-scoring detection in
+        the last SPARSE_S: a cluster too small for the classifier (a far person on a 16-beam LiDAR)
+        may continue them, for that long (a wall fragment the track drifted onto never scores)."""
+        ids = {t.tid for t in self.tracks if t.hits >= self.cfg.min_hits and stamp - t.strong <= self.SPARSE_S}
+        return self.predict(stamp, min_hits=self.cfg.min_hits, ids=ids)
+
+    def update(self, stamp: float, centroids: np.ndarray, strong: np.ndarray | None = None,
+               small: np.ndarray | None = None) -> tuple[list[int | None], list[int]]:
         """Associate (D, 2) centroids; returns the reported track id per detection (None while a
         track is tentative, or for a weak detection that continues no track) and the ids deleted
         now. Only ``strong`` detections (default: all) start new tracks. An unassigned detection
         within FRAGMENT_GAP of a confirmed track's detection gets that track's id (a piece of the
         same person: the caller merges them) instead of starting a track that would later take
-        the person over."""
+        the person over. ``small`` detections (too few points to classify; never strong) are offered
+        last, to the confirmed tracks that got nothing else (a far person's returns, not a piece of
+        background beside a person whose track is a little off)."""
         c = self.cfg
         strong = np.ones(len(centroids), bool) if strong is None else np.asarray(strong, bool)
+        small = np.zeros(len(centroids), bool) if small is None else np.asarray(small, bool)
         pred = self.predict(stamp, min_hits=1)                                          # every track
         assign: dict[int, int] = {}
-        if len(self.tracks) and len(centroids):
-            cost = np.linalg.norm(pred[:, None, :] - centroids[None, :, :], axis=2)      # (K, D)
-            # Gate before assigning: the best assignment among the pairs inside the gate.
+
+        def associate(ks: list[int], smalls: bool = False) -> None:
+            """Hungarian among tracks ``ks`` and the detections not yet taken (the small ones, or the
+            others), gated before assigning (the best assignment among the pairs inside the gate)."""
+            ds = [d for d in range(len(centroids)) if d not in assign and small[d] == smalls]
+            if not ks or not ds:
+                return
+            cost = np.linalg.norm(pred[ks][:, None, :] - centroids[ds][None, :, :], axis=2)
             cost = np.where(cost <= c.track_gate, cost, 1e6)
-            rows, cols = linear_sum_assignment(cost)
-            assign = {int(d): int(k) for k, d in zip(rows, cols) if cost[k, d] <= c.track_gate}
+            for i, j in zip(*linear_sum_assignment(cost)):
+                if cost[i, j] <= c.track_gate:
+                    assign[ds[j]] = ks[i]
+
+        # Confirmed tracks first, then those of them that got nothing (a wider gate, _coast), then
+        # tentative tracks: a tentative track (often a piece or a duplicate of a tracked person) never
+        # takes a person from the confirmed track that is theirs.
+        associate([k for k, t in enumerate(self.tracks) if t.hits >= c.min_hits])
         # a confirmed track's assigned detection this scan: an unassigned detection next to it is a
         # piece of the same person (an arm or a leg that the grid cut off), not a new track
-        held = {int(d): self.tracks[k] for d, k in assign.items() if self.tracks[k].hits >= c.min_hits}
+        held = {int(d): self.tracks[k] for d, k in assign.items()}
+        self._coast(stamp, centroids, strong, assign, held)
+        held = {int(d): self.tracks[k] for d, k in assign.items()}
+        associate([k for k, t in enumerate(self.tracks) if t.hits < c.min_hits])
+        taken = set(assign.values())
+        associate([k for k, t in enumerate(self.tracks) if t.hits >= c.min_hits and k not in taken], smalls=True)
         # a tentative track fed by such a piece is the same person: the piece goes to them, the
         # tentative track ends (else it is confirmed on the piece and splits the person in two)
         dropped: set[int] = set()
@@ -392,6 +454,7 @@ class Tracker:
                 t.pos, t.stamp = xy.copy(), stamp
                 t.trail = [e for e in t.trail if e[0] >= stamp - 2 * self.STILL_S] + [(stamp, t.pos)]
                 t.hits += 1 if strong[d] or t.hits >= c.min_hits else 0   # confirmed on person-like shapes only
+                t.strong = stamp if strong[d] else t.strong
                 t.missed = 0
             elif not strong[d]:
                 ids.append(None)
@@ -401,7 +464,7 @@ class Tracker:
                 ids.append(None)
                 continue
             elif (t := self._revive(stamp, xy)) is None:
-                t = _Track(self.next_id, xy.copy(), np.zeros(2), stamp)
+                t = _Track(self.next_id, xy.copy(), np.zeros(2), stamp, strong=stamp)
                 self.next_id += 1
                 self.tracks.append(t)
             seen.add(t.tid)
@@ -501,7 +564,7 @@ class Perception:
             cut = self._cut_off(p[ci])
             pred = self.tracker.predict(stamp)
             clusters = self._gate(hc, level, cut, self._split(level, labels, n_clusters, pred),
-                                  self.tracker.down_references(stamp, pred))
+                                  self.tracker.down_references(stamp, pred), self.tracker.sparse_references(stamp))
             scores = self._score(level, hc, cut, clusters, finite[ci])
             clusters, scores = self._split_side_by_side(level, hc, cut, clusters, scores, finite[ci])
             thr = self.classifier.threshold
@@ -510,11 +573,13 @@ class Perception:
             down = np.array([float(hc[m].max()) < c.min_top for m in clusters], bool)
             if down.any():
                 scores = np.where(down, np.maximum(scores, thr), scores)
-            likely = scores >= 0.5 * thr                  # may continue a track; also kept out of the background
+            # fewer points than the classifier judges (passed the gate beside a track): continues it only
+            small = np.array([len(m) < c.min_points for m in clusters], bool)
+            likely = (scores >= 0.5 * thr) | small        # may continue a track; also kept out of the background
             dets = [m for m, ok in zip(clusters, likely) if ok]
-            det_scores = scores[likely]
+            det_scores = np.where(small, np.minimum(scores, 0.5 * thr), scores)[likely]
             centroids = np.array([level[m].mean(0) for m in dets], np.float64).reshape(-1, 2)
-            ids, lost_now = self.tracker.update(stamp, centroids, det_scores >= thr)
+            ids, lost_now = self.tracker.update(stamp, centroids, (det_scores >= thr) & ~small[likely], small[likely])
             lost += lost_now
             parts: dict[int, list[tuple[np.ndarray, float]]] = {}
             for tid, m, sc in zip(ids, dets, det_scores):
@@ -677,17 +742,25 @@ class Perception:
     DOWN_MIN_EXTENT = 0.05                # m: the least visible height of a person lying on the floor
     DOWN_MIN_LENGTH = 0.6                 # m: their least footprint diagonal (a body's length, partly hidden; not a cut-off leg)
 
+    SPARSE_MIN_POINTS = 4                 # a cluster this small may continue a track (Tracker.sparse_references)
+    SPARSE_GATE = 0.5                     # m from such a track's predicted position
+
     def _gate(self, height: np.ndarray, level: np.ndarray, cut: np.ndarray,
-              clusters: list[np.ndarray], tracked: np.ndarray | None = None) -> list[np.ndarray]:
+              clusters: list[np.ndarray], tracked: np.ndarray | None = None,
+              sparse: np.ndarray | None = None) -> list[np.ndarray]:
         """Loose size gates before the classifier: enough points, a person's height and footprint.
         A cluster cut off at the bottom by the field of view needs less vertical extent. A low
         cluster (top between ``min_top_down`` and ``min_top``: a person fallen or lying on the floor)
-        passes only within ``down_gate`` of a position in ``tracked`` (Tracker.down_references)."""
+        passes only within ``down_gate`` of a position in ``tracked`` (Tracker.down_references). A
+        cluster with fewer than ``min_points`` (at least SPARSE_MIN_POINTS) passes only within
+        SPARSE_GATE of a position in ``sparse`` (Tracker.sparse_references: a far, sparse person)."""
         c = self.cfg
         out = []
         for members in clusters:
             if len(members) < c.min_points:
-                continue
+                if len(members) < self.SPARSE_MIN_POINTS or sparse is None or not len(sparse) or \
+                        np.min(np.linalg.norm(sparse - level[members].mean(0), axis=1)) > self.SPARSE_GATE:
+                    continue
             h = height[members]
             top, bottom = float(h.max()), float(h.min())
             min_extent = self.CUT_MIN_EXTENT if cut[members].any() else c.min_extent

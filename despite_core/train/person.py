@@ -1,10 +1,12 @@
 """`despite train person`: the person / not-person cluster classifier of the live perception.
 
 Training data come from the synthetic world (never from the scenes perception is evaluated on):
-scenes over a mix of LiDARs (16-128 beams), mountings, 1-8 people and 0-4 free-standing
-person-sized objects (cabinets, coat stands: the look-alikes); every cluster that passes
+scenes over a mix of LiDARs (16-128 beams), mountings, 1-8 people, 0-4 free-standing
+person-sized objects (cabinets, coat stands: the look-alikes) and, in every third scene, people
+8-15 m away (far, sparse people: a dozen returns on a 16-beam LiDAR); every cluster that passes
 perception's loose size gates (background model off, so every piece of furniture and wall shows
-up) is labelled by its ``gt_person`` points: a person when one person holds at least half of its
+up; not the clusters under ``min_points`` that only continue a track, which are never classified)
+is labelled by its ``gt_person`` points: a person when one person holds at least half of its
 points, not a person when people hold under a fifth of them, skipped in between. The model is a
 two-layer perceptron on :func:`despite_core.runtime.person.cluster_features`, trained with numpy
 (Adam, class-balanced logistic loss). The decision threshold is ``--threshold`` (0.5: the
@@ -27,10 +29,11 @@ from despite_core.runtime.person import FEATURES, PersonClassifier
 
 BEAMS = (16, 32, 64, 128)
 PEOPLE = (1, 2, 4, 8)
+FAR = (8.0, 15.0)          # every third scene: people this far (m), so sparse people are in the data
 
 
 def scene_configs(seeds: range, seconds: float):
-    """One WorldConfig per seed, cycling through LiDARs and crowd sizes (deterministic)."""
+    """One WorldConfig per seed, cycling through LiDARs, crowd sizes and far people (deterministic)."""
     from despite_core.data.synth.lidar import LidarConfig
     from despite_core.data.synth.world import WorldConfig
 
@@ -39,7 +42,7 @@ def scene_configs(seeds: range, seconds: float):
         people = PEOPLE[(k // len(BEAMS)) % len(PEOPLE)]
         yield seed, WorldConfig(minutes=seconds / 60, scene_minutes=seconds / 60, people=people, seed=seed,
                                 lidar=LidarConfig(beams=beams, columns=2048 if beams == 128 else 1024),
-                                tall_objects=k % 5)
+                                tall_objects=k % 5, distance=FAR if k % 3 == 2 else None)
 
 
 class _AcceptAll:
@@ -69,6 +72,8 @@ def collect(seeds: range, seconds: float = 12.0, every: int = 3,
 
         def _score(self, level, height, cut, clusters, scan_idx=None):
             for m in clusters:
+                if len(m) < self.cfg.min_points:          # a small cluster beside a track: never classified
+                    continue
                 gt = self.truth[scan_idx[m]]
                 share = np.bincount(gt).astype(np.float64) / len(gt)
                 top = share[1:].max() if len(share) > 1 else 0.0
@@ -185,7 +190,7 @@ def run(args: argparse.Namespace) -> dict:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="NPZ", help="classifier file to write")
     p.add_argument("--seed", type=int, default=1000, help="first training scene seed (evaluation scenes use others)")
-    p.add_argument("--scenes", type=int, default=48, help="training scenes (cycling 16/32/64/128 beams and 1/2/4/8 people)")
+    p.add_argument("--scenes", type=int, default=48, help="training scenes (cycling 16/32/64/128 beams, 1/2/4/8 people, far people in every third)")
     p.add_argument("--val-scenes", type=int, default=16, help="validation scenes (the seeds after the training ones)")
     p.add_argument("--seconds", type=float, default=12.0, help="seconds per scene (every 3rd scan is used)")
     p.add_argument("--hidden", type=int, default=32, help="hidden units")
