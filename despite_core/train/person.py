@@ -190,7 +190,7 @@ def run(args: argparse.Namespace) -> dict:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="NPZ", help="classifier file to write")
     p.add_argument("--seed", type=int, default=1000, help="first training scene seed (evaluation scenes use others)")
-    p.add_argument("--scenes", type=int, default=48, help="training scenes (cycling 16/32/64/128 beams, 1/2/4/8 people, far people in every third)")
+    p.add_argument("--scenes", type=int, default=96, help="training scenes (cycling 16/32/64/128 beams, 1/2/4/8 people, far people in every third)")
     p.add_argument("--val-scenes", type=int, default=16, help="validation scenes (the seeds after the training ones)")
     p.add_argument("--seconds", type=float, default=12.0, help="seconds per scene (every 3rd scan is used)")
     p.add_argument("--hidden", type=int, default=32, help="hidden units")
