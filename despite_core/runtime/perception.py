@@ -279,7 +279,10 @@ class _Track:
 
 
 class Tracker:
-    """Constant-velocity tracks of horizontal centroids, Hungarian association within a gate."""
+    """Constant-velocity tracks of horizontal centroids, Hungarian association within a gate: confirmed
+    tracks first, then those of them that got nothing with a gate that grows with the time unseen
+    (:meth:`_coast`), then tentative tracks, and last the small clusters for confirmed tracks still
+    without a detection (:meth:`update`)."""
 
     REID_S = 3.0               # s a lost confirmed track can be taken up again where it was lost
     REID_GATE = 1.0            # m from where it was last seen
