@@ -193,9 +193,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scenes", type=int, default=96, help="training scenes (cycling 16/32/64/128 beams, 1/2/4/8 people, far people in every third)")
     p.add_argument("--val-scenes", type=int, default=16, help="validation scenes (the seeds after the training ones)")
     p.add_argument("--seconds", type=float, default=12.0, help="seconds per scene (every 3rd scan is used)")
-    p.add_argument("--hidden", type=int, default=32, help="hidden units")
-    p.add_argument("--steps", type=int, default=3000, help="Adam steps (full batch)")
-    p.add_argument("--weight-decay", type=float, default=1e-4, help="L2 penalty on the weights")
+    p.add_argument("--hidden", type=int, default=16, help="hidden units (the shipped classifier: 16)")
+    p.add_argument("--steps", type=int, default=2000, help="Adam steps (full batch)")
+    p.add_argument("--weight-decay", type=float, default=1e-3, help="L2 penalty on the weights")
     p.add_argument("--threshold", type=float, default=0.5, help="person probability that starts a track (half of it continues one)")
     p.add_argument("--data", type=Path, default=None, metavar="NPZ",
                    help="cache of the collected clusters: read when it exists, else written (same seeds and seconds!)")
