@@ -327,8 +327,8 @@ class Tracker:
             return None
         d = [float(np.linalg.norm(xy - t.pos)) for t in self.lost]
         # a person who walked on while hidden: the gate grows with the time unseen (as in _coast)
-        ok = [dk <= min(self.REID_GATE + self.COAST_SPEED * (stamp - t.stamp), max(self.COAST_GATE, self.REID_GATE))
-              and stamp - t.stamp <= self.REID_S or dk <= self.REID_STILL_GATE and st
+        ok = [dk <= self._grown_gate(self.REID_GATE, stamp - t.stamp) and stamp - t.stamp <= self.REID_S
+              or dk <= self.REID_STILL_GATE and st
               for dk, (t, st) in zip(d, kept)]
         if not any(ok):
             return None
@@ -354,6 +354,20 @@ class Tracker:
         lost = [t.pos for t in self.lost if stamp - t.stamp <= self.REID_S]
         return np.concatenate([predicted.reshape(-1, 2), np.array(last + lost, np.float64).reshape(-1, 2)])
 
+    def _grown_gate(self, base: float, unseen_s: float) -> float:
+        """A gate of ``base`` m grown by COAST_SPEED per second unseen, up to COAST_GATE (never below
+        ``base``): where a person may be after walking on while hidden."""
+        return min(base + self.COAST_SPEED * unseen_s, max(self.COAST_GATE, base))
+
+    def _piece_of(self, centroids: np.ndarray, d: int, held: dict[int, _Track]) -> int | None:
+        """The held detection (a confirmed track's, this scan) nearest to detection ``d`` when within
+        FRAGMENT_GAP of it (``d`` is a piece of that person), else None."""
+        if not held:
+            return None
+        gap = {e: float(np.linalg.norm(centroids[e] - centroids[d])) for e in held}
+        near = min(gap, key=gap.get)
+        return near if gap[near] <= self.FRAGMENT_GAP else None
+
     def _coast(self, stamp: float, centroids: np.ndarray, strong: np.ndarray, assign: dict[int, int],
                held: dict[int, _Track]) -> None:
         """Second association, in place into ``assign``: a confirmed track that got no detection (its
@@ -364,15 +378,15 @@ class Tracker:
         c = self.cfg
         taken = set(assign.values())
         ks = [k for k, t in enumerate(self.tracks) if k not in taken and t.hits >= c.min_hits]
-        ds = [d for d in range(len(centroids)) if d not in assign and strong[d]
-              and not (held and min(float(np.linalg.norm(centroids[e] - centroids[d])) for e in held) <= self.FRAGMENT_GAP)]
+        ds = [d for d in range(len(centroids))
+              if d not in assign and strong[d] and self._piece_of(centroids, d, held) is None]
         if not ks or not ds:
             return
         cost = np.full((len(ks), len(ds)), 1e6)
         for i, k in enumerate(ks):
             t = self.tracks[k]
             dt = max(stamp - t.stamp, 0.0)
-            gate = min(c.track_gate + self.COAST_SPEED * dt, max(self.COAST_GATE, c.track_gate))
+            gate = self._grown_gate(c.track_gate, dt)
             for j, d in enumerate(ds):
                 dist = min(float(np.linalg.norm(centroids[d] - t.pos - t.vel * dt)), float(np.linalg.norm(centroids[d] - t.pos)))
                 if dist <= gate:
@@ -435,19 +449,15 @@ class Tracker:
         dropped: set[int] = set()
         for d, k in list(assign.items()):
             t = self.tracks[k]
-            if t.hits < c.min_hits and held and min(float(np.linalg.norm(centroids[e] - centroids[d]))
-                                                    for e in held) <= self.FRAGMENT_GAP:
+            if t.hits < c.min_hits and self._piece_of(centroids, d, held) is not None:
                 del assign[d]
                 dropped.add(t.tid)
         ids: list[int | None] = []
         seen = set()
         for d, xy in enumerate(centroids):
-            if d not in assign and held:
-                gap = {e: float(np.linalg.norm(centroids[e] - xy)) for e in held}
-                near = min(gap, key=gap.get)
-                if gap[near] <= self.FRAGMENT_GAP:
-                    ids.append(held[near].tid)
-                    continue
+            if d not in assign and (near := self._piece_of(centroids, d, held)) is not None:
+                ids.append(held[near].tid)
+                continue
             if d in assign:
                 t = self.tracks[assign[d]]
                 dt = stamp - t.stamp
