@@ -266,6 +266,21 @@ class RangeBackground:
         self._run_pix = pix_outside_tracks
 
 
+def _gated_assignment(cost: np.ndarray, gates: np.ndarray, unmatched: np.ndarray | None = None) -> list[tuple[int, int]]:
+    """The (row, column) pairs of least total cost among those within each row's gate, where
+    leaving a row unmatched costs ``unmatched`` (default: its gate): the Hungarian method on
+    ``cost - unmatched`` with the pairs outside the gate (or dearer than leaving the row unmatched)
+    at zero. Not the most pairs first: a forced assignment of every track (rows padded out of the
+    gate) would rather swap two people's tracks than leave one track unmatched for a scan (one
+    person half hidden beside another)."""
+    if cost.size == 0:
+        return []
+    unmatched = gates if unmatched is None else unmatched
+    inside = cost <= np.minimum(gates, unmatched)[:, None]
+    gain = np.where(inside, cost - unmatched[:, None], 0.0)
+    return [(int(i), int(j)) for i, j in zip(*linear_sum_assignment(gain)) if inside[i, j]]
+
+
 @dataclass
 class _Track:
     tid: int
@@ -310,12 +325,13 @@ class Tracker:
         self.tracks, self.lost = [], []
         return lost
 
-    def _revive(self, stamp: float, xy: np.ndarray) -> _Track | None:
-        """A person back after an occlusion longer than ``max_missed``: the nearest confirmed track lost
-        within REID_S seconds and REID_GATE metres of here, plus COAST_SPEED per second since it was
-        last seen (up to COAST_GATE), takes them again (same id); or one that was
-        standing still when lost (slower than STILL_SPEED) within REID_STILL_S and REID_STILL_GATE (a
-        person in one place whom the LiDAR lost for a while: sparse, low, hidden behind someone)."""
+    def _reid_gates(self, stamp: float) -> np.ndarray:
+        """Forget the lost tracks that waited long enough; the re-identification gate (m, around where
+        each of the others was lost): REID_GATE plus COAST_SPEED per second since it was last seen
+        (up to COAST_GATE) within REID_S seconds (a person who walked on while hidden), or
+        REID_STILL_GATE within REID_STILL_S for a track that was standing still when lost (slower
+        than STILL_SPEED: a person in one place whom the LiDAR lost for a while: sparse, low, hidden
+        behind someone)."""
         def still(t: _Track) -> bool:                 # from its travel over the last STILL_S (a centroid is noisy)
             back = [(s, q) for s, q in t.trail if s <= t.stamp - self.STILL_S]
             return bool(back) and float(np.linalg.norm(t.pos - back[-1][1])) < self.STILL_SPEED * (t.stamp - back[-1][0])
@@ -323,20 +339,26 @@ class Tracker:
         kept = [(t, still(t)) for t in self.lost]
         kept = [(t, st) for t, st in kept if stamp - t.stamp <= (self.REID_STILL_S if st else self.REID_S)]
         self.lost = [t for t, _ in kept]
-        if not self.lost:
-            return None
-        d = [float(np.linalg.norm(xy - t.pos)) for t in self.lost]
-        # a person who walked on while hidden: the gate grows with the time unseen (as in _coast)
-        ok = [dk <= self._grown_gate(self.REID_GATE, stamp - t.stamp) and stamp - t.stamp <= self.REID_S
-              or dk <= self.REID_STILL_GATE and st
-              for dk, (t, st) in zip(d, kept)]
-        if not any(ok):
-            return None
-        k = min((k for k in range(len(d)) if ok[k]), key=d.__getitem__)
-        t = self.lost.pop(k)
+        return np.array([max(self._grown_gate(self.REID_GATE, stamp - t.stamp) if stamp - t.stamp <= self.REID_S else 0.0,
+                             self.REID_STILL_GATE if st else 0.0) for t, st in kept], np.float64)
+
+    def _take_up(self, t: _Track, stamp: float, xy: np.ndarray) -> None:
+        """Lost track ``t`` has its person again (same id), here and now."""
+        self.lost.remove(t)
         t.pos, t.vel, t.stamp, t.missed, t.strong = xy.copy(), np.zeros(2), stamp, 0, stamp
         t.hits = max(t.hits, self.cfg.min_hits)
         self.tracks.append(t)
+
+    def _revive(self, stamp: float, xy: np.ndarray) -> _Track | None:
+        """A person back after an occlusion longer than ``max_missed``, whom no track took: the nearest
+        lost track whose re-identification gate (:meth:`_reid_gates`) holds them takes them again."""
+        gates = self._reid_gates(stamp)
+        d = np.array([float(np.linalg.norm(xy - t.pos)) for t in self.lost])
+        ok = np.flatnonzero(d <= gates)
+        if not len(ok):
+            return None
+        t = self.lost[int(ok[np.argmin(d[ok])])]
+        self._take_up(t, stamp, xy)
         return t
 
     def predict(self, stamp: float, min_hits: int = 2, ids: set[int] | None = None) -> np.ndarray:
@@ -382,20 +404,46 @@ class Tracker:
               if d not in assign and strong[d] and self._piece_of(centroids, d, held) is None]
         if not ks or not ds:
             return
-        cost = np.full((len(ks), len(ds)), 1e6)
+        cost = np.zeros((len(ks), len(ds)))
+        gates = np.zeros(len(ks))
         for i, k in enumerate(ks):
             t = self.tracks[k]
             dt = max(stamp - t.stamp, 0.0)
-            gate = self._grown_gate(c.track_gate, dt)
+            gates[i] = self._grown_gate(c.track_gate, dt)
             for j, d in enumerate(ds):
-                dist = min(float(np.linalg.norm(centroids[d] - t.pos - t.vel * dt)), float(np.linalg.norm(centroids[d] - t.pos)))
-                if dist <= gate:
-                    cost[i, j] = dist
-        rows, cols = linear_sum_assignment(cost)
-        for i, j in zip(rows, cols):
-            if cost[i, j] < 1e6:
+                cost[i, j] = min(float(np.linalg.norm(centroids[d] - t.pos - t.vel * dt)), float(np.linalg.norm(centroids[d] - t.pos)))
+        for i, j in _gated_assignment(cost, gates):
+            assign[ds[j]] = ks[i]
+            self.tracks[ks[i]].vel = np.zeros(2)      # the old velocity took it off its person
+
+    def _first_association(self, stamp: float, ks: list[int], pred: np.ndarray, centroids: np.ndarray,
+                           strong: np.ndarray, small: np.ndarray, assign: dict[int, int]) -> None:
+        """In place into ``assign``: the confirmed tracks ``ks`` (gate ``track_gate`` around their
+        predictions) and the lost tracks (their re-identification gates around where they were lost;
+        ``strong`` detections only) in one gated assignment over the detections that are not
+        ``small``; a lost track assigned is taken up again.
+        Leaving any of them unmatched costs ``track_gate``, so a lost track takes a detection here
+        only within that distance (farther, :meth:`_revive` may take it up later, if no track
+        took the detection), and it outweighs a coasting neighbour's wrong guess when it is the
+        closer (a still person, reappearing where they were lost, beside someone walking past)."""
+        c = self.cfg
+        ds = [d for d in range(len(centroids)) if d not in assign and not small[d]]
+        gates = self._reid_gates(stamp) if self.lost else np.zeros(0)
+        if not ds or not (ks or len(gates)):
+            return
+        xy = centroids[ds]
+        cost = np.concatenate([np.linalg.norm(pred[ks][:, None, :] - xy[None], axis=2).reshape(len(ks), len(ds)),
+                               np.array([np.linalg.norm(t.pos - xy, axis=1) for t in self.lost]).reshape(len(gates), len(ds))])
+        lost_rows = np.arange(len(ks), len(ks) + len(gates))
+        cost[np.ix_(lost_rows, [j for j, d in enumerate(ds) if not strong[d]])] = np.inf   # only people start again
+        row_gates = np.concatenate([np.full(len(ks), c.track_gate), gates])
+        lost = list(self.lost)
+        for i, j in _gated_assignment(cost, row_gates, np.full(len(row_gates), c.track_gate)):
+            if i < len(ks):
                 assign[ds[j]] = ks[i]
-                self.tracks[ks[i]].vel = np.zeros(2)      # the old velocity took it off its person
+            else:
+                self._take_up(lost[i - len(ks)], stamp, centroids[ds[j]])
+                assign[ds[j]] = len(self.tracks) - 1
 
     def sparse_references(self, stamp: float) -> np.ndarray:
         """(K, 2) predicted positions of the confirmed tracks that had a person-scoring detection in
@@ -427,15 +475,16 @@ class Tracker:
             if not ks or not ds:
                 return
             cost = np.linalg.norm(pred[ks][:, None, :] - centroids[ds][None, :, :], axis=2)
-            cost = np.where(cost <= c.track_gate, cost, 1e6)
-            for i, j in zip(*linear_sum_assignment(cost)):
-                if cost[i, j] <= c.track_gate:
-                    assign[ds[j]] = ks[i]
+            for i, j in _gated_assignment(cost, np.full(len(ks), c.track_gate)):
+                assign[ds[j]] = ks[i]
 
-        # Confirmed tracks first, then those of them that got nothing (a wider gate, _coast), then
-        # tentative tracks: a tentative track (often a piece or a duplicate of a tracked person) never
-        # takes a person from the confirmed track that is theirs.
-        associate([k for k, t in enumerate(self.tracks) if t.hits >= c.min_hits])
+        # Confirmed tracks first, together with the lost tracks that may be taken up again (a lost
+        # track close to where its person reappears keeps a coasting neighbour's track off them),
+        # then the confirmed tracks that got nothing (a wider gate, _coast), then tentative tracks: a
+        # tentative track (often a piece or a duplicate of a tracked person) never takes a person
+        # from the confirmed track that is theirs.
+        self._first_association(stamp, [k for k, t in enumerate(self.tracks) if t.hits >= c.min_hits],
+                                pred, centroids, strong, small, assign)
         # a confirmed track's assigned detection this scan: an unassigned detection next to it is a
         # piece of the same person (an arm or a leg that the grid cut off), not a new track
         held = {int(d): self.tracks[k] for d, k in assign.items()}
@@ -586,8 +635,9 @@ class Perception:
             down = np.array([float(hc[m].max()) < c.min_top for m in clusters], bool)
             if down.any():
                 scores = np.where(down, np.maximum(scores, thr), scores)
-            # fewer points than the classifier judges (passed the gate beside a track): continues it only
-            small = np.array([len(m) < c.min_points for m in clusters], bool)
+            # fewer points than the classifier judges, or thinner than a person (passed the gate beside a
+            # track: a far person, a head over someone's shoulder): continues that track only
+            small = np.array([len(m) < c.min_points or self._thin(hc[m], bool(cut[m].any())) for m in clusters], bool)
             likely = (scores >= 0.5 * thr) | small        # may continue a track; also kept out of the background
             dets = [m for m, ok in zip(clusters, likely) if ok]
             det_scores = np.where(small, np.minimum(scores, 0.5 * thr), scores)[likely]
@@ -758,6 +808,12 @@ class Perception:
     SPARSE_MIN_POINTS = 4                 # a cluster this small may continue a track (Tracker.sparse_references)
     SPARSE_GATE = 0.5                     # m from such a track's predicted position
 
+    def _thin(self, h: np.ndarray, cut: bool) -> bool:
+        """An upright cluster with less vertical extent than a person's (``min_extent``; less when
+        ``cut`` off by the field of view): it passes the gate only beside a track (:meth:`_gate`)."""
+        return float(h.max()) >= self.cfg.min_top and \
+            float(h.max() - h.min()) < (self.CUT_MIN_EXTENT if cut else self.cfg.min_extent)
+
     def _gate(self, height: np.ndarray, level: np.ndarray, cut: np.ndarray,
               clusters: list[np.ndarray], tracked: np.ndarray | None = None,
               sparse: np.ndarray | None = None) -> list[np.ndarray]:
@@ -765,18 +821,22 @@ class Perception:
         A cluster cut off at the bottom by the field of view needs less vertical extent. A low
         cluster (top between ``min_top_down`` and ``min_top``: a person fallen or lying on the floor)
         passes only within ``down_gate`` of a position in ``tracked`` (Tracker.down_references). A
-        cluster with fewer than ``min_points`` (at least SPARSE_MIN_POINTS) passes only within
-        SPARSE_GATE of a position in ``sparse`` (Tracker.sparse_references: a far, sparse person)."""
+        cluster with fewer than ``min_points`` (at least SPARSE_MIN_POINTS), or thinner than a person
+        (:meth:`_thin`), passes only within SPARSE_GATE of a position in ``sparse``
+        (Tracker.sparse_references: a far, sparse person; a head over someone's shoulder)."""
         c = self.cfg
         out = []
         for members in clusters:
-            if len(members) < c.min_points:
-                if len(members) < self.SPARSE_MIN_POINTS or sparse is None or not len(sparse) or \
-                        np.min(np.linalg.norm(sparse - level[members].mean(0), axis=1)) > self.SPARSE_GATE:
-                    continue
+            def beside_track() -> bool:
+                return len(members) >= self.SPARSE_MIN_POINTS and sparse is not None and len(sparse) > 0 and \
+                    float(np.min(np.linalg.norm(sparse - level[members].mean(0), axis=1))) <= self.SPARSE_GATE
+            if len(members) < c.min_points and not beside_track():
+                continue
             h = height[members]
             top, bottom = float(h.max()), float(h.min())
             min_extent = self.CUT_MIN_EXTENT if cut[members].any() else c.min_extent
+            if self._thin(h, bool(cut[members].any())) and beside_track():
+                min_extent = 0.0              # a head and shoulders over someone's shoulder, beside its track
             if top < c.min_top and top >= c.min_top_down and top - bottom >= self.DOWN_MIN_EXTENT \
                     and tracked is not None and len(tracked):
                 xy = level[members]
