@@ -316,6 +316,29 @@ def test_a_sparse_person_continues_their_track_for_a_while():
     assert all(i == [] for i in ids[-5:])                                    # past SPARSE_S: no longer
 
 
+def test_a_head_over_someone_s_shoulder_continues_its_track():
+    """A tracked person of whom only the head and shoulders show (the top 0.25 m: thinner than
+    ``min_extent``, as over the shoulder of someone in front) continues their track while it is
+    recent; the same band away from any track is nobody."""
+    rng = np.random.default_rng(5)
+    bg = floor_and_walls(rng)
+    per = Perception(PerceptionConfig(background_learn_s=0.3))
+
+    def head(xy, k):
+        q = person_at(xy, k)
+        return q[q[:, 2] > q[:, 2].max() - 0.25]
+
+    assert all(len(head((4.0, 1.0), k)) >= per.cfg.min_points for k in range(10, 25))
+    for k in range(10):
+        r = per.process(np.concatenate([bg, person_at((4.0, 1.0), k)]), k * 0.1)
+    (me,) = r.people
+    ids = []
+    for k in range(10, 25):                                                  # 1.5 s of head and shoulders
+        r = per.process(np.concatenate([bg, head((4.0, 1.0), k), head((2.0, -3.0), k)]), k * 0.1)
+        ids.append([p.track_id for p in r.people])
+    assert all(i == [me.track_id] for i in ids), ids
+
+
 def test_a_small_cluster_never_takes_a_track_from_its_person():
     """A small cluster (under ``min_points``) closer to a track's prediction than its person's
     detection is offered only to tracks that got nothing: the track keeps its person."""
