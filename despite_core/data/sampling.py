@@ -1,8 +1,7 @@
 """Farthest point sampling and the per-frame cloud normalisation (numpy only; shared with ROS).
 
-Memory traffic and numpy calls decide FPS speed (shared/ROS_ON_PIP.md): contiguous coordinate
-arrays updated in place are about 10x faster than a naive (N, 3) loop that allocates every step,
-and one (3, P, n) array of all the clouds of a scan takes five numpy calls a step.
+Memory traffic decides FPS speed (shared/ROS_ON_PIP.md): separate contiguous x/y/z arrays
+updated in place are about 10x faster than a naive (N, 3) loop that allocates every step.
 """
 from __future__ import annotations
 
@@ -30,7 +29,28 @@ def farthest_point_indices(points: np.ndarray, k: int, start: int = 0) -> np.nda
 
 
 def _fps(pts: np.ndarray, k: int, start: int) -> np.ndarray:
-    return _fps_batch([pts], k, start)[0]
+    n = pts.shape[0]
+    x = np.ascontiguousarray(pts[:, 0], dtype=np.float32)
+    y = np.ascontiguousarray(pts[:, 1], dtype=np.float32)
+    z = np.ascontiguousarray(pts[:, 2], dtype=np.float32)
+    dist = np.full(n, np.inf, dtype=np.float32)
+    d = np.empty(n, dtype=np.float32)
+    tmp = np.empty(n, dtype=np.float32)
+    out = np.empty(k, dtype=np.int64)
+    i = start
+    for j in range(k):
+        out[j] = i
+        np.subtract(x, x[i], out=d)
+        np.multiply(d, d, out=d)
+        np.subtract(y, y[i], out=tmp)
+        np.multiply(tmp, tmp, out=tmp)
+        d += tmp
+        np.subtract(z, z[i], out=tmp)
+        np.multiply(tmp, tmp, out=tmp)
+        d += tmp
+        np.minimum(dist, d, out=dist)
+        i = int(dist.argmax())          # the method: no fromnumeric wrapper in this hot loop
+    return out
 
 
 def farthest_point_sample(points: np.ndarray, k: int, start: int = 0) -> np.ndarray:
@@ -72,28 +92,33 @@ def normalise_frames(frames: list[np.ndarray], k: int = 256) -> list[np.ndarray]
     return out
 
 
-def _fps_batch(clouds: list[np.ndarray], k: int, start: int = 0) -> np.ndarray:
-    """(P, k) FPS indices of each cloud (each has >= k points), all starting at index ``start``, in
-    one loop: float32 squared distances summed x, then y, then z (the same arithmetic for every
-    cloud, alone or together), the first maximum on ties; padding never wins (its distance is
-    -inf). The coordinates are one (3, P, n) array so that a step is five numpy calls."""
+def _fps_batch(clouds: list[np.ndarray], k: int) -> np.ndarray:
+    """(P, k) FPS indices of each cloud (each has >= k points), start 0, the same float32 arithmetic
+    and tie-breaking (first maximum) as :func:`_fps`; padding never wins (its distance is -inf)."""
     p = len(clouds)
     n = max(len(c) for c in clouds)
-    xyz = np.zeros((3, p, n), np.float32)
+    x = np.zeros((p, n), np.float32)
+    y = np.zeros((p, n), np.float32)
+    z = np.zeros((p, n), np.float32)
     dist = np.full((p, n), -np.inf, np.float32)
     for r, c in enumerate(clouds):
-        xyz[:, r, :len(c)] = np.asarray(c, np.float32).T
+        x[r, :len(c)], y[r, :len(c)], z[r, :len(c)] = c[:, 0], c[:, 1], c[:, 2]
         dist[r, :len(c)] = np.inf
-    tmp = np.empty((3, p, n), np.float32)
     d = np.empty((p, n), np.float32)
+    tmp = np.empty((p, n), np.float32)
     out = np.empty((p, k), np.int64)
     rows = np.arange(p)
-    i = np.full(p, start, np.int64)
+    i = np.zeros(p, np.int64)
     for j in range(k):
         out[:, j] = i
-        np.subtract(xyz, xyz[:, rows, i][:, :, None], out=tmp)
+        np.subtract(x, x[rows, i][:, None], out=d)
+        np.multiply(d, d, out=d)
+        np.subtract(y, y[rows, i][:, None], out=tmp)
         np.multiply(tmp, tmp, out=tmp)
-        np.add.reduce(tmp, axis=0, out=d)               # (dx² + dy²) + dz², as one cloud at a time
+        d += tmp
+        np.subtract(z, z[rows, i][:, None], out=tmp)
+        np.multiply(tmp, tmp, out=tmp)
+        d += tmp
         np.minimum(dist, d, out=dist)
         i = dist.argmax(axis=1)
     return out
