@@ -18,7 +18,7 @@ Pipeline, from the first scan on (detection never waits for, nor depends on, mot
    cluster; a cluster scoring above the classifier's threshold can start a track, one above half
    of it can only continue one (a person half hidden by a table).
 6. Tracking: constant-velocity prediction, Hungarian association on centroid distance within
-   ``track_gate``; a track is reported after ``min_hits`` hits and survives ``max_missed`` missed
+   ``track_gate`` (a gated assignment: leaving a track unmatched costs its gate); a track is reported after ``min_hits`` hits and survives ``max_missed`` missed
    scans (short occlusions); a confirmed track lost for up to 3 s is taken up again by a person
    reappearing within 1 m of where it was lost (longer occlusions keep the id); new ids are never
    reused.
@@ -294,10 +294,11 @@ class _Track:
 
 
 class Tracker:
-    """Constant-velocity tracks of horizontal centroids, Hungarian association within a gate: confirmed
-    tracks first, then those of them that got nothing with a gate that grows with the time unseen
-    (:meth:`_coast`), then tentative tracks, and last the small clusters for confirmed tracks still
-    without a detection (:meth:`update`)."""
+    """Constant-velocity tracks of horizontal centroids, Hungarian association within a gate
+    (:func:`_gated_assignment`): confirmed tracks first, with the recently lost ones
+    (:meth:`_first_association`), then the confirmed tracks that got nothing with a gate that grows
+    with the time unseen (:meth:`_coast`), then tentative tracks, and last the small clusters for
+    confirmed tracks still without a detection (:meth:`update`)."""
 
     REID_S = 3.0               # s a lost confirmed track can be taken up again where it was lost
     REID_GATE = 1.0            # m from where it was last seen
