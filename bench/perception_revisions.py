@@ -1,5 +1,6 @@
-"""Perception time per scan: a git revision's perception against the working tree's, side by side on
-the same simulated scans (ROS-free; the person classifier is the installed one for both).
+"""Perception time per scan: a git revision's perception against the working tree's file (not the
+installed one), side by side on the same simulated scans (ROS-free; the modules they import, and the
+person classifier, are the installed ones for both).
 
     .venv/bin/python bench/perception_revisions.py 8c7e829
 
@@ -11,7 +12,10 @@ scan and the ratio. `despite-ros bench perception` measures the front end agains
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -26,9 +30,13 @@ def main() -> None:
     from despite_core.data.synth.lidar import LidarConfig
     from despite_core.data.synth.world import WorldConfig, build_scene, iter_timeline
     from despite_core.evaluate.perception import load_perception_from_git
-    import despite_core.runtime.perception as new
 
     old = load_perception_from_git(args.revision)
+    path = Path(__file__).resolve().parents[1] / "despite_core/runtime/perception.py"
+    spec = importlib.util.spec_from_file_location("despite_perception_worktree", path)
+    new = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = new                          # dataclasses look their module up
+    spec.loader.exec_module(new)
     print(f"| scene | {args.revision} p50 ms | now p50 ms | {args.revision} p95 ms | now p95 ms | ratio p50 (now / then) |")
     print("|---|---:|---:|---:|---:|---:|")
     for beams, cols, people in ((64, 1024, 2), (128, 2048, 8)):
