@@ -12,9 +12,7 @@ Prints p50 / p95 per scan, the ratio, and whether both give identical frames.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,11 +32,9 @@ def sampling_at(rev: str | None):
                              capture_output=True, text=True, check=True).stdout
         path, name = Path(tempfile.gettempdir()) / f"despite_sampling_{rev.replace('/', '_')}.py", f"despite_sampling_{rev}"
         path.write_text(src)
-    spec = importlib.util.spec_from_file_location(name, path)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod
-    spec.loader.exec_module(mod)
-    return mod
+    from despite_core.evaluate.perception import load_module_file
+
+    return load_module_file(path, name)
 
 
 def main() -> None:

@@ -92,7 +92,7 @@ MUTANTS: tuple[Mutant, ...] = (
            fast=True),
     Mutant("thin-gate-off", "a head over someone's shoulder (a thin cluster) never continues its track",
            "despite_core.runtime.perception",
-           "            if self._thin(h, bool(cut[members].any())) and beside_track():",
+           "            if self._thin(h, is_cut) and beside_track():",
            "            if False:",
            ("test/test_perception.py::test_a_head_over_someone_s_shoulder_continues_its_track",), fast=True),
     Mutant("fps-first-points", "farthest point sampling replaced by the first 256 points", "despite_core.data.sampling",

@@ -12,8 +12,6 @@ scan and the ratio. `despite-ros bench perception` measures the front end agains
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import sys
 import time
 from pathlib import Path
 
@@ -29,14 +27,11 @@ def main() -> None:
     from despite_core.data.synth.bag import scan_arrays
     from despite_core.data.synth.lidar import LidarConfig
     from despite_core.data.synth.world import WorldConfig, build_scene, iter_timeline
-    from despite_core.evaluate.perception import load_perception_from_git
+    from despite_core.evaluate.perception import load_module_file, load_perception_from_git
 
     old = load_perception_from_git(args.revision)
-    path = Path(__file__).resolve().parents[1] / "despite_core/runtime/perception.py"
-    spec = importlib.util.spec_from_file_location("despite_perception_worktree", path)
-    new = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = new                          # dataclasses look their module up
-    spec.loader.exec_module(new)
+    new = load_module_file(Path(__file__).resolve().parents[1] / "despite_core/runtime/perception.py",
+                           "despite_perception_worktree")
     print(f"| scene | {args.revision} p50 ms | now p50 ms | {args.revision} p95 ms | now p95 ms | ratio p50 (now / then) |")
     print("|---|---:|---:|---:|---:|---:|")
     for beams, cols, people in ((64, 1024, 2), (128, 2048, 8)):

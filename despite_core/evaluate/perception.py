@@ -55,6 +55,17 @@ def world_config(kind: str, seed: int, seconds: float, edition: int = 1):
                        distance=o.get("distance"), tall_objects=o.get("tall_objects", 0), edition=edition)
 
 
+def load_module_file(path: Path, name: str):
+    """The Python module in file ``path``, imported as ``name`` (registered in ``sys.modules``, which
+    dataclasses look their module up in): a past revision's or the working tree's copy of a module,
+    beside the installed one."""
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
 def load_perception_from_git(rev: str):
     """The perception module as it was at git revision ``rev`` (to measure a change against what it
     replaces on the same scenes)."""
@@ -64,11 +75,7 @@ def load_perception_from_git(rev: str):
         if r.returncode == 0:
             path = Path(tempfile.gettempdir()) / f"despite_perception_{rev.replace('/', '_')}.py"
             path.write_text(r.stdout)
-            spec = importlib.util.spec_from_file_location(f"despite_perception_{rev}", path)
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[spec.name] = mod                        # dataclasses look their module up
-            spec.loader.exec_module(mod)
-            return mod
+            return load_module_file(path, f"despite_perception_{rev}")
     raise ValueError(f"no perception module at git revision {rev!r} in a git checkout at {[str(r) for r in roots]}")
 
 

@@ -18,10 +18,10 @@ Pipeline, from the first scan on (detection never waits for, nor depends on, mot
    cluster; a cluster scoring above the classifier's threshold can start a track, one above half
    of it can only continue one (a person half hidden by a table).
 6. Tracking: constant-velocity prediction, Hungarian association on centroid distance within
-   ``track_gate`` (a gated assignment: leaving a track unmatched costs its gate); a track is reported after ``min_hits`` hits and survives ``max_missed`` missed
-   scans (short occlusions); a confirmed track lost for up to 3 s is taken up again by a person
-   reappearing within 1 m of where it was lost (longer occlusions keep the id); new ids are never
-   reused.
+   ``track_gate`` (a gated assignment: leaving a track unmatched costs its gate); a track is
+   reported after ``min_hits`` hits and survives ``max_missed`` missed scans (short occlusions); a
+   confirmed track lost for up to 3 s is taken up again by a person reappearing within 1 m of where
+   it was lost (longer occlusions keep the id); new ids are never reused.
 7. Each reported person's points normalised as the bundle declares (despite_core's
    ``normalise_frame``: centring, then farthest point sampling to 256 points), in the sensor frame;
    all people of a scan in one batched loop (``normalise_frames``, identical results).
@@ -429,7 +429,7 @@ class Tracker:
         closer (a still person, reappearing where they were lost, beside someone walking past)."""
         c = self.cfg
         ds = [d for d in range(len(centroids)) if d not in assign and not small[d]]
-        gates = self._reid_gates(stamp) if self.lost else np.zeros(0)
+        gates = self._reid_gates(stamp)
         if not ds or not (ks or len(gates)):
             return
         xy = centroids[ds]
@@ -835,8 +835,9 @@ class Perception:
                 continue
             h = height[members]
             top, bottom = float(h.max()), float(h.min())
-            min_extent = self.CUT_MIN_EXTENT if cut[members].any() else c.min_extent
-            if self._thin(h, bool(cut[members].any())) and beside_track():
+            is_cut = bool(cut[members].any())
+            min_extent = self.CUT_MIN_EXTENT if is_cut else c.min_extent
+            if self._thin(h, is_cut) and beside_track():
                 min_extent = 0.0              # a head and shoulders over someone's shoulder, beside its track
             if top < c.min_top and top >= c.min_top_down and top - bottom >= self.DOWN_MIN_EXTENT \
                     and tracked is not None and len(tracked):
